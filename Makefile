@@ -1,0 +1,26 @@
+# `make run` and `make test` work on a fresh machine: each creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench clean
+
+$(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing Kassa (a minute on a fresh machine)"
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --progress-bar on --upgrade pip
+	$(BIN)/pip install --progress-bar on -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/kassa dev
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.checkout
+
+clean:
+	rm -rf $(VENV) .kassa

@@ -1,0 +1,144 @@
+"""Inventory: hold stock for an order, then commit it (sold) or release it (back on the shelf).
+
+Invariant: 0 <= reserved <= on_hand for every SKU, under any concurrency. Every change is a
+conditional UPDATE that checks availability in the same statement (never read-then-write),
+taken in SKU order so that two orders never wait on each other's rows in a cycle. The table's
+CHECK constraint is the last line of defence.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from kassa.errors import Conflict, Invalid, NotFound
+from kassa.tables import Product, Reservation, ReservationLine, Stock, utcnow
+
+
+@dataclass(frozen=True)
+class StockLine:
+    sku: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class StockLevel:
+    sku: str
+    on_hand: int
+    reserved: int
+    available: int
+
+
+class OutOfStock(Conflict):
+    def __init__(self, skus: list[str]) -> None:
+        super().__init__("out_of_stock", f"Not enough stock for {', '.join(skus)}: change the cart.", skus=skus)
+        self.skus = skus
+
+
+def _merged(lines: list[StockLine]) -> list[StockLine]:
+    quantities: dict[str, int] = {}
+    for line in lines:
+        if line.quantity <= 0:
+            raise Invalid("invalid_quantity", f"Quantity of {line.sku} must be positive.")
+        quantities[line.sku] = quantities.get(line.sku, 0) + line.quantity
+    return [StockLine(sku, quantities[sku]) for sku in sorted(quantities)]
+
+
+async def reserve(
+    session: AsyncSession, order_id: uuid.UUID, lines: list[StockLine], hold_expires_at: datetime
+) -> Reservation:
+    """Hold every line of the order, or none (raises OutOfStock naming the short SKUs).
+
+    Idempotent on the order id: a second call returns the first reservation unchanged.
+    Runs inside the caller's transaction; on OutOfStock the caller must roll back.
+    """
+    lines = _merged(lines)
+    if not lines:
+        raise Invalid("empty_order", "Nothing to reserve.")
+    claimed = await session.exec(
+        insert(Reservation)
+        .values(id=uuid.uuid4(), order_id=order_id, status="held", hold_expires_at=hold_expires_at)
+        .on_conflict_do_nothing(index_elements=["order_id"])
+        .returning(Reservation.id)
+    )
+    reservation_id = claimed.scalar_one_or_none()
+    if reservation_id is None:
+        return (await session.exec(select(Reservation).where(Reservation.order_id == order_id))).one()
+    short = []
+    for line in lines:
+        held = await session.exec(
+            update(Stock)
+            .where(col(Stock.sku) == line.sku, col(Stock.on_hand) - col(Stock.reserved) >= line.quantity)
+            .values(reserved=col(Stock.reserved) + line.quantity)
+            .returning(col(Stock.sku))
+        )
+        if held.scalar_one_or_none() is None:
+            short.append(line.sku)
+    if short:
+        raise OutOfStock(short)
+    session.add_all(ReservationLine(reservation_id=reservation_id, sku=line.sku, quantity=line.quantity) for line in lines)
+    return await session.get_one(Reservation, reservation_id)
+
+
+async def _settle(session: AsyncSession, reservation_id: uuid.UUID, to_status: str) -> Reservation:
+    """held → released or committed, once; a repeated call finds it settled and changes nothing."""
+    settled = await session.exec(
+        update(Reservation)
+        .where(col(Reservation.id) == reservation_id, col(Reservation.status) == "held")
+        .values(status=to_status, updated_at=utcnow())
+        .returning(col(Reservation.id))
+    )
+    if settled.scalar_one_or_none() is not None:
+        reservation_lines = await session.exec(
+            select(ReservationLine).where(ReservationLine.reservation_id == reservation_id).order_by(col(ReservationLine.sku))
+        )
+        for line in reservation_lines:
+            change = {"reserved": col(Stock.reserved) - line.quantity}
+            if to_status == "committed":
+                change["on_hand"] = col(Stock.on_hand) - line.quantity
+            await session.exec(update(Stock).where(col(Stock.sku) == line.sku).values(**change))
+    reservation = await session.get(Reservation, reservation_id, populate_existing=True)
+    if reservation is None:
+        raise NotFound("unknown_reservation", f"No reservation {reservation_id}.")
+    if reservation.status != to_status:
+        raise Conflict("reservation_settled", f"Reservation {reservation_id} is already {reservation.status}.")
+    return reservation
+
+
+async def release(session: AsyncSession, reservation_id: uuid.UUID) -> Reservation:
+    """The held stock goes back on the shelf. Idempotent."""
+    return await _settle(session, reservation_id, "released")
+
+
+async def commit(session: AsyncSession, reservation_id: uuid.UUID) -> Reservation:
+    """The held stock is sold: it leaves on_hand for good. Idempotent."""
+    return await _settle(session, reservation_id, "committed")
+
+
+async def set_on_hand(session: AsyncSession, sku: str, on_hand: int) -> StockLevel:
+    """An operator's count. Refused below what is held right now, so no hold is broken."""
+    if not 0 <= on_hand <= 10_000_000:
+        raise Invalid("invalid_on_hand", "on_hand must be between 0 and 10,000,000.")
+    if await session.get(Product, sku) is None:
+        raise NotFound("unknown_sku", f"No product with SKU {sku!r}: create it first.")
+    await session.exec(insert(Stock).values(sku=sku, on_hand=0, reserved=0).on_conflict_do_nothing())
+    stock = (
+        await session.exec(
+            update(Stock)
+            .where(col(Stock.sku) == sku, col(Stock.reserved) <= on_hand)
+            .values(on_hand=on_hand)
+            .returning(Stock)
+        )
+    ).scalar_one_or_none()
+    if stock is None:
+        level = await session.get_one(Stock, sku)
+        raise Conflict(
+            "below_reserved",
+            f"{level.reserved} units of {sku} are held for open orders: on_hand cannot go below that.",
+            reserved=level.reserved,
+        )
+    return StockLevel(stock.sku, stock.on_hand, stock.reserved, stock.on_hand - stock.reserved)

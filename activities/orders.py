@@ -1,0 +1,206 @@
+"""Orders: created from a cart, moved only by guarded transitions, each with an event row.
+
+    CREATED ──▶ PENDING_PAYMENT ──▶ PAID ──▶ REFUNDED
+       │              │  ├─▶ PAYMENT_FAILED
+       │              │  ├─▶ EXPIRED
+       └─▶ CANCELLED ◀┘
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from activities import carts
+from activities.catalog import products_by_sku
+from activities.pricing import price_basket
+from kassa.errors import Conflict, NotFound
+from kassa.tables import Order, OrderEvent, OrderLine, Payment, utcnow
+
+ALLOWED_FROM: dict[str, tuple[str, ...]] = {
+    "PENDING_PAYMENT": ("CREATED",),
+    "PAID": ("PENDING_PAYMENT",),
+    "PAYMENT_FAILED": ("PENDING_PAYMENT",),
+    "EXPIRED": ("PENDING_PAYMENT",),
+    "CANCELLED": ("CREATED", "PENDING_PAYMENT"),
+    "REFUNDED": ("PAID",),
+}
+FINAL_STATUSES = ("PAID", "PAYMENT_FAILED", "EXPIRED", "CANCELLED", "REFUNDED")
+
+
+class IllegalTransition(Conflict):
+    pass
+
+
+@dataclass(frozen=True)
+class PaymentView:
+    status: str
+    intent_id: str
+    payment_url: str | None
+    decline_code: str | None
+    attempt: int
+
+
+@dataclass(frozen=True)
+class EventView:
+    status: str
+    at: datetime
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class LineView:
+    sku: str
+    title: str
+    quantity: int
+    unit_price: int
+    line_total: int
+
+
+@dataclass(frozen=True)
+class OrderView:
+    id: uuid.UUID
+    status: str
+    lines: list[LineView]
+    subtotal: int
+    discount: int
+    points: int
+    vat: int
+    total: int
+    currency: str
+    reservation_id: uuid.UUID | None
+    hold_expires_at: datetime | None
+    reason: str | None
+    payment: PaymentView | None
+    events: list[EventView]
+    created_at: datetime
+
+
+async def create_from_cart(
+    session: AsyncSession, order_id: uuid.UUID, workflow_id: str, user_id: uuid.UUID, cart_id: uuid.UUID, cart_version: int
+) -> Order:
+    """Order CREATED from the cart at this version, priced from the catalog; the cart is locked.
+
+    Idempotent on the order id: a second call returns the order made by the first.
+    """
+    existing = await session.get(Order, order_id)
+    if existing is not None:
+        return existing
+    cart = await carts.owned_cart(session, user_id, cart_id)
+    if not await carts.check_out(session, cart.id, cart_version):
+        raise Conflict("cart_changed", "The cart changed or is already being paid for: review it and tap Pay Now again.")
+    quantities = await carts.cart_quantities(session, cart_id)
+    if not quantities:
+        raise Conflict("empty_cart", "The cart is empty: add something first.")
+    priced = price_basket(quantities, await products_by_sku(session, list(quantities)))
+    order = Order(
+        id=order_id,
+        user_id=user_id,
+        cart_id=cart_id,
+        cart_version=cart_version,
+        workflow_id=workflow_id,
+        status="CREATED",
+        subtotal=priced.subtotal,
+        discount=priced.discount,
+        points=priced.points,
+        vat=priced.vat,
+        total=priced.total,
+        currency=priced.currency,
+    )
+    session.add(order)
+    await session.flush()
+    session.add_all(OrderLine(order_id=order_id, **vars(line)) for line in priced.lines)
+    session.add(OrderEvent(order_id=order_id, from_status=None, status="CREATED"))
+    return order
+
+
+async def transition(
+    session: AsyncSession,
+    order_id: uuid.UUID,
+    to_status: str,
+    reason: str | None = None,
+    detail: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Order:
+    """Move the order to `to_status` if its state allows it, with an event row, in one transaction.
+
+    Idempotent: an order already in `to_status` is returned unchanged (no second event).
+    An illegal move changes nothing and raises IllegalTransition.
+    """
+    current = (
+        await session.exec(select(Order.status).where(Order.id == order_id).with_for_update())
+    ).one_or_none()
+    if current is None:
+        raise NotFound("order_not_found", f"No order {order_id}.")
+    if current == to_status:
+        return await session.get_one(Order, order_id)
+    allowed = ALLOWED_FROM[to_status]
+    moved = (
+        await session.exec(
+            update(Order)
+            .where(col(Order.id) == order_id, col(Order.status).in_(allowed))
+            .values(status=to_status, reason=reason, updated_at=utcnow(), **fields)
+            .returning(Order)
+        )
+    ).scalar_one_or_none()
+    if moved is None:
+        raise IllegalTransition(
+            "illegal_transition", f"Order {order_id} is {current}; it cannot become {to_status}.", order_status=current
+        )
+    session.add(OrderEvent(order_id=order_id, from_status=current, status=to_status, reason=reason, detail=detail or {}))
+    return moved
+
+
+async def owned_order(session: AsyncSession, user_id: uuid.UUID | None, order_id: uuid.UUID) -> Order:
+    """The order if it belongs to this customer (None: an operator); 404 otherwise."""
+    order = await session.get(Order, order_id)
+    if order is None or (user_id is not None and order.user_id != user_id):
+        raise NotFound("order_not_found", "No such order: GET /orders lists yours.")
+    return order
+
+
+async def view_order(session: AsyncSession, order: Order) -> OrderView:
+    lines = await session.exec(select(OrderLine).where(OrderLine.order_id == order.id).order_by(col(OrderLine.sku)))
+    events = await session.exec(select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(col(OrderEvent.id)))
+    payment = (
+        await session.exec(select(Payment).where(Payment.order_id == order.id).order_by(col(Payment.attempt).desc()).limit(1))
+    ).one_or_none()
+    return OrderView(
+        id=order.id,
+        status=order.status,
+        lines=[LineView(l.sku, l.title, l.quantity, l.unit_price, l.line_total) for l in lines],
+        subtotal=order.subtotal,
+        discount=order.discount,
+        points=order.points,
+        vat=order.vat,
+        total=order.total,
+        currency=order.currency,
+        reservation_id=order.reservation_id,
+        hold_expires_at=order.hold_expires_at,
+        reason=order.reason,
+        payment=PaymentView(payment.status, payment.intent_id, payment.payment_url, payment.decline_code, payment.attempt)
+        if payment
+        else None,
+        events=[EventView(e.status, e.at, e.reason) for e in events],
+        created_at=order.created_at,
+    )
+
+
+async def list_orders(
+    session: AsyncSession, user_id: uuid.UUID | None, limit: int = 20, status: str | None = None
+) -> list[Order]:
+    query = select(Order).order_by(col(Order.created_at).desc()).limit(limit)
+    if user_id is not None:
+        query = query.where(Order.user_id == user_id)
+    if status is not None:
+        query = query.where(Order.status == status)
+    return list(await session.exec(query))
+
+
+async def order_for_cart(session: AsyncSession, cart_id: uuid.UUID, cart_version: int) -> Order | None:
+    query = select(Order).where(Order.cart_id == cart_id, Order.cart_version == cart_version)
+    return (await session.exec(query)).one_or_none()

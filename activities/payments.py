@@ -1,0 +1,125 @@
+"""Payments: the acquirer's API as the gateway and the worker use it, and our record of each attempt."""
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from kassa.errors import Invalid
+from kassa.tables import Payment, utcnow
+
+# Forward only: a settled intent never goes back to waiting, nor from one outcome to another.
+OPEN_STATUSES = ("requires_action", "processing")
+SETTLED_STATUSES = ("succeeded", "failed", "canceled")
+
+
+@dataclass(frozen=True)
+class IntentState:
+    intent_id: str
+    status: str  # requires_action | processing | succeeded | failed | canceled
+    payment_url: str | None = None
+    decline_code: str | None = None
+
+    @classmethod
+    def from_acquirer(cls, body: dict[str, Any]) -> "IntentState":
+        next_action = body.get("next_action") or {}
+        return cls(body["id"], body["status"], next_action.get("url"), body.get("decline_code"))
+
+
+class AcquirerUnavailable(Exception):
+    """The acquirer did not answer or answered 5xx: safe to retry with the same idempotency key."""
+
+
+class PaymentMethodRejected(Invalid):
+    pass
+
+
+class AcquirerClient:
+    def __init__(self, base_url: str, api_key: str, timeout_seconds: float = 10.0) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout_seconds
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise AcquirerUnavailable(f"acquirer unreachable: {type(error).__name__}") from error
+        if response.status_code >= 500:
+            raise AcquirerUnavailable(f"acquirer answered {response.status_code}")
+        return response
+
+    async def create_intent(
+        self, idempotency_key: str, amount: int, currency: str, token: str, merchant_reference: str, return_url: str | None
+    ) -> IntentState:
+        """Idempotent on `idempotency_key`: a retry returns the intent of the first call."""
+        body = {
+            "amount": amount,
+            "currency": currency,
+            "payment_method": token,
+            "merchant_reference": merchant_reference,
+            "return_url": return_url,
+        }
+        response = await self._call("POST", "/v1/payment_intents", json=body, headers={"Idempotency-Key": idempotency_key})
+        if response.status_code >= 400:
+            error = response.json().get("error", {})
+            raise PaymentMethodRejected(
+                error.get("code", "payment_method_rejected"), error.get("message", "The payment method was rejected.")
+            )
+        return IntentState.from_acquirer(response.json())
+
+    async def get_intent(self, intent_id: str) -> IntentState:
+        response = await self._call("GET", f"/v1/payment_intents/{intent_id}")
+        response.raise_for_status()
+        return IntentState.from_acquirer(response.json())
+
+    async def cancel_intent(self, intent_id: str) -> IntentState:
+        """Idempotent. If the payment already went through, says so (status succeeded) instead of cancelling."""
+        response = await self._call("POST", f"/v1/payment_intents/{intent_id}/cancel")
+        if response.status_code == 409 and "intent" in response.json():
+            return IntentState.from_acquirer(response.json()["intent"])
+        response.raise_for_status()
+        return IntentState.from_acquirer(response.json())
+
+
+async def record_attempt(
+    session: AsyncSession, order_id: uuid.UUID, attempt: int, amount: int, currency: str, intent: IntentState
+) -> None:
+    """Idempotent: a retried attempt (same intent) is recorded once."""
+    await session.exec(
+        insert(Payment)
+        .values(
+            intent_id=intent.intent_id,
+            order_id=order_id,
+            attempt=attempt,
+            status=intent.status,
+            amount=amount,
+            currency=currency,
+            payment_url=intent.payment_url,
+            decline_code=intent.decline_code,
+            created_at=utcnow(),
+            updated_at=utcnow(),
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def advance(session: AsyncSession, intent_id: str, status: str, decline_code: str | None = None) -> bool:
+    """Record a newer status of an intent; True if it moved. A stale or repeated status changes nothing."""
+    if status not in SETTLED_STATUSES:
+        return False
+    moved = await session.exec(
+        update(Payment)
+        .where(col(Payment.intent_id) == intent_id, col(Payment.status).in_(OPEN_STATUSES))
+        .values(status=status, decline_code=decline_code, updated_at=utcnow())
+        .returning(col(Payment.intent_id))
+    )
+    return moved.scalar_one_or_none() is not None

@@ -1,0 +1,1 @@
+"""The storefront gateway: FastAPI, one router per area."""

@@ -1,0 +1,37 @@
+"""The gateway app: `create_app()` for uvicorn (factory), or with settings for tests."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import problems
+from api.routers import admin, auth, cart, catalog, checkout, health, orders, webhooks
+from kassa.db import make_engine
+from kassa.settings import Settings, get_settings
+from kassa.temporal import connect
+
+log = logging.getLogger("kassa.api")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.database_url:
+            raise SystemExit("kassa api: set KASSA_DATABASE_URL (or start everything with `kassa dev`).")
+        app.state.settings = settings
+        app.state.engine = make_engine(settings.database_url, pool_size=20)
+        # Lazy: the api starts (and /readyz says why it is not ready) while Temporal is still coming up.
+        app.state.temporal = await connect(settings, lazy=True)
+        log.info("api started", extra={"temporal": settings.temporal_target})
+        yield
+        await app.state.engine.dispose()
+
+    app = FastAPI(title="Kassa", version="0.1.0", lifespan=lifespan)
+    problems.install(app)
+    for router in (health.router, auth.router, catalog.router, cart.router, checkout.router, orders.router, webhooks.router, admin.router):
+        app.include_router(router)
+    return app

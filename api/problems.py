@@ -1,0 +1,82 @@
+"""Errors as `application/problem+json` with a machine-readable `code`; never a bare 500."""
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from kassa.errors import DomainError
+
+log = logging.getLogger("kassa.api")
+
+STATUS_OF_KIND = {
+    "invalid": 422,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "payment_required": 402,
+}
+MAX_BODY_BYTES = 64 * 1024
+
+
+def problem(status: int, code: str, detail: str, /, **extra: Any) -> JSONResponse:
+    """`status` is the HTTP status, as RFC 9457 has it; an order's status goes in `order_status`."""
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "code": code, "detail": detail}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body | extra, status_code=status, media_type="application/problem+json", headers=headers)
+
+
+async def _domain_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, DomainError)
+    return problem(STATUS_OF_KIND[error.kind], error.code, error.message, **error.detail)
+
+
+async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    errors = error.errors()
+    if any(e["type"] == "json_invalid" for e in errors):
+        return problem(400, "malformed_json", "The body is not valid JSON.")
+    # Name the fields and what is wrong with them, without echoing the input back.
+    fields = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in errors]
+    return problem(422, "invalid_request", "Some fields are missing or wrong: see `errors`.", errors=fields)
+
+
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    code = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_")
+    return problem(error.status_code, code, str(error.detail))
+
+
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    log.exception("unexpected error", extra={"path": request.url.path})
+    return problem(500, "internal_error", "Something went wrong on our side; it was logged. Try again shortly.")
+
+
+class BodySizeLimit:
+    """Refuse bodies over MAX_BODY_BYTES before reading them into memory."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+                response = problem(413, "body_too_large", f"Bodies are limited to {MAX_BODY_BYTES} bytes.")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(BodySizeLimit)

@@ -1,0 +1,41 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
+
+from activities import carts
+from activities.carts import CartView
+from api.deps import CurrentUser, SessionDep
+
+router = APIRouter(prefix="/cart", tags=["cart"])
+
+Sku = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+class NewItem(BaseModel):
+    sku: str = Field(min_length=1, max_length=64)
+    quantity: int
+
+
+class QuantityChange(BaseModel):
+    quantity: int
+
+
+@router.get("")
+async def get_cart(user: CurrentUser, session: SessionDep) -> CartView:
+    return await carts.view_cart(session, await carts.current_cart(session, user.id))
+
+
+@router.post("/items")
+async def add_item(body: NewItem, user: CurrentUser, session: SessionDep) -> CartView:
+    return await carts.set_item(session, user.id, body.sku, body.quantity, add=True)
+
+
+@router.patch("/items/{sku}")
+async def change_quantity(sku: Sku, body: QuantityChange, user: CurrentUser, session: SessionDep) -> CartView:
+    return await carts.set_item(session, user.id, sku, body.quantity, add=False)
+
+
+@router.delete("/items/{sku}")
+async def remove_item(sku: Sku, user: CurrentUser, session: SessionDep) -> CartView:
+    return await carts.remove_item(session, user.id, sku)

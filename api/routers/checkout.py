@@ -1,0 +1,115 @@
+"""Pay Now: start the cart's CheckoutWorkflow (or attach to it) and ask for the first payment."""
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+
+from activities import carts, orders
+from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep
+from api.problems import problem
+from kassa.errors import Conflict, Invalid
+from workflows.checkout import CheckoutInput, CheckoutState, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
+
+router = APIRouter(tags=["checkout"])
+
+# The workflow's refusals, by their ApplicationError type.
+REFUSAL_STATUS = {"customer_not_allowed": 403}
+
+
+class PaymentMethodIn(BaseModel):
+    type: Literal["card"]
+    token: Annotated[str, Field(pattern=r"^tok_[A-Za-z0-9_]{1,60}$")]
+
+    def as_workflow_value(self) -> PaymentMethod:
+        return PaymentMethod(self.type, self.token)
+
+
+class CheckoutRequest(BaseModel):
+    cart_id: uuid.UUID
+    payment_method: PaymentMethodIn
+    redeem_points: int = Field(default=0, ge=0)
+    address_id: uuid.UUID | None = None
+
+
+def payment_answer(state: CheckoutState, created: bool) -> JSONResponse:
+    """201/200 with the order and where to pay, or 402 when the attempt was declined."""
+    payment = state.payment
+    body: dict[str, Any] = {
+        "order_id": state.order_id,
+        "status": state.status,
+        "hold_expires_at": state.hold_expires_at.isoformat() if state.hold_expires_at else None,
+        "payment_url": payment.payment_url if payment and payment.status == "requires_action" else None,
+        "payment": {
+            "status": payment.status,
+            "intent_id": payment.intent_id or None,
+            "decline_code": payment.decline_code,
+        }
+        if payment
+        else None,
+        "attempts": state.attempts,
+    }
+    if payment and payment.status == "failed" and state.status in ("PENDING_PAYMENT", "PAYMENT_FAILED"):
+        retry = state.status == "PENDING_PAYMENT"
+        detail = (
+            "The payment was declined: try another method with POST /orders/{id}/pay before the hold ends."
+            if retry
+            else "The payment was declined three times: the order has ended and the cart is yours again."
+        )
+        body["order_status"] = body.pop("status")
+        return problem(402, "payment_declined", detail, retry_allowed=retry, **body)
+    return JSONResponse(body, status_code=201 if created else 200)
+
+
+def refusal_problem(error: WorkflowUpdateFailedError) -> JSONResponse:
+    cause = error.cause
+    if not isinstance(cause, ApplicationError) or cause.type is None:
+        raise error
+    detail = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+    return problem(REFUSAL_STATUS.get(cause.type, 409), cause.type, cause.message, **detail)
+
+
+@router.post("/checkout", status_code=201)
+async def pay_now(
+    body: CheckoutRequest, user: CurrentUser, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
+) -> JSONResponse:
+    if body.redeem_points:
+        raise Invalid("points_unavailable", "Loyalty points cannot be redeemed yet: send redeem_points 0.")
+    if body.address_id is not None:
+        raise Invalid("unknown_address", "No such address: addresses are not available yet, omit address_id.")
+    cart = await carts.owned_cart(session, user.id, body.cart_id)
+    if cart.status == "open" and not await carts.cart_quantities(session, cart.id):
+        raise Conflict("empty_cart", "The cart is empty: add something first.")
+    workflow_id = checkout_workflow_id(str(cart.id), cart.version)
+    start = WithStartWorkflowOperation(
+        CheckoutWorkflow.run,
+        CheckoutInput(str(user.id), str(cart.id), cart.version, body.payment_method.as_workflow_value(), settings.hold_seconds),
+        id=workflow_id,
+        task_queue=settings.task_queue,
+        # A double tap attaches to the running checkout; a finished one is never started again.
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    )
+    try:
+        state = await temporal.execute_update_with_start_workflow(CheckoutWorkflow.pay_now, start_workflow_operation=start)
+    except WorkflowUpdateFailedError as refused:
+        return refusal_problem(refused)
+    except WorkflowAlreadyStartedError:
+        order = await orders.order_for_cart(session, cart.id, cart.version)
+        raise Conflict(
+            "cart_checked_out",
+            "This cart was already checked out: see the order, or GET /cart for a new cart.",
+            order_id=str(order.id) if order else None,
+        ) from None
+    return payment_answer(state, created=True)
+
+
+@router.get("/checkout/return", response_class=HTMLResponse, include_in_schema=False)
+async def back_from_bank() -> str:
+    # Where the bank's 3-D Secure page sends the customer; the app reads the order's status itself.
+    return "<!doctype html><title>Kassa</title><p>Thank you. You can return to the app: your order is updating.</p>"

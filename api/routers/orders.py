@@ -1,0 +1,71 @@
+"""The customer's orders: status and timeline from the database; pay and cancel through the workflow."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from activities import orders
+from activities.orders import OrderView
+from api.deps import CurrentUser, SessionDep, TemporalDep
+from api.problems import problem
+from api.routers.checkout import PaymentMethodIn, payment_answer, refusal_problem
+from kassa.errors import Conflict
+from kassa.tables import Order
+from workflows.checkout import CheckoutWorkflow
+
+router = APIRouter(prefix="/orders", tags=["orders"])
+
+
+class PayRequest(BaseModel):
+    payment_method: PaymentMethodIn
+
+
+def _closed(order: Order) -> Conflict:
+    return Conflict("order_closed", f"The order is {order.status}: it takes no more changes.", order_status=order.status)
+
+
+@router.get("")
+async def list_orders(
+    user: CurrentUser, session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
+) -> list[OrderView]:
+    return [await orders.view_order(session, order) for order in await orders.list_orders(session, user.id, limit)]
+
+
+@router.get("/{order_id}")
+async def get_order(order_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> OrderView:
+    return await orders.view_order(session, await orders.owned_order(session, user.id, order_id))
+
+
+@router.post("/{order_id}/pay")
+async def pay_again(
+    order_id: uuid.UUID, body: PayRequest, user: CurrentUser, session: SessionDep, temporal: TemporalDep
+) -> JSONResponse:
+    order = await orders.owned_order(session, user.id, order_id)
+    handle = temporal.get_workflow_handle_for(CheckoutWorkflow.run, order.workflow_id)
+    try:
+        state = await handle.execute_update(CheckoutWorkflow.retry_payment, body.payment_method.as_workflow_value())
+    except WorkflowUpdateFailedError as refused:
+        return refusal_problem(refused)
+    except RPCError:
+        raise _closed(order) from None
+    return payment_answer(state, created=False)
+
+
+@router.post("/{order_id}/cancel")
+async def cancel(order_id: uuid.UUID, user: CurrentUser, session: SessionDep, temporal: TemporalDep) -> JSONResponse:
+    order = await orders.owned_order(session, user.id, order_id)
+    handle = temporal.get_workflow_handle_for(CheckoutWorkflow.run, order.workflow_id)
+    try:
+        state = await handle.execute_update(CheckoutWorkflow.cancel)
+    except WorkflowUpdateFailedError as refused:
+        return refusal_problem(refused)
+    except RPCError:
+        raise _closed(order) from None
+    if state.status != "CANCELLED":
+        return problem(409, "order_not_cancellable", f"The order became {state.status} first.", order_status=state.status)
+    return JSONResponse({"order_id": state.order_id, "status": state.status})

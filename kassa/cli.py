@@ -1,0 +1,137 @@
+"""The `kassa` command: run the parts of Kassa, set up its database, manage its users.
+
+Errors a user can fix are one line on stderr saying what to do next, never a traceback.
+"""
+
+import argparse
+import asyncio
+import os
+import sys
+
+from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from activities.auth import create_admin
+from kassa import dev
+from kassa.db import session_scope
+from kassa.embedded import StartError, database_url
+from kassa.errors import DomainError
+from kassa.logs import configure_logging
+from kassa.settings import Settings, get_settings
+
+# `kassa dev` flags, each overriding the KASSA_* setting of the same name.
+DEV_FLAGS = {
+    "data_dir": str,
+    "api_port": int,
+    "acquirer_port": int,
+    "temporal_port": int,
+    "temporal_ui_port": int,
+    "hold_seconds": int,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.command(args)
+    except KeyboardInterrupt:
+        return 130
+    except StartError as error:
+        dev.complain(str(error))
+        return 1
+    except DomainError as error:
+        dev.complain(f"{error.message} ({error.code})")
+        return 2
+    except OperationalError as error:
+        reason = str(error.orig).strip().splitlines()[0]
+        dev.complain(f"cannot reach the database ({reason}) — check KASSA_DATABASE_URL, or unset it for the embedded one")
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kassa", description="Kassa, the checkout platform.")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    run_dev = commands.add_parser("dev", help="run everything locally (embedded PostgreSQL and Temporal); Ctrl-C stops")
+    for name, kind in DEV_FLAGS.items():
+        flag, metavar = f"--{name.replace('_', '-')}", "DIR" if kind is str else "N"
+        run_dev.add_argument(flag, dest=name, type=kind, metavar=metavar, help=f"overrides KASSA_{name.upper()}")
+    run_dev.set_defaults(command=_dev)
+
+    commands.add_parser("api", help="serve the gateway (FastAPI)").set_defaults(command=_api)
+    commands.add_parser("worker", help="run the Temporal worker").set_defaults(command=_worker)
+    commands.add_parser("acquirer", help="serve the sandbox acquirer").set_defaults(command=_acquirer)
+    commands.add_parser("migrate", help="bring the database schema up to date").set_defaults(command=_migrate)
+    commands.add_parser("seed", help="add the demo catalog (never changes existing rows)").set_defaults(command=_seed)
+
+    users = commands.add_parser("users", help="manage accounts").add_subparsers(required=True, metavar="ACTION")
+    admin = users.add_parser("create-admin", help="create an admin, or make an account an admin")
+    admin.add_argument("email")
+    admin.add_argument("--password", required=True)
+    admin.set_defaults(command=_create_admin)
+    return parser
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as error:
+        problems = "; ".join(f"KASSA_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
+        raise StartError(f"{problems} — fix the setting") from None
+
+
+def _dev(args: argparse.Namespace) -> int:
+    # Through the environment, so that the children started by `kassa dev` see them too.
+    for name in DEV_FLAGS:
+        if (value := getattr(args, name)) is not None:
+            os.environ[f"KASSA_{name.upper()}"] = str(value)
+    return dev.run(_settings())
+
+
+def _api(args: argparse.Namespace) -> int:
+    import uvicorn  # the serving commands import only what they serve
+
+    configure_logging()
+    settings = _settings()
+    # log_config=None keeps our key=value lines instead of uvicorn's own format.
+    uvicorn.run("api.main:create_app", factory=True, host=settings.host, port=settings.api_port, log_config=None)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import worker
+
+    asyncio.run(worker.main())
+    return 0
+
+
+def _acquirer(args: argparse.Namespace) -> int:
+    from acquirer.__main__ import main as serve_acquirer
+
+    serve_acquirer()
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    dev.apply_migrations(database_url(_settings()))
+    return 0
+
+
+def _seed(args: argparse.Namespace) -> int:
+    dev.seed(database_url(_settings()))
+    return 0
+
+
+def _create_admin(args: argparse.Namespace) -> int:
+    async def create(engine: AsyncEngine) -> str:
+        async with session_scope(engine) as session:
+            return (await create_admin(session, args.email, args.password)).email
+
+    email = dev.run_with_engine(database_url(_settings()), create)
+    print(f"admin {email} ready")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

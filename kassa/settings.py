@@ -1,0 +1,81 @@
+"""One settings class for every process (environment prefix `KASSA_`)."""
+
+import json
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_NAMES = ("jwt_secret", "acquirer_api_key", "acquirer_webhook_secret")
+
+
+class MissingSecret(SystemExit):
+    pass
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KASSA_")
+
+    env: Literal["dev", "test", "production"] = "dev"
+    data_dir: Path = Path(".kassa")
+    host: str = "127.0.0.1"
+    api_port: int = 8000
+    acquirer_port: int = 8100
+    # Unset: the embedded dev server on temporal_port; set: a real cluster.
+    temporal_address: str | None = None
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    temporal_namespace: str = "default"
+    task_queue: str = "kassa-checkout"
+    # Unset: the embedded PostgreSQL under data_dir.
+    database_url: str | None = None
+    hold_seconds: int = 900
+    access_token_seconds: int = 900
+    jwt_secret: str | None = None
+    acquirer_api_key: str | None = None
+    acquirer_webhook_secret: str | None = None
+    # Where the gateway reaches the acquirer, and where the acquirer reaches the gateway.
+    acquirer_url: str | None = None
+    public_url: str | None = None
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def acquirer_base_url(self) -> str:
+        return self.acquirer_url or f"http://{self.host}:{self.acquirer_port}"
+
+    @property
+    def api_base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.api_port}"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.api_base_url}/webhooks/acquirer"
+
+    def with_secrets(self) -> "Settings":
+        """Fill missing secrets: generated once and kept in the data folder in dev and test,
+        a clear stop in production."""
+        missing = [name for name in SECRET_NAMES if not getattr(self, name)]
+        if not missing:
+            return self
+        if self.env == "production":
+            names = ", ".join(f"KASSA_{name.upper()}" for name in missing)
+            raise MissingSecret(f"kassa: {names} must be set in production; refusing to start.")
+        path = self.data_dir / "secrets.json"
+        kept = json.loads(path.read_text()) if path.exists() else {}
+        generated = {name: secrets.token_urlsafe(32) for name in missing if name not in kept}
+        if generated:
+            kept |= generated
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(kept))
+            path.chmod(0o600)
+        return self.model_copy(update={name: kept[name] for name in missing})
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings().with_secrets()

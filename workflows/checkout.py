@@ -1,0 +1,385 @@
+"""CheckoutWorkflow: the customer taps Pay Now, and the cart becomes a paid order or is given back.
+
+Hold the stock first, charge the money second, and keep every step reversible until the money
+is in:
+
+    create order → verify customer → reserve stock (hold timer starts) → pending payment
+    → initiate payment → wait for the outcome (webhook signal, customer, or the hold's end)
+    → paid: commit the stock          not paid: cancel the intent, release the stock, reopen the cart
+
+One workflow per cart version (the id says which), so a double tap on Pay Now attaches to the
+same run: one order, one reservation, at most one charge.
+"""
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.checkout import (
+        CheckoutActivities,
+        CreatedOrder,
+        CreateOrderInput,
+        InitiatePaymentInput,
+        IntentInput,
+        MarkOrderInput,
+        MarkPendingPaymentInput,
+        ReopenCartInput,
+        ReservationInput,
+        ReserveStockInput,
+        VerifyCustomerInput,
+    )
+    from activities.payments import OPEN_STATUSES, IntentState
+
+ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
+CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
+ORDER_TOTAL = SearchAttributeKey.for_int("OrderTotal")
+
+MAX_PAYMENT_ATTEMPTS = 3
+FINAL_STATUSES = ("PAID", "PAYMENT_FAILED", "EXPIRED", "CANCELLED", "REJECTED")
+
+# Our own database: retried until it answers; compensations must never give up.
+DATABASE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
+# The acquirer: retried under the same idempotency key, so a retry never makes a second charge.
+ACQUIRER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=15))
+
+
+def checkout_workflow_id(cart_id: str, cart_version: int) -> str:
+    return f"checkout-{cart_id}-v{cart_version}"
+
+
+@dataclass(frozen=True)
+class PaymentMethod:
+    type: str
+    token: str
+
+
+@dataclass(frozen=True)
+class CheckoutInput:
+    customer_id: str
+    cart_id: str
+    cart_version: int
+    payment_method: PaymentMethod
+    hold_seconds: int
+
+
+@dataclass(frozen=True)
+class PaymentUpdate:
+    """What the acquirer's webhook said about one intent of this order."""
+
+    intent_id: str
+    status: str
+    decline_code: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckoutState:
+    """The answer to Pay Now, to another attempt, to cancel, and to the `status` query."""
+
+    order_id: str | None
+    status: str
+    hold_expires_at: datetime | None
+    attempts: int
+    payment: IntentState | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class CheckoutResult:
+    order_id: str | None
+    status: str
+    reason: str | None
+
+
+@workflow.defn
+class CheckoutWorkflow:
+    def __init__(self) -> None:
+        self._order_id: str | None = None
+        self._status = "STARTING"
+        self._reason: str | None = None
+        self._hold_expires_at: datetime | None = None
+        self._attempts: list[IntentState] = []
+        self._next_method: PaymentMethod | None = None
+        self._cancel_requested = False
+        self._webhook_updates: dict[str, PaymentUpdate] = {}
+        self._refusal: ApplicationError | None = None
+
+    @workflow.run
+    async def run(self, checkout: CheckoutInput) -> CheckoutResult:
+        order_id = str(workflow.uuid4())
+        workflow.upsert_search_attributes([CUSTOMER_ID.value_set(checkout.customer_id)])
+
+        try:
+            order = await workflow.execute_activity_method(
+                CheckoutActivities.create_order,
+                CreateOrderInput(order_id, workflow.info().workflow_id, checkout.customer_id, checkout.cart_id, checkout.cart_version),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=DATABASE_RETRY,
+            )
+        except ActivityError as error:
+            # The cart changed or is empty: no order was made, nothing to undo.
+            self._refuse(error, "REJECTED")
+            return await self._finished(checkout)
+        self._order_id = order_id
+        workflow.upsert_search_attributes([ORDER_TOTAL.value_set(order.total)])
+        self._set_status("CREATED")
+
+        try:
+            await workflow.execute_activity_method(
+                CheckoutActivities.verify_customer,
+                VerifyCustomerInput(checkout.customer_id),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=DATABASE_RETRY,
+            )
+        except ActivityError as error:
+            await self._end_unpaid(checkout, None, "CANCELLED", self._refuse(error, "CANCELLED").type)
+            return await self._finished(checkout)
+
+        self._hold_expires_at = workflow.now() + timedelta(seconds=checkout.hold_seconds)
+        try:
+            reservation = await workflow.execute_activity_method(
+                CheckoutActivities.reserve_stock,
+                ReserveStockInput(order_id, order.lines, self._hold_expires_at),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=DATABASE_RETRY,
+            )
+        except ActivityError as error:
+            refusal = self._refuse(error, "CANCELLED")
+            skus = refusal.details[0].get("skus") if refusal.details else None
+            await self._end_unpaid(checkout, None, "CANCELLED", refusal.type, skus)
+            return await self._finished(checkout)
+
+        await workflow.execute_activity_method(
+            CheckoutActivities.mark_pending_payment,
+            MarkPendingPaymentInput(order_id, reservation.reservation_id, self._hold_expires_at),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=DATABASE_RETRY,
+        )
+        self._set_status("PENDING_PAYMENT")
+
+        outcome, reason = await self._collect_payment(order, checkout.payment_method)
+
+        if outcome == "PAID":
+            await workflow.execute_activity_method(
+                CheckoutActivities.commit_stock,
+                ReservationInput(reservation.reservation_id),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=DATABASE_RETRY,
+            )
+            await self._mark(outcome, None)
+        else:
+            await self._end_unpaid(checkout, reservation.reservation_id, outcome, reason)
+        return await self._finished(checkout)
+
+    async def _collect_payment(self, order: CreatedOrder, method: PaymentMethod) -> tuple[str, str | None]:
+        """Attempts until one is paid, the customer cancels, three are declined, or the hold ends."""
+        while True:
+            if self._cancel_requested:
+                return "CANCELLED", "cancelled_by_customer"
+            intent = await self._initiate_payment(order, method)
+            if intent.status in OPEN_STATUSES:
+                intent = await self._await_authentication(order.order_id, intent)
+            if intent.status == "succeeded" or self._paid_by_webhook():
+                return "PAID", None
+            if self._cancel_requested:
+                return "CANCELLED", "cancelled_by_customer"
+            if self._hold_remaining() <= timedelta(0):
+                return "EXPIRED", "hold_expired"
+            if len(self._attempts) >= MAX_PAYMENT_ATTEMPTS:
+                return "PAYMENT_FAILED", intent.decline_code or "declined"
+            # Declined: the hold keeps running while the customer picks another method.
+            try:
+                await workflow.wait_condition(
+                    lambda: self._next_method is not None or self._cancel_requested,
+                    timeout=self._hold_remaining(),
+                )
+            except asyncio.TimeoutError:
+                return "EXPIRED", "hold_expired"
+            if self._next_method is not None:
+                method, self._next_method = self._next_method, None
+
+    async def _initiate_payment(self, order: CreatedOrder, method: PaymentMethod) -> IntentState:
+        attempt = len(self._attempts) + 1
+        try:
+            intent = await workflow.execute_activity_method(
+                CheckoutActivities.initiate_payment,
+                InitiatePaymentInput(order.order_id, attempt, order.total, order.currency, method.token),
+                start_to_close_timeout=timedelta(seconds=15),
+                schedule_to_close_timeout=timedelta(minutes=1),
+                retry_policy=ACQUIRER_RETRY,
+            )
+        except ActivityError:
+            intent = IntentState(intent_id="", status="failed", decline_code="acquirer_unavailable")
+        self._attempts.append(intent)
+        return intent
+
+    async def _await_authentication(self, order_id: str, intent: IntentState) -> IntentState:
+        """3-D Secure: the webhook tells the outcome; at the hold's end, ask before giving up."""
+        try:
+            await workflow.wait_condition(
+                lambda: intent.intent_id in self._webhook_updates or self._paid_by_webhook() or self._cancel_requested,
+                timeout=self._hold_remaining(),
+            )
+        except asyncio.TimeoutError:
+            # A lost webhook must not lose a paid order: the acquirer's word decides.
+            intent = await self._payment_call(CheckoutActivities.check_payment, order_id, intent)
+        if intent.intent_id in self._webhook_updates:
+            update = self._webhook_updates[intent.intent_id]
+            intent = IntentState(intent.intent_id, update.status, intent.payment_url, update.decline_code)
+        if intent.status in OPEN_STATUSES and not self._paid_by_webhook():
+            # Customer cancelled or hold ended: cancel the intent. If it already went
+            # through, the payment won the race and the order is paid.
+            intent = await self._payment_call(CheckoutActivities.cancel_payment, order_id, intent)
+        self._attempts[-1] = intent
+        return intent
+
+    async def _payment_call(self, activity, order_id: str, intent: IntentState) -> IntentState:  # type: ignore[no-untyped-def]
+        try:
+            return await workflow.execute_activity_method(
+                activity,
+                IntentInput(order_id, intent.intent_id),
+                start_to_close_timeout=timedelta(seconds=15),
+                schedule_to_close_timeout=timedelta(minutes=2),
+                retry_policy=ACQUIRER_RETRY,
+            )
+        except ActivityError:
+            workflow.logger.warning("acquirer unreachable; a late success will be refunded", extra={"order_id": order_id})
+            return intent
+
+    async def _end_unpaid(
+        self,
+        checkout: CheckoutInput,
+        reservation_id: str | None,
+        status: str,
+        reason: str | None,
+        skus: list[str] | None = None,
+    ) -> None:
+        """Undo in reverse: stock back on the shelf, the order's final state, the cart back to the customer."""
+        if reservation_id is not None:
+            await workflow.execute_activity_method(
+                CheckoutActivities.release_stock,
+                ReservationInput(reservation_id),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=DATABASE_RETRY,
+            )
+        await self._mark(status, reason, skus)
+        await workflow.execute_activity_method(
+            CheckoutActivities.reopen_cart,
+            ReopenCartInput(checkout.cart_id, checkout.cart_version),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=DATABASE_RETRY,
+        )
+
+    async def _mark(self, status: str, reason: str | None, skus: list[str] | None = None) -> None:
+        assert self._order_id is not None
+        await workflow.execute_activity_method(
+            CheckoutActivities.mark_order,
+            MarkOrderInput(self._order_id, status, reason, skus),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=DATABASE_RETRY,
+        )
+        self._reason = reason
+        self._set_status(status)
+
+    async def _finished(self, checkout: CheckoutInput) -> CheckoutResult:
+        # Never complete under a running update: its caller is still waiting for the answer.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return CheckoutResult(self._order_id, self._status, self._reason)
+
+    def _refuse(self, error: ActivityError, status: str) -> ApplicationError:
+        """Keep a business refusal to answer Pay Now with; anything else is a bug and re-raised."""
+        cause = error.cause
+        if not isinstance(cause, ApplicationError) or not cause.non_retryable or cause.type is None:
+            raise error
+        self._refusal = ApplicationError(cause.message, *cause.details, type=cause.type, non_retryable=True)
+        self._reason = cause.type
+        if status == "REJECTED":
+            self._set_status(status)
+        return self._refusal
+
+    def _set_status(self, status: str) -> None:
+        self._status = status
+        workflow.upsert_search_attributes([ORDER_STATUS.value_set(status)])
+
+    def _hold_remaining(self) -> timedelta:
+        assert self._hold_expires_at is not None
+        return max(self._hold_expires_at - workflow.now(), timedelta(0))
+
+    def _paid_by_webhook(self) -> bool:
+        return any(update.status == "succeeded" for update in self._webhook_updates.values())
+
+    def _answer_ready(self, attempts_before: int) -> bool:
+        if self._status in FINAL_STATUSES:
+            return True
+        if len(self._attempts) <= attempts_before:
+            return False
+        # 3-D Secure and a decline that leaves attempts are answered at once; a success once the
+        # order is PAID, and the last decline once the order has ended.
+        last = self._attempts[-1].status
+        return last in OPEN_STATUSES or (last == "failed" and len(self._attempts) < MAX_PAYMENT_ATTEMPTS)
+
+    def _state(self) -> CheckoutState:
+        return CheckoutState(
+            order_id=self._order_id,
+            status=self._status,
+            hold_expires_at=self._hold_expires_at,
+            attempts=len(self._attempts),
+            payment=self._attempts[-1] if self._attempts else None,
+            reason=self._reason,
+        )
+
+    async def _answer(self, attempts_before: int) -> CheckoutState:
+        await workflow.wait_condition(lambda: self._answer_ready(attempts_before))
+        if self._refusal is not None:
+            raise self._refusal
+        return self._state()
+
+    @workflow.update
+    async def pay_now(self) -> CheckoutState:
+        """Answers once the first payment attempt has an outcome to show (or the order was refused)."""
+        return await self._answer(0)
+
+    @workflow.update
+    async def retry_payment(self, method: PaymentMethod) -> CheckoutState:
+        attempts_before = len(self._attempts)
+        self._next_method = method
+        return await self._answer(attempts_before)
+
+    @retry_payment.validator
+    def _may_retry_payment(self, method: PaymentMethod) -> None:
+        waiting_for_method = (
+            self._status == "PENDING_PAYMENT"
+            and self._attempts
+            and self._attempts[-1].status == "failed"
+            and self._next_method is None
+            and not self._cancel_requested
+        )
+        if not waiting_for_method:
+            raise ApplicationError("This order is not waiting for another payment method.", type="payment_not_retryable")
+        if len(self._attempts) >= MAX_PAYMENT_ATTEMPTS:
+            raise ApplicationError("All payment attempts are used.", type="payment_attempts_exhausted")
+
+    @workflow.update
+    async def cancel(self) -> CheckoutState:
+        self._cancel_requested = True
+        await workflow.wait_condition(lambda: self._status in FINAL_STATUSES)
+        return self._state()
+
+    @cancel.validator
+    def _may_cancel(self) -> None:
+        if self._status in FINAL_STATUSES:
+            raise ApplicationError(f"The order is {self._status}: nothing to cancel.", type="order_not_cancellable")
+
+    @workflow.signal
+    def payment_updated(self, update: PaymentUpdate) -> None:
+        # Replays of a webhook are harmless: the first settled word on an intent stands.
+        if update.status in ("succeeded", "failed", "canceled") and update.intent_id not in self._webhook_updates:
+            self._webhook_updates[update.intent_id] = update
+
+    @workflow.query
+    def status(self) -> CheckoutState:
+        return self._state()
