@@ -42,14 +42,17 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 async def get_current_user(
-    session: SessionDep,
+    engine: EngineDep,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
     if credentials is None:
         raise Unauthorized("not_authenticated", "Log in and send `Authorization: Bearer <access_token>`.")
     assert settings.jwt_secret
-    user = await session.get(User, read_access_token(credentials.credentials, settings.jwt_secret))
+    user_id = read_access_token(credentials.credentials, settings.jwt_secret)
+    # Its own short transaction: routes that wait on a workflow must not hold a connection meanwhile.
+    async with session_scope(engine) as session:
+        user = await session.get(User, user_id)
     if user is None or user.status != "active":
         raise Unauthorized("invalid_token", "The account behind this token is gone or blocked: log in again.")
     return user

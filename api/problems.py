@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kassa.errors import DomainError
 
@@ -49,6 +49,10 @@ async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
+    if error.status_code == 400 and isinstance(error.__cause__, (ValueError, RecursionError)):
+        # FastAPI's answer to a body json.loads gave up on other than by a syntax error
+        # (nested too deep, say): malformed all the same.
+        return problem(400, "malformed_json", "The body is not valid JSON.")
     code = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_")
     return problem(error.status_code, code, str(error.detail))
 
@@ -59,7 +63,8 @@ async def _unexpected(request: Request, error: Exception) -> JSONResponse:
 
 
 class BodySizeLimit:
-    """Refuse bodies over MAX_BODY_BYTES before reading them into memory."""
+    """Refuse bodies over MAX_BODY_BYTES before the app reads them: by Content-Length when it is
+    given, else (a chunked body) by reading ahead at most MAX_BODY_BYTES and a chunk."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -67,11 +72,40 @@ class BodySizeLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             length = dict(scope["headers"]).get(b"content-length")
-            if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            if length is not None:
+                too_large = not length.isdigit() or int(length) > MAX_BODY_BYTES
+            else:
+                messages, size = await _read_ahead(receive, MAX_BODY_BYTES)
+                too_large = size > MAX_BODY_BYTES
+                receive = _replaying(messages, receive)
+            if too_large:
                 response = problem(413, "body_too_large", f"Bodies are limited to {MAX_BODY_BYTES} bytes.")
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+async def _read_ahead(receive: Receive, limit: int) -> tuple[list[Message], int]:
+    """The messages of a body, read until it ends (or the client leaves) or passes `limit` bytes,
+    and how many bytes they carry."""
+    messages: list[Message] = []
+    size = 0
+    while size <= limit:
+        message = await receive()
+        messages.append(message)
+        size += len(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    return messages, size
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    ahead = iter(messages)
+
+    async def replay() -> Message:
+        return next(ahead, None) or await receive()
+
+    return replay
 
 
 def install(app: FastAPI) -> None:

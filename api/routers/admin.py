@@ -1,21 +1,20 @@
-from typing import Annotated
-
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from pydantic import BaseModel
 
 from activities import inventory
 from activities.inventory import StockLevel
 from api.deps import AdminUser, SessionDep
+from api.fields import Count, SkuPath
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
 class StockCount(BaseModel):
-    on_hand: int
+    on_hand: Count
 
 
 @router.put("/stock/{sku}")
 async def set_stock(
-    sku: Annotated[str, Path(min_length=1, max_length=64)], body: StockCount, admin: AdminUser, session: SessionDep
+    sku: SkuPath, body: StockCount, admin: AdminUser, session: SessionDep
 ) -> StockLevel:
     return await inventory.set_on_hand(session, sku, body.on_hand)

@@ -7,13 +7,14 @@ from pydantic import BaseModel, Field
 
 from activities import auth
 from api.deps import CurrentUser, SessionDep, SettingsDep
+from api.fields import Text
 
 router = APIRouter(tags=["auth"])
 
 
 class Credentials(BaseModel):
-    email: str = Field(max_length=254)
-    password: str = Field(max_length=256)
+    email: Text = Field(max_length=254)
+    password: Text = Field(max_length=256)
 
 
 @dataclass(frozen=True)

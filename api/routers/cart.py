@@ -1,24 +1,23 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from activities import carts
 from activities.carts import CartView
 from api.deps import CurrentUser, SessionDep
+from api.fields import Count, SkuPath, Text
 
 router = APIRouter(prefix="/cart", tags=["cart"])
 
-Sku = Annotated[str, Path(min_length=1, max_length=64)]
-
 
 class NewItem(BaseModel):
-    sku: str = Field(min_length=1, max_length=64)
-    quantity: int
+    sku: Annotated[Text, Field(min_length=1, max_length=64)]
+    quantity: Count
 
 
 class QuantityChange(BaseModel):
-    quantity: int
+    quantity: Count
 
 
 @router.get("")
@@ -32,10 +31,10 @@ async def add_item(body: NewItem, user: CurrentUser, session: SessionDep) -> Car
 
 
 @router.patch("/items/{sku}")
-async def change_quantity(sku: Sku, body: QuantityChange, user: CurrentUser, session: SessionDep) -> CartView:
+async def change_quantity(sku: SkuPath, body: QuantityChange, user: CurrentUser, session: SessionDep) -> CartView:
     return await carts.set_item(session, user.id, sku, body.quantity, add=False)
 
 
 @router.delete("/items/{sku}")
-async def remove_item(sku: Sku, user: CurrentUser, session: SessionDep) -> CartView:
+async def remove_item(sku: SkuPath, user: CurrentUser, session: SessionDep) -> CartView:
     return await carts.remove_item(session, user.id, sku)

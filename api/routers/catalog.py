@@ -1,10 +1,11 @@
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from activities import catalog
 from activities.catalog import ProductView
 from api.deps import SessionDep
+from api.fields import SkuPath, Text
 
 router = APIRouter(prefix="/catalog", tags=["catalog"])
 
@@ -13,7 +14,7 @@ router = APIRouter(prefix="/catalog", tags=["catalog"])
 async def list_products(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[Text | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
     page = await catalog.list_products(session, limit, cursor)
     # Search and facets come with the catalog issue; the shape is already the search's.
@@ -21,5 +22,5 @@ async def list_products(
 
 
 @router.get("/products/{sku}")
-async def get_product(sku: Annotated[str, Path(max_length=64)], session: SessionDep) -> ProductView:
+async def get_product(sku: SkuPath, session: SessionDep) -> ProductView:
     return await catalog.get_product(session, sku)

@@ -11,8 +11,10 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 from activities import carts, orders
-from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep
+from api.deps import CurrentUser, EngineDep, SettingsDep, TemporalDep
+from api.fields import Count
 from api.problems import problem
+from kassa.db import session_scope
 from kassa.errors import Conflict, Invalid
 from workflows.checkout import CheckoutInput, CheckoutState, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
 
@@ -33,7 +35,7 @@ class PaymentMethodIn(BaseModel):
 class CheckoutRequest(BaseModel):
     cart_id: uuid.UUID
     payment_method: PaymentMethodIn
-    redeem_points: int = Field(default=0, ge=0)
+    redeem_points: Count = Field(default=0, ge=0)
     address_id: uuid.UUID | None = None
 
 
@@ -76,20 +78,21 @@ def refusal_problem(error: WorkflowUpdateFailedError) -> JSONResponse:
 
 @router.post("/checkout", status_code=201)
 async def pay_now(
-    body: CheckoutRequest, user: CurrentUser, session: SessionDep, settings: SettingsDep, temporal: TemporalDep
+    body: CheckoutRequest, user: CurrentUser, engine: EngineDep, settings: SettingsDep, temporal: TemporalDep
 ) -> JSONResponse:
     if body.redeem_points:
         raise Invalid("points_unavailable", "Loyalty points cannot be redeemed yet: send redeem_points 0.")
     if body.address_id is not None:
         raise Invalid("unknown_address", "No such address: addresses are not available yet, omit address_id.")
-    cart = await carts.owned_cart(session, user.id, body.cart_id)
-    if cart.status == "open" and not await carts.cart_quantities(session, cart.id):
-        raise Conflict("empty_cart", "The cart is empty: add something first.")
-    workflow_id = checkout_workflow_id(str(cart.id), cart.version)
+    # A short read, closed before the workflow call: no connection is held while the payment runs.
+    async with session_scope(engine) as session:
+        cart = await carts.owned_cart(session, user.id, body.cart_id)
+        if cart.status == "open" and not await carts.cart_quantities(session, cart.id):
+            raise Conflict("empty_cart", "The cart is empty: add something first.")
     start = WithStartWorkflowOperation(
         CheckoutWorkflow.run,
         CheckoutInput(str(user.id), str(cart.id), cart.version, body.payment_method.as_workflow_value(), settings.hold_seconds),
-        id=workflow_id,
+        id=checkout_workflow_id(str(cart.id), cart.version),
         task_queue=settings.task_queue,
         # A double tap attaches to the running checkout; a finished one is never started again.
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -100,7 +103,8 @@ async def pay_now(
     except WorkflowUpdateFailedError as refused:
         return refusal_problem(refused)
     except WorkflowAlreadyStartedError:
-        order = await orders.order_for_cart(session, cart.id, cart.version)
+        async with session_scope(engine) as session:
+            order = await orders.order_for_cart(session, cart.id, cart.version)
         raise Conflict(
             "cart_checked_out",
             "This cart was already checked out: see the order, or GET /cart for a new cart.",

@@ -6,16 +6,18 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from activities import orders
 from activities.orders import OrderView
-from api.deps import CurrentUser, SessionDep, TemporalDep
+from api.deps import CurrentUser, EngineDep, SessionDep, TemporalDep
 from api.problems import problem
 from api.routers.checkout import PaymentMethodIn, payment_answer, refusal_problem
 from kassa.errors import Conflict
-from kassa.tables import Order
+from kassa.db import session_scope
+from kassa.tables import Order, User
 from workflows.checkout import CheckoutWorkflow
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -23,6 +25,12 @@ router = APIRouter(prefix="/orders", tags=["orders"])
 
 class PayRequest(BaseModel):
     payment_method: PaymentMethodIn
+
+
+async def _owned_order(engine: AsyncEngine, user: User, order_id: uuid.UUID) -> Order:
+    # A short read, closed before the workflow call: no connection is held while it runs.
+    async with session_scope(engine) as session:
+        return await orders.owned_order(session, user.id, order_id)
 
 
 def _closed(order: Order) -> Conflict:
@@ -43,9 +51,9 @@ async def get_order(order_id: uuid.UUID, user: CurrentUser, session: SessionDep)
 
 @router.post("/{order_id}/pay")
 async def pay_again(
-    order_id: uuid.UUID, body: PayRequest, user: CurrentUser, session: SessionDep, temporal: TemporalDep
+    order_id: uuid.UUID, body: PayRequest, user: CurrentUser, engine: EngineDep, temporal: TemporalDep
 ) -> JSONResponse:
-    order = await orders.owned_order(session, user.id, order_id)
+    order = await _owned_order(engine, user, order_id)
     handle = temporal.get_workflow_handle_for(CheckoutWorkflow.run, order.workflow_id)
     try:
         state = await handle.execute_update(CheckoutWorkflow.retry_payment, body.payment_method.as_workflow_value())
@@ -57,8 +65,8 @@ async def pay_again(
 
 
 @router.post("/{order_id}/cancel")
-async def cancel(order_id: uuid.UUID, user: CurrentUser, session: SessionDep, temporal: TemporalDep) -> JSONResponse:
-    order = await orders.owned_order(session, user.id, order_id)
+async def cancel(order_id: uuid.UUID, user: CurrentUser, engine: EngineDep, temporal: TemporalDep) -> JSONResponse:
+    order = await _owned_order(engine, user, order_id)
     handle = temporal.get_workflow_handle_for(CheckoutWorkflow.run, order.workflow_id)
     try:
         state = await handle.execute_update(CheckoutWorkflow.cancel)

@@ -1,0 +1,24 @@
+"""Request field types that more than one router takes."""
+
+from typing import Annotated
+
+from fastapi import Path
+from pydantic import AfterValidator, Field
+
+
+def _storable(text: str) -> str:
+    # JSON and URLs can carry NUL and lone surrogates, which PostgreSQL text cannot hold: refused
+    # here as bad input (422), instead of failing in the database (500).
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    if "\x00" in text:
+        raise ValueError("must not contain NUL characters")
+    return text
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+SkuPath = Annotated[Text, Path(min_length=1, max_length=64)]
+# Quantities, stock counts and points are JSON integers: "3", true or 3.0 are refused, not coerced.
+Count = Annotated[int, Field(strict=True)]

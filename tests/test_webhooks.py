@@ -1,0 +1,276 @@
+"""The acquirer's webhooks (design §6): only a fresh, correctly signed event is taken; it is stored once
+by id, and a replay, a duplicate or a contradicting event changes nothing."""
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import col, select
+from temporalio.api.enums.v1 import EventType
+
+from acquirer.signing import sign
+from kassa.db import session_scope
+from kassa.tables import Order, Payment, WebhookEvent
+from tests.conftest import Customer, Kassa
+from tests.flow import CARD_3DS, authenticate_3ds, order_reaches, pay_now
+
+
+@dataclass
+class PendingOrder:
+    customer: Customer
+    sku: str
+    order_id: str
+    intent_id: str
+    payment_url: str
+
+
+async def pending_3ds_order(kassa: Kassa) -> PendingOrder:
+    sku = await kassa.product(on_hand=4)
+    customer = await kassa.customer()
+    async with customer.http() as http:
+        response = await pay_now(http, await customer.cart_with((sku, 2)), CARD_3DS)
+    assert response.status_code == 201, response.text
+    answer = response.json()
+    assert answer["status"] == "PENDING_PAYMENT" and answer["payment_url"]
+    return PendingOrder(customer, sku, answer["order_id"], answer["payment"]["intent_id"], answer["payment_url"])
+
+
+def intent_event(order: PendingOrder, type: str, **intent: Any) -> dict[str, Any]:
+    """An event as the acquirer words it, for the order's real intent."""
+    obj = {
+        "id": order.intent_id,
+        "status": {"payment_intent.succeeded": "succeeded", "payment_intent.payment_failed": "failed"}[type],
+        "amount": 300_000,
+        "currency": "RUB",
+        "merchant_reference": order.order_id,
+        "next_action": None,
+        "decline_code": None,
+        "created": int(time.time()),
+    } | intent
+    return {"id": f"evt_{uuid.uuid4().hex[:24]}", "type": type, "created": int(time.time()), "data": {"object": obj}}
+
+
+def body_of(event: dict[str, Any] | bytes) -> bytes:
+    return event if isinstance(event, bytes) else json.dumps(event, separators=(",", ":")).encode()
+
+
+async def deliver(
+    kassa: Kassa, event: dict[str, Any] | bytes, signature: str | None = None, **headers: str
+) -> httpx.Response:
+    """POSTs the event as the acquirer would: signed now with our webhook secret, unless `signature` says otherwise."""
+    assert kassa.settings.acquirer_webhook_secret
+    body = body_of(event)
+    if signature is None:
+        signature = sign(kassa.settings.acquirer_webhook_secret, body, int(time.time()))
+    async with kassa.http() as http:
+        return await http.post(
+            "/webhooks/acquirer",
+            content=body,
+            headers={"Content-Type": "application/json", "Acquirer-Signature": signature} | headers,
+        )
+
+
+def assert_problem(response: httpx.Response, code: str) -> None:
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == code and response.json()["status"] == 400
+
+
+async def events_for(kassa: Kassa, intent_id: str) -> list[WebhookEvent]:
+    async with session_scope(kassa.engine) as session:
+        query = select(WebhookEvent).where(WebhookEvent.intent_id == intent_id).order_by(col(WebhookEvent.received_at))
+        return list(await session.exec(query))
+
+
+async def stored(kassa: Kassa, event_id: str) -> WebhookEvent | None:
+    async with session_scope(kassa.engine) as session:
+        return await session.get(WebhookEvent, event_id)
+
+
+async def payment(kassa: Kassa, intent_id: str) -> tuple[str, str | None]:
+    async with session_scope(kassa.engine) as session:
+        row = await session.get_one(Payment, intent_id)
+        return row.status, row.decline_code
+
+
+async def signals_received(kassa: Kassa, order_id: str) -> int:
+    async with session_scope(kassa.engine) as session:
+        workflow_id = (await session.get_one(Order, uuid.UUID(order_id))).workflow_id
+    history = await kassa.temporal.get_workflow_handle(workflow_id).fetch_history()
+    return sum(event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED for event in history.events)
+
+
+@dataclass
+class Snapshot:
+    order: dict[str, Any]
+    stock: tuple[int, int]
+    payment: tuple[str, str | None]
+    webhook_events: list[str]
+    signals: int
+
+
+async def snapshot(kassa: Kassa, order: PendingOrder) -> Snapshot:
+    async with order.customer.http() as http:
+        order_view = (await http.get(f"/orders/{order.order_id}")).json()
+    stock = await kassa.stock(order.sku)
+    return Snapshot(
+        order_view,
+        (stock.on_hand, stock.reserved),
+        await payment(kassa, order.intent_id),
+        [event.id for event in await events_for(kassa, order.intent_id)],
+        await signals_received(kassa, order.order_id),
+    )
+
+
+async def test_unsigned_forged_or_stale_events_are_refused_and_stored_nowhere(kassa: Kassa) -> None:
+    order = await pending_3ds_order(kassa)
+    before = await snapshot(kassa, order)
+    assert before.order["status"] == "PENDING_PAYMENT" and before.payment == ("requires_action", None)
+    assert before.stock == (4, 2) and before.webhook_events == [] and before.signals == 0
+
+    # The forged word that would pay the order without the customer passing 3-D Secure.
+    forged = intent_event(order, "payment_intent.succeeded")
+    body, now = body_of(forged), int(time.time())
+    secret = kassa.settings.acquirer_webhook_secret
+    assert secret
+    refusals = {
+        "signature_missing": [None, ""],
+        "signature_malformed": ["nonsense", "t=now,v1=abc", f"t={now}", "v1=" + "0" * 64, f"t=-{now},v1=abc"],
+        "signature_mismatch": [
+            sign("a-secret-that-is-not-ours", body, now),
+            f"t={now},v1=" + "0" * 64,
+            sign(secret, body + b" ", now),  # the body changed after signing
+            sign(secret, body, now).replace(f"t={now}", f"t={now + 1}"),  # the timestamp changed
+            sign(secret, body_of(forged | {"id": "evt_other"}), now),
+        ],
+        "signature_expired": [sign(secret, body, now - 301), sign(secret, body, now - 86_400)],
+    }
+    for code, signatures in refusals.items():
+        for signature in signatures:
+            async with kassa.http() as http:
+                headers = {"Content-Type": "application/json"}
+                if signature is not None:
+                    headers["Acquirer-Signature"] = signature
+                response = await http.post("/webhooks/acquirer", content=body, headers=headers)
+            assert_problem(response, code)
+
+    assert await stored(kassa, forged["id"]) is None
+    await asyncio.sleep(0.3)  # a signal, had one gone out, would have moved the order by now
+    assert await snapshot(kassa, order) == before
+
+    async with order.customer.http() as http:
+        assert (await http.post(f"/orders/{order.order_id}/cancel")).status_code == 200
+        await order_reaches(http, order.order_id, "CANCELLED")
+    assert (await kassa.stock(order.sku)).reserved == 0
+
+
+async def test_replayed_repeated_and_contradicting_events_change_nothing(kassa: Kassa) -> None:
+    order = await pending_3ds_order(kassa)
+    await authenticate_3ds(order.payment_url, approve=True)
+    async with order.customer.http() as http:
+        await order_reaches(http, order.order_id, "PAID")
+    # The acquirer's own event, stored and processed (the order can be PAID a moment before that commits).
+    deadline = time.monotonic() + 10
+    while not (acquirers := [e for e in await events_for(kassa, order.intent_id) if e.processed_at is not None]):
+        assert time.monotonic() < deadline, "the acquirer's webhook was not processed"
+        await asyncio.sleep(0.05)
+    [original] = acquirers
+    assert original.type == "payment_intent.succeeded"
+    before = await snapshot(kassa, order)
+    assert before.order["status"] == "PAID" and before.payment == ("succeeded", None) and before.stock == (2, 0)
+    assert [e["status"] for e in before.order["events"]] == ["CREATED", "PENDING_PAYMENT", "PAID"]
+
+    # A replay of the acquirer's event, freshly signed: known by its id, nothing happens twice.
+    for _ in range(2):
+        replay = await deliver(kassa, original.payload)
+        assert replay.status_code == 200, replay.text
+        assert replay.json() == {"received": True, "duplicate": True}
+
+    # The same word under a new event id, and then a contradicting one: stored, but the first
+    # settled word on an intent stands.
+    succeeded_again = intent_event(order, "payment_intent.succeeded")
+    failed = intent_event(order, "payment_intent.payment_failed", decline_code="card_declined")
+    for event in (succeeded_again, failed, failed):
+        response = await deliver(kassa, event)
+        assert response.status_code == 200, response.text
+    assert response.json() == {"received": True, "duplicate": True}
+
+    after = await snapshot(kassa, order)
+    assert after.webhook_events == before.webhook_events + [succeeded_again["id"], failed["id"]]
+    assert (after.order, after.stock, after.payment, after.signals) == (
+        before.order, before.stock, before.payment, before.signals
+    )
+
+
+async def test_a_failure_the_workflow_has_not_heard_of_yet_is_passed_on_once(kassa: Kassa) -> None:
+    order = await pending_3ds_order(kassa)
+    await authenticate_3ds(order.payment_url, approve=False)
+    async with order.customer.http() as http:
+        view = await order_reaches(http, order.order_id, "PENDING_PAYMENT", "PAYMENT_FAILED")
+        deadline = time.monotonic() + 10
+        while view["payment"]["status"] != "failed":
+            assert time.monotonic() < deadline, view
+            await asyncio.sleep(0.05)
+            view = (await http.get(f"/orders/{order.order_id}")).json()
+    assert view["status"] == "PENDING_PAYMENT" and (await payment(kassa, order.intent_id))[0] == "failed"
+    before = await snapshot(kassa, order)
+    # A late success for the declined intent contradicts the recorded outcome: it moves nothing.
+    late = await deliver(kassa, intent_event(order, "payment_intent.succeeded"))
+    assert late.status_code == 200, late.text
+    after = await snapshot(kassa, order)
+    assert (after.order, after.stock, after.payment) == (before.order, before.stock, before.payment)
+    async with order.customer.http() as http:
+        assert (await http.post(f"/orders/{order.order_id}/cancel")).status_code == 200
+        await order_reaches(http, order.order_id, "CANCELLED")
+
+
+def _malformed() -> list[Any]:
+    well_formed = {"id": "evt_x", "type": "payment_intent.succeeded", "data": {"object": {"id": "pi_x"}}}
+    long_id = "evt_" + "a" * 61
+    cases = {
+        "not json": b"payment succeeded",
+        "truncated": b'{"id": "evt_x", "type": "payment_intent.succeeded"',
+        "a list": b"[]",
+        "a string": b'"evt_x"',
+        "no type": {"id": "evt_x", "data": well_formed["data"]},
+        "no id": {"type": "payment_intent.succeeded", "data": well_formed["data"]},
+        "no data": {"id": "evt_x", "type": "payment_intent.succeeded"},
+        "data not an object": well_formed | {"data": []},
+        "object not an object": well_formed | {"data": {"object": "pi_x"}},
+        "no intent id": well_formed | {"data": {"object": {"status": "succeeded"}}},
+        "event id a number": well_formed | {"id": 12345},
+        "intent id a number": well_formed | {"data": {"object": {"id": 12345}}},
+        "intent id a list": well_formed | {"data": {"object": {"id": ["pi_x"]}}},
+        "event id too long": well_formed | {"id": long_id},
+        "type too long": well_formed | {"type": "payment_intent." + "x" * 60},
+        "intent id too long": well_formed | {"data": {"object": {"id": "pi_" + "x" * 62}}},
+        "decline code a number": well_formed | {"data": {"object": {"id": "pi_x", "decline_code": 51}}},
+        "nul in the id": well_formed | {"id": "evt_\u0000"},
+        "lone surrogate in the id": b'{"id": "evt_\\ud800", "type": "payment_intent.succeeded", "data": {"object": {"id": "pi_x"}}}',
+        "lone surrogate elsewhere": b'{"id": "evt_x", "type": "t", "data": {"object": {"id": "pi_x", "note": "\\udc00"}}}',
+        "NaN amount": b'{"id": "evt_x", "type": "t", "data": {"object": {"id": "pi_x", "amount": NaN}}}',
+    }
+    return [pytest.param(body, id=name) for name, body in cases.items()]
+
+
+@pytest.mark.parametrize("event", _malformed())
+async def test_malformed_but_signed_event_is_400_and_not_stored(kassa: Kassa, event: dict[str, Any] | bytes) -> None:
+    # Unique ids, so that "nothing stored" can be read back.
+    mark = uuid.uuid4().hex[:12]
+    body = body_of(event).replace(b"evt_x", f"evt_{mark}".encode()).replace(b"pi_x", f"pi_{mark}".encode())
+    assert_problem(await deliver(kassa, body), "malformed_event")
+    assert await stored(kassa, f"evt_{mark}") is None and await events_for(kassa, f"pi_{mark}") == []
+
+
+async def test_unknown_but_well_formed_event_is_taken_once(kassa: Kassa) -> None:
+    event = {"id": f"evt_{uuid.uuid4().hex[:24]}", "type": "payment_intent.created", "data": {"object": {"id": "pi_nobody"}}}
+    first, second = await deliver(kassa, event), await deliver(kassa, event)
+    assert first.status_code == 200 and first.json() == {"received": True}
+    assert second.status_code == 200 and second.json() == {"received": True, "duplicate": True}
+    kept = await stored(kassa, event["id"])
+    assert kept is not None and kept.payload == event and kept.processed_at is not None
