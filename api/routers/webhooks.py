@@ -1,13 +1,14 @@
 """The acquirer's signed payment events: verified, stored (once per event id), then signalled."""
 
 import json
-import uuid
 import logging
 import time
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
@@ -16,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from acquirer.signing import SignatureError, verify
 from activities import payments
 from api.deps import EngineDep, SettingsDep, TemporalDep
+from api.fields import Text
 from api.problems import problem
 from kassa.db import session_scope
 from kassa.tables import Order, WebhookEvent, utcnow
@@ -29,6 +31,30 @@ PAYMENT_STATUS_OF_EVENT = {
     "payment_intent.payment_failed": "failed",
     "payment_intent.canceled": "canceled",
 }
+
+# What we read of an event, checked to fit our columns; the whole event is stored as it came.
+Identifier = Annotated[Text, Field(min_length=1, max_length=64)]
+
+
+class Intent(BaseModel):
+    id: Identifier
+    merchant_reference: str | None = None
+    decline_code: Text | None = None
+
+
+class EventData(BaseModel):
+    object: Intent
+
+
+class AcquirerEvent(BaseModel):
+    id: Identifier
+    type: Identifier
+    data: EventData
+
+
+def _not_json(constant: str) -> None:
+    # NaN and Infinity are Python's extension, not JSON: PostgreSQL would refuse the payload.
+    raise ValueError(f"{constant} is not JSON")
 
 
 @router.post("/webhooks/acquirer")
@@ -47,57 +73,59 @@ async def acquirer_event(
         log.warning("webhook refused", extra={"code": bad.code})
         return problem(400, bad.code, "The webhook signature is missing, wrong or too old.")
     try:
-        event: dict[str, Any] = json.loads(raw)
-        event_id, event_type, intent = str(event["id"]), str(event["type"]), event["data"]["object"]
-        str(intent["id"])
-    except (ValueError, KeyError, TypeError, AttributeError):
+        payload: Any = json.loads(raw, parse_constant=_not_json)
+        event = AcquirerEvent.model_validate(payload)
+        # Storable as a whole: no lone surrogates anywhere in it.
+        json.dumps(payload, ensure_ascii=False).encode()
+    except (ValueError, RecursionError):  # ValidationError and UnicodeError are ValueErrors
         return problem(400, "malformed_event", "The event is not the acquirer's event format.")
+    intent = event.data.object
 
     # Stored and committed first: once we answer 2xx the event is ours, even if we crash next.
     async with session_scope(engine) as session:
         await session.exec(
             insert(WebhookEvent)
-            .values(id=event_id, type=event_type, intent_id=intent.get("id"), payload=event, received_at=utcnow())
+            .values(id=event.id, type=event.type, intent_id=intent.id, payload=payload, received_at=utcnow())
             .on_conflict_do_nothing()
         )
     async with session_scope(engine) as session:
-        stored = await session.get_one(WebhookEvent, event_id, with_for_update=True)
+        stored = await session.get_one(WebhookEvent, event.id, with_for_update=True)
         if stored.processed_at is not None:
             return JSONResponse({"received": True, "duplicate": True})
-        status = PAYMENT_STATUS_OF_EVENT.get(event_type)
+        status = PAYMENT_STATUS_OF_EVENT.get(event.type)
         if status is not None:
-            await payments.advance(session, intent["id"], status, intent.get("decline_code"))
+            await payments.advance(session, intent.id, status, intent.decline_code)
             try:
                 await _signal_checkout(session, temporal, intent, status)
             except RPCError:
-                log.warning("temporal unreachable; the acquirer will retry", extra={"event_id": event_id})
+                log.warning("temporal unreachable; the acquirer will retry", extra={"event_id": event.id})
                 return problem(503, "temporal_unavailable", "Could not hand the event on; retry later.")
         stored.processed_at = utcnow()
     return JSONResponse({"received": True})
 
 
-async def _signal_checkout(session: AsyncSession, temporal: Client, intent: dict[str, Any], status: str) -> None:
+async def _signal_checkout(session: AsyncSession, temporal: Client, intent: Intent, status: str) -> None:
     """Tell the order's workflow. A workflow already finished does not need it (a late success is the
     payments issue's refund); Temporal unreachable raises, the event stays unprocessed, and the
     acquirer's retry delivers it again."""
     order_id = _order_id(intent)
     order = await session.get(Order, order_id) if order_id else None
     if order is None:
-        log.warning("webhook for unknown order", extra={"intent_id": intent.get("id")})
+        log.warning("webhook for unknown order", extra={"intent_id": intent.id})
         return
     handle = temporal.get_workflow_handle_for(CheckoutWorkflow.run, order.workflow_id)
     try:
-        await handle.signal(CheckoutWorkflow.payment_updated, PaymentUpdate(intent["id"], status, intent.get("decline_code")))
+        await handle.signal(CheckoutWorkflow.payment_updated, PaymentUpdate(intent.id, status, intent.decline_code))
     except RPCError as error:
         if error.status != RPCStatusCode.NOT_FOUND:
             raise
-        log.warning("webhook after checkout ended", extra={"order_id": str(order.id), "intent_id": intent["id"], "status": status})
+        log.warning("webhook after checkout ended", extra={"order_id": str(order.id), "intent_id": intent.id, "status": status})
         return
-    log.info("payment event signalled", extra={"order_id": str(order.id), "intent_id": intent["id"], "status": status})
+    log.info("payment event signalled", extra={"order_id": str(order.id), "intent_id": intent.id, "status": status})
 
 
-def _order_id(intent: dict[str, Any]) -> uuid.UUID | None:
+def _order_id(intent: Intent) -> uuid.UUID | None:
     try:
-        return uuid.UUID(str(intent.get("merchant_reference")))
+        return uuid.UUID(str(intent.merchant_reference))
     except ValueError:
         return None
