@@ -2,6 +2,7 @@
 and changes nothing. Every refused request is followed by a re-read of what it could have changed."""
 
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -247,7 +248,7 @@ async def test_bad_quantity_change_is_refused_and_changes_nothing(
         b'{"sku": "X", "quantity": 1',
         b"{'sku': 'X', 'quantity': 1}",
         b'{"sku": "X", "quantity": 01}',
-        b"\xff\xfe{}",
+        b'{"sku": "X\xc3\x28", "quantity": 1}',
         b"[" * 20_000 + b"]" * 20_000,
     ],
     ids=["truncated", "single quotes", "leading zero", "not utf-8", "nested too deep"],
@@ -260,26 +261,21 @@ async def test_malformed_json_is_400(kassa: Kassa, shopper: Shopper, raw: bytes)
     await assert_untouched(kassa, shopper)
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [b'{"sku": "\\ud800", "quantity": 1}', b'{"sku": "\\u0000", "quantity": 1}'],
-    ids=["lone surrogate", "nul"],
-)
-async def test_text_that_cannot_be_stored_is_422(kassa: Kassa, shopper: Shopper, raw: bytes) -> None:
+@pytest.mark.parametrize("bad", [b"\\ud800", b"\\u0000"], ids=["lone surrogate", "nul"])
+async def test_text_that_cannot_be_stored_is_422(kassa: Kassa, shopper: Shopper, bad: bytes) -> None:
     headers = {"Content-Type": "application/json"}
+    bodies = {
+        "/cart/items": b'{"sku": "A' + bad + b'B", "quantity": 1}',
+        "/auth/register": b'{"email": "a' + bad + b'b@example.com", "password": "long enough password"}',
+        "/auth/login": b'{"email": "someone@example.com", "password": "long enough ' + bad + b'"}',
+    }
     async with shopper.customer.http() as http:
-        assert_problem(await http.post("/cart/items", content=raw, headers=headers), 422, "invalid_request")
+        for path, body in bodies.items():
+            assert_problem(await http.post(path, content=body, headers=headers), 422, "invalid_request")
         assert_problem(await http.patch("/cart/items/A%00B", json={"quantity": 1}), 422, "invalid_request")
         assert_problem(await http.delete("/cart/items/A%00B"), 422, "invalid_request")
         assert_problem(await http.get("/catalog/products/A%00B"), 422, "invalid_request")
         assert_problem(await http.get("/catalog/products", params={"cursor": "A\x00B"}), 422, "invalid_request")
-        for credentials in (
-            raw.replace(b'"sku"', b'"email"').replace(b'"quantity": 1', b'"password": "long enough password"'),
-            b'{"email": "someone@example.com", "password": "long enough \\ud800"}',
-            b'{"email": "someone@example.com", "password": "long enough \\u0000"}',
-        ):
-            for path in ("/auth/register", "/auth/login"):
-                assert_problem(await http.post(path, content=credentials, headers=headers), 422, "invalid_request")
     await assert_untouched(kassa, shopper)
 
 
@@ -289,7 +285,7 @@ async def test_oversized_body_is_413(kassa: Kassa, shopper: Shopper) -> None:
         assert_problem(await http.post("/cart/items", json=big), 413, "body_too_large")
         assert_problem(await http.post("/webhooks/acquirer", json=big), 413, "body_too_large")
 
-        async def chunks():  # type: ignore[no-untyped-def]
+        async def chunks() -> AsyncIterator[bytes]:
             # No Content-Length: the body arrives chunked, and is counted as it comes.
             yield b'{"sku": "' + shopper.sku.encode() + b'", "quantity": 1, "padding": "'
             for _ in range(20):
@@ -305,7 +301,7 @@ async def test_small_chunked_body_is_read(kassa: Kassa) -> None:
     sku = await kassa.product(on_hand=5)
     customer = await kassa.customer()
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         yield b'{"sku": "' + sku.encode()
         yield b'", "quantity": 2}'
 
