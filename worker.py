@@ -2,6 +2,8 @@
 
 import asyncio
 import logging
+import signal
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -23,28 +25,30 @@ def build_worker(client: Client, settings: Settings, activities: CheckoutActivit
         task_queue=settings.task_queue,
         workflows=[CheckoutWorkflow],
         activities=activities.all(),
+        # On shutdown, running activities get this long to finish before they are cancelled.
+        graceful_shutdown_timeout=timedelta(seconds=10),
     )
-
-
-def checkout_activities(settings: Settings) -> tuple[CheckoutActivities, AcquirerClient]:
-    assert settings.database_url and settings.acquirer_api_key
-    acquirer = AcquirerClient(settings.acquirer_base_url, settings.acquirer_api_key)
-    activities = CheckoutActivities(make_engine(settings.database_url), acquirer, f"{settings.api_base_url}/checkout/return")
-    return activities, acquirer
 
 
 async def main() -> None:
     configure_logging()
     settings = get_settings()
-    if not settings.database_url:
+    if not settings.database_url or not settings.acquirer_api_key:
         raise SystemExit("kassa worker: set KASSA_DATABASE_URL (or start everything with `kassa dev`).")
-    activities, acquirer = checkout_activities(settings)
-    client = await connect(settings)
+    engine = make_engine(settings.database_url)
+    acquirer = AcquirerClient(settings.acquirer_base_url, settings.acquirer_api_key)
+    activities = CheckoutActivities(engine, acquirer, f"{settings.api_base_url}/checkout/return")
+    worker = build_worker(await connect(settings), settings, activities)
+    # SIGTERM (kassa dev, docker stop) lets running activities finish instead of cutting them off.
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     log.info("worker started", extra={"task_queue": settings.task_queue, "temporal": settings.temporal_target})
-    try:
-        await build_worker(client, settings, activities).run()
-    finally:
-        await acquirer.aclose()
+    async with worker:
+        await stop.wait()
+        log.info("worker stopping: finishing running activities")
+    await acquirer.aclose()
+    await engine.dispose()
 
 
 if __name__ == "__main__":

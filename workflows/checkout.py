@@ -194,11 +194,14 @@ class CheckoutWorkflow:
             # Declined: the hold keeps running while the customer picks another method.
             try:
                 await workflow.wait_condition(
-                    lambda: self._next_method is not None or self._cancel_requested,
+                    lambda: self._next_method is not None or self._cancel_requested or self._paid_by_webhook(),
                     timeout=self._hold_remaining(),
                 )
             except asyncio.TimeoutError:
                 return "EXPIRED", "hold_expired"
+            if self._paid_by_webhook():
+                # An earlier attempt's intent went through after all: the money is in.
+                return "PAID", None
             if self._next_method is not None:
                 method, self._next_method = self._next_method, None
 

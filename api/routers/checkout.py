@@ -1,5 +1,6 @@
 """Pay Now: start the cart's CheckoutWorkflow (or attach to it) and ask for the first payment."""
 
+import logging
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,7 @@ from kassa.errors import Conflict, Invalid
 from workflows.checkout import CheckoutInput, CheckoutState, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
 
 router = APIRouter(tags=["checkout"])
+log = logging.getLogger("kassa.checkout")
 
 # The workflow's refusals, by their ApplicationError type.
 REFUSAL_STATUS = {"customer_not_allowed": 403}
@@ -111,6 +113,10 @@ async def pay_now(
             "This cart was already checked out: see the order, or GET /cart for a new cart.",
             order_id=str(order.id) if order else None,
         ) from None
+    log.info(
+        "pay now answered",
+        extra={"order_id": state.order_id, "status": state.status, "payment": state.payment.status if state.payment else None},
+    )
     return payment_answer(state, created=True)
 
 
