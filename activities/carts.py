@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.catalog import products_by_sku
-from activities.pricing import PricedBasket, PricedLine, price_basket
+from activities.pricing import PricedBasket, PricedLine, Totals, price_basket
 from kassa.errors import Conflict, Invalid, NotFound
 from kassa.tables import Cart, CartItem, Order, Stock, utcnow
 
@@ -22,17 +22,11 @@ PAID_STATUSES = ("PAID", "REFUNDED")
 
 
 @dataclass(frozen=True)
-class CartView:
+class CartView(Totals):
     id: uuid.UUID
     version: int
     status: str
     items: list[PricedLine]
-    subtotal: int
-    discount: int
-    points: int
-    vat: int
-    total: int
-    currency: str
 
 
 async def _latest_cart(session: AsyncSession, user_id: uuid.UUID) -> Cart | None:
@@ -82,18 +76,7 @@ async def view_cart(session: AsyncSession, cart: Cart) -> CartView:
 
 
 def _cart_view(cart: Cart, priced: PricedBasket) -> CartView:
-    return CartView(
-        id=cart.id,
-        version=cart.version,
-        status=cart.status,
-        items=priced.lines,
-        subtotal=priced.subtotal,
-        discount=priced.discount,
-        points=priced.points,
-        vat=priced.vat,
-        total=priced.total,
-        currency=priced.currency,
-    )
+    return CartView(id=cart.id, version=cart.version, status=cart.status, items=priced.lines, **Totals.of(priced))
 
 
 def _check_quantity(quantity: int) -> None:

@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities import carts
 from activities.catalog import products_by_sku
-from activities.pricing import price_basket
+from activities.pricing import PricedLine, Totals, price_basket
 from kassa.errors import Conflict, NotFound
 from kassa.tables import Order, OrderEvent, OrderLine, Payment, utcnow
 
@@ -53,25 +53,10 @@ class EventView:
 
 
 @dataclass(frozen=True)
-class LineView:
-    sku: str
-    title: str
-    quantity: int
-    unit_price: int
-    line_total: int
-
-
-@dataclass(frozen=True)
-class OrderView:
+class OrderView(Totals):
     id: uuid.UUID
     status: str
-    lines: list[LineView]
-    subtotal: int
-    discount: int
-    points: int
-    vat: int
-    total: int
-    currency: str
+    lines: list[PricedLine]
     reservation_id: uuid.UUID | None
     hold_expires_at: datetime | None
     reason: str | None
@@ -104,12 +89,7 @@ async def create_from_cart(
         cart_version=cart_version,
         workflow_id=workflow_id,
         status="CREATED",
-        subtotal=priced.subtotal,
-        discount=priced.discount,
-        points=priced.points,
-        vat=priced.vat,
-        total=priced.total,
-        currency=priced.currency,
+        **Totals.of(priced),
     )
     session.add(order)
     await session.flush()
@@ -172,13 +152,8 @@ async def view_order(session: AsyncSession, order: Order) -> OrderView:
     return OrderView(
         id=order.id,
         status=order.status,
-        lines=[LineView(l.sku, l.title, l.quantity, l.unit_price, l.line_total) for l in lines],
-        subtotal=order.subtotal,
-        discount=order.discount,
-        points=order.points,
-        vat=order.vat,
-        total=order.total,
-        currency=order.currency,
+        lines=[PricedLine(l.sku, l.title, l.quantity, l.unit_price, l.line_total) for l in lines],
+        **Totals.of(order),
         reservation_id=order.reservation_id,
         hold_expires_at=order.hold_expires_at,
         reason=order.reason,
