@@ -15,7 +15,6 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
 from temporalio.testing import WorkflowEnvironment
 
 from acquirer.app import create_app as create_acquirer

@@ -3,7 +3,6 @@ also on uvicorn, takes its webhooks."""
 
 import asyncio
 import json
-import socket
 import sqlite3
 import time
 import uuid
@@ -15,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from acquirer.app import create_app

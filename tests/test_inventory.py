@@ -5,11 +5,11 @@ import random
 import uuid
 from datetime import timedelta
 
+from activities import inventory
+from activities.inventory import OutOfStock, StockLine
 from kassa.db import session_scope
 from kassa.errors import Conflict
 from kassa.tables import Cart, Order, utcnow
-from activities import inventory
-from activities.inventory import OutOfStock, StockLine
 from tests.conftest import Kassa
 
 

@@ -15,8 +15,8 @@ from activities.orders import OrderView
 from api.deps import CurrentUser, EngineDep, SessionDep, TemporalDep
 from api.problems import problem
 from api.routers.checkout import PaymentMethodIn, payment_answer, refusal_problem
-from kassa.errors import Conflict
 from kassa.db import session_scope
+from kassa.errors import Conflict
 from kassa.tables import Order, User
 from workflows.checkout import CheckoutWorkflow
 

@@ -7,10 +7,9 @@ Create Date: 2026-11-25 16:00:49.306192
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = '0001'
