@@ -122,8 +122,9 @@ class CheckoutWorkflow:
             )
         except ActivityError as error:
             # The cart changed or is empty: no order was made, nothing to undo.
-            self._refuse(error, "REJECTED")
-            return await self._finished(checkout)
+            self._refuse(error)
+            self._set_status("REJECTED")
+            return await self._finished()
         self._order_id = order_id
         workflow.upsert_search_attributes([ORDER_TOTAL.value_set(order.total)])
         self._set_status("CREATED")
@@ -136,8 +137,8 @@ class CheckoutWorkflow:
                 retry_policy=DATABASE_RETRY,
             )
         except ActivityError as error:
-            await self._end_unpaid(checkout, None, "CANCELLED", self._refuse(error, "CANCELLED").type)
-            return await self._finished(checkout)
+            await self._end_unpaid(checkout, None, "CANCELLED", self._refuse(error).type)
+            return await self._finished()
 
         self._hold_expires_at = workflow.now() + timedelta(seconds=checkout.hold_seconds)
         try:
@@ -148,10 +149,10 @@ class CheckoutWorkflow:
                 retry_policy=DATABASE_RETRY,
             )
         except ActivityError as error:
-            refusal = self._refuse(error, "CANCELLED")
+            refusal = self._refuse(error)
             skus = refusal.details[0].get("skus") if refusal.details else None
             await self._end_unpaid(checkout, None, "CANCELLED", refusal.type, skus)
-            return await self._finished(checkout)
+            return await self._finished()
 
         await workflow.execute_activity_method(
             CheckoutActivities.mark_pending_payment,
@@ -173,7 +174,7 @@ class CheckoutWorkflow:
             await self._mark(outcome, None)
         else:
             await self._end_unpaid(checkout, reservation.reservation_id, outcome, reason)
-        return await self._finished(checkout)
+        return await self._finished()
 
     async def _collect_payment(self, order: CreatedOrder, method: PaymentMethod) -> tuple[str, str | None]:
         """Attempts until one is paid, the customer cancels, three are declined, or the hold ends."""
@@ -288,20 +289,18 @@ class CheckoutWorkflow:
         self._reason = reason
         self._set_status(status)
 
-    async def _finished(self, checkout: CheckoutInput) -> CheckoutResult:
+    async def _finished(self) -> CheckoutResult:
         # Never complete under a running update: its caller is still waiting for the answer.
         await workflow.wait_condition(workflow.all_handlers_finished)
         return CheckoutResult(self._order_id, self._status, self._reason)
 
-    def _refuse(self, error: ActivityError, status: str) -> ApplicationError:
+    def _refuse(self, error: ActivityError) -> ApplicationError:
         """Keep a business refusal to answer Pay Now with; anything else is a bug and re-raised."""
         cause = error.cause
         if not isinstance(cause, ApplicationError) or not cause.non_retryable or cause.type is None:
             raise error
         self._refusal = ApplicationError(cause.message, *cause.details, type=cause.type, non_retryable=True)
         self._reason = cause.type
-        if status == "REJECTED":
-            self._set_status(status)
         return self._refusal
 
     def _set_status(self, status: str) -> None:

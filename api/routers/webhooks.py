@@ -20,7 +20,7 @@ from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.fields import Text
 from api.problems import problem
 from kassa.db import session_scope
-from kassa.tables import Order, WebhookEvent, utcnow
+from kassa.tables import Order, Payment, WebhookEvent, utcnow
 from workflows.checkout import CheckoutWorkflow, PaymentUpdate
 
 router = APIRouter(tags=["webhooks"])
@@ -93,8 +93,7 @@ async def acquirer_event(
         if stored.processed_at is not None:
             return JSONResponse({"received": True, "duplicate": True})
         status = PAYMENT_STATUS_OF_EVENT.get(event.type)
-        if status is not None:
-            await payments.advance(session, intent.id, status, intent.decline_code)
+        if status is not None and await _news(session, intent.id, status, intent.decline_code):
             try:
                 await _signal_checkout(session, temporal, intent, status)
             except RPCError:
@@ -102,6 +101,18 @@ async def acquirer_event(
                 return problem(503, "temporal_unavailable", "Could not hand the event on; retry later.")
         stored.processed_at = utcnow()
     return JSONResponse({"received": True})
+
+
+async def _news(session: AsyncSession, intent_id: str, status: str, decline_code: str | None) -> bool:
+    """Whether the workflow should hear this status: it moved our record, or agrees with it (a
+    redelivery after a crash). A stale, contradicting status (failed after succeeded) is not news."""
+    if await payments.advance(session, intent_id, status, decline_code):
+        return True
+    recorded = await session.get(Payment, intent_id)
+    if recorded is None or recorded.status == status:
+        return True
+    log.info("stale payment event ignored", extra={"order_id": str(recorded.order_id), "intent_id": intent_id, "status": status})
+    return False
 
 
 async def _signal_checkout(session: AsyncSession, temporal: Client, intent: Intent, status: str) -> None:
