@@ -87,6 +87,19 @@ class MarkPendingPaymentInput:
 
 
 @dataclass(frozen=True)
+class ExtendHoldInput:
+    order_id: str
+    reservation_id: str
+    hold_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class HoldExtended:
+    order_id: str
+    hold_expires_at: datetime
+
+
+@dataclass(frozen=True)
 class MarkOrderInput:
     order_id: str
     status: str
@@ -198,6 +211,14 @@ class CheckoutActivities:
             return OrderMarked(str(order.id), order.status)
 
     @activity.defn
+    async def extend_hold(self, request: ExtendHoldInput) -> HoldExtended:
+        async with session_scope(self._engine) as session:
+            await inventory.extend_hold(session, uuid.UUID(request.reservation_id), request.hold_expires_at)
+            await orders.extend_hold(session, uuid.UUID(request.order_id), request.hold_expires_at)
+        log.info("hold extended", extra={"order_id": request.order_id, "hold_expires_at": request.hold_expires_at.isoformat()})
+        return HoldExtended(request.order_id, request.hold_expires_at)
+
+    @activity.defn
     async def mark_order(self, request: MarkOrderInput) -> OrderMarked:
         detail = {"skus": request.skus} if request.skus else None
         async with _refusals_are_final(), session_scope(self._engine) as session:
@@ -252,6 +273,7 @@ class CheckoutActivities:
             self.verify_customer,
             self.reserve_stock,
             self.mark_pending_payment,
+            self.extend_hold,
             self.initiate_payment,
             self.check_payment,
             self.cancel_payment,

@@ -119,6 +119,21 @@ async def commit(session: AsyncSession, reservation_id: uuid.UUID) -> Reservatio
     return await _settle(session, reservation_id, "committed")
 
 
+async def extend_hold(session: AsyncSession, reservation_id: uuid.UUID, hold_expires_at: datetime) -> bool:
+    """A held reservation keeps its stock until the later time; True if it moved. Idempotent."""
+    extended = await session.exec(
+        update(Reservation)
+        .where(
+            col(Reservation.id) == reservation_id,
+            col(Reservation.status) == "held",
+            col(Reservation.hold_expires_at) < hold_expires_at,
+        )
+        .values(hold_expires_at=hold_expires_at, updated_at=utcnow())
+        .returning(col(Reservation.id))
+    )
+    return extended.scalar_one_or_none() is not None
+
+
 async def set_on_hand(session: AsyncSession, sku: str, on_hand: int) -> StockLevel:
     """An operator's count. Refused below what is held right now, so no hold is broken."""
     if not 0 <= on_hand <= 10_000_000:

@@ -135,6 +135,30 @@ async def transition(
     return moved
 
 
+async def extend_hold(session: AsyncSession, order_id: uuid.UUID, hold_expires_at: datetime) -> None:
+    """The unpaid order's new deadline, on its timeline. Idempotent: a repeat finds it set."""
+    extended = await session.exec(
+        update(Order)
+        .where(
+            col(Order.id) == order_id,
+            col(Order.status) == "PENDING_PAYMENT",
+            col(Order.hold_expires_at) < hold_expires_at,
+        )
+        .values(hold_expires_at=hold_expires_at, updated_at=utcnow())
+        .returning(col(Order.id))
+    )
+    if extended.scalar_one_or_none() is not None:
+        session.add(
+            OrderEvent(
+                order_id=order_id,
+                from_status="PENDING_PAYMENT",
+                status="PENDING_PAYMENT",
+                reason="hold_extended",
+                detail={"hold_expires_at": hold_expires_at.isoformat()},
+            )
+        )
+
+
 async def owned_order(session: AsyncSession, user_id: uuid.UUID | None, order_id: uuid.UUID) -> Order:
     """The order if it belongs to this customer (None: an operator); 404 otherwise."""
     order = await session.get(Order, order_id)

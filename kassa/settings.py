@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     # Unset: the embedded PostgreSQL under data_dir.
     database_url: str | None = None
     hold_seconds: int = 900
+    # Once per order, for a customer still in 3-D Secure when the hold ends.
+    hold_grace_seconds: int = 120
     access_token_seconds: int = 900
     jwt_secret: str | None = None
     acquirer_api_key: str | None = None

@@ -31,6 +31,7 @@ from workflows.checkout import (
 )
 
 HOLD_SECONDS = 900
+GRACE_SECONDS = 120
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ async def _checkout_3ds(env: WorkflowEnvironment, kassa: Kassa) -> tuple[Custome
     cart = await customer.cart_with((sku, 3))
     handle = await env.client.start_workflow(
         CheckoutWorkflow.run,
-        CheckoutInput(str(customer.user.id), cart["id"], cart["version"], PaymentMethod(**CARD_3DS), HOLD_SECONDS),
+        CheckoutInput(str(customer.user.id), cart["id"], cart["version"], PaymentMethod(**CARD_3DS), HOLD_SECONDS, GRACE_SECONDS),
         id=checkout_workflow_id(cart["id"], cart["version"]),
         task_queue=kassa.settings.task_queue,
     )
@@ -63,7 +64,7 @@ async def _checkout_3ds(env: WorkflowEnvironment, kassa: Kassa) -> tuple[Custome
     return customer, sku, handle, state.payment.payment_url or ""
 
 
-async def test_unpaid_hold_expires_releases_stock_and_cancels_the_intent(time_skipping: WorkflowEnvironment, kassa: Kassa) -> None:
+async def test_unpaid_hold_gets_one_grace_then_expires_releases_stock_and_cancels_the_intent(time_skipping: WorkflowEnvironment, kassa: Kassa) -> None:
     customer, sku, handle, payment_url = await _checkout_3ds(time_skipping, kassa)
     result = await handle.result()  # time skips the 15 minutes
     record(await handle.fetch_history())
@@ -73,6 +74,13 @@ async def test_unpaid_hold_expires_releases_stock_and_cancels_the_intent(time_sk
     async with customer.http() as http:
         order = (await http.get(f"/orders/{result.order_id}")).json()
         assert order["status"] == "EXPIRED" and order["payment"]["status"] == "canceled"
+        # The customer was still in 3-D Secure at the deadline: the hold was extended once.
+        assert [e["reason"] for e in order["events"]] == [None, None, "hold_extended", "hold_expired"]
+    description = await handle.describe()
+    assert description.close_time and description.start_time
+    held_for = (description.close_time - description.start_time).total_seconds()
+    assert HOLD_SECONDS + GRACE_SECONDS <= held_for < HOLD_SECONDS + GRACE_SECONDS + 60
+    async with customer.http() as http:
         cart = (await http.get("/cart")).json()
         assert cart["status"] == "open" and cart["items"][0]["quantity"] == 3
     # The bank no longer offers the cancelled intent, and pressing Approve anyway charges nothing.
@@ -88,6 +96,10 @@ async def test_paid_with_lost_webhook_is_found_by_the_status_check(time_skipping
     await authenticate_3ds(payment_url, approve=True)  # the bank's webhook goes nowhere this workflow hears
     result = await handle.result()
     assert result.status == "PAID"
+    description = await handle.describe()
+    assert description.close_time and description.start_time
+    # Found by the status checks while waiting, well before the hold's end.
+    assert (description.close_time - description.start_time).total_seconds() < 60
     stock = await kassa.stock(sku)
     assert (stock.on_hand, stock.reserved) == (1, 0)
     async with session_scope(kassa.engine) as session:

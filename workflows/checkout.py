@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         CheckoutActivities,
         CreatedOrder,
         CreateOrderInput,
+        ExtendHoldInput,
         InitiatePaymentInput,
         IntentInput,
         MarkOrderInput,
@@ -40,12 +41,19 @@ CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 ORDER_TOTAL = SearchAttributeKey.for_int("OrderTotal")
 
 MAX_PAYMENT_ATTEMPTS = 3
+# An attempt the acquirer did not answer (outage): retryable, and not counted as one of the three.
+UNAVAILABLE = "unavailable"
+# While 3-D Secure runs, ask the acquirer on this backoff in case its webhooks are lost.
+STATUS_POLL_FIRST = timedelta(seconds=5)
+STATUS_POLL_LONGEST = timedelta(minutes=1)
+# Versioning: runs recorded before these changes replay on their old path (tests/histories).
+POLL_PAYMENT_STATUS = "poll-payment-status"
 FINAL_STATUSES = ("PAID", "PAYMENT_FAILED", "EXPIRED", "CANCELLED", "REJECTED")
 
 # Our own database: retried until it answers; compensations must never give up.
 DATABASE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 # The acquirer: retried under the same idempotency key, so a retry never makes a second charge.
-ACQUIRER_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=15))
+ACQUIRER_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=5))
 
 
 def checkout_workflow_id(cart_id: str, cart_version: int) -> str:
@@ -65,6 +73,8 @@ class CheckoutInput:
     cart_version: int
     payment_method: PaymentMethod
     hold_seconds: int
+    # Once, for a customer still in 3-D Secure when the hold ends: more time, not a release.
+    hold_grace_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,8 @@ class CheckoutWorkflow:
         self._status = "STARTING"
         self._reason: str | None = None
         self._hold_expires_at: datetime | None = None
+        self._hold_extended = False
+        self._reservation_id: str | None = None
         self._attempts: list[IntentState] = []
         self._next_method: PaymentMethod | None = None
         self._cancel_requested = False
@@ -160,9 +172,10 @@ class CheckoutWorkflow:
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=DATABASE_RETRY,
         )
+        self._reservation_id = reservation.reservation_id
         self._set_status("PENDING_PAYMENT")
 
-        outcome, reason = await self._collect_payment(order, checkout.payment_method)
+        outcome, reason = await self._collect_payment(checkout, order)
 
         if outcome == "PAID":
             await workflow.execute_activity_method(
@@ -176,23 +189,24 @@ class CheckoutWorkflow:
             await self._end_unpaid(checkout, reservation.reservation_id, outcome, reason)
         return await self._finished()
 
-    async def _collect_payment(self, order: CreatedOrder, method: PaymentMethod) -> tuple[str, str | None]:
+    async def _collect_payment(self, checkout: CheckoutInput, order: CreatedOrder) -> tuple[str, str | None]:
         """Attempts until one is paid, the customer cancels, three are declined, or the hold ends."""
+        method = checkout.payment_method
         while True:
             if self._cancel_requested:
                 return "CANCELLED", "cancelled_by_customer"
             intent = await self._initiate_payment(order, method)
             if intent.status in OPEN_STATUSES:
-                intent = await self._await_authentication(order.order_id, intent)
+                intent = await self._await_authentication(checkout, order.order_id, intent)
             if intent.status == "succeeded" or self._paid_by_webhook():
                 return "PAID", None
             if self._cancel_requested:
                 return "CANCELLED", "cancelled_by_customer"
             if self._hold_remaining() <= timedelta(0):
                 return "EXPIRED", "hold_expired"
-            if len(self._attempts) >= MAX_PAYMENT_ATTEMPTS:
+            if self._reached_attempts() >= MAX_PAYMENT_ATTEMPTS:
                 return "PAYMENT_FAILED", intent.decline_code or "declined"
-            # Declined: the hold keeps running while the customer picks another method.
+            # Declined or unreachable: the hold keeps running while the customer tries again.
             try:
                 await workflow.wait_condition(
                     lambda: self._next_method is not None or self._cancel_requested or self._paid_by_webhook(),
@@ -207,30 +221,35 @@ class CheckoutWorkflow:
                 method, self._next_method = self._next_method, None
 
     async def _initiate_payment(self, order: CreatedOrder, method: PaymentMethod) -> IntentState:
-        attempt = len(self._attempts) + 1
+        # An attempt the acquirer never answered is tried again under the same number, so the
+        # same idempotency key: if the intent was made after all, it comes back, never a second.
+        attempt = self._reached_attempts() + 1
         try:
             intent = await workflow.execute_activity_method(
                 CheckoutActivities.initiate_payment,
                 InitiatePaymentInput(order.order_id, attempt, order.total, order.currency, method.token),
-                start_to_close_timeout=timedelta(seconds=15),
-                schedule_to_close_timeout=timedelta(minutes=1),
+                start_to_close_timeout=timedelta(seconds=5),
+                # The customer is waiting on Pay Now: past this, answer "try again" while the hold runs.
+                schedule_to_close_timeout=timedelta(seconds=10),
                 retry_policy=ACQUIRER_RETRY,
             )
         except ActivityError:
-            intent = IntentState(intent_id="", status="failed", decline_code="acquirer_unavailable")
+            intent = IntentState(intent_id="", status=UNAVAILABLE, decline_code="acquirer_unavailable")
         self._attempts.append(intent)
         return intent
 
-    async def _await_authentication(self, order_id: str, intent: IntentState) -> IntentState:
-        """3-D Secure: the webhook tells the outcome; at the hold's end, ask before giving up."""
-        try:
-            await workflow.wait_condition(
-                lambda: intent.intent_id in self._webhook_updates or self._paid_by_webhook() or self._cancel_requested,
-                timeout=self._hold_remaining(),
-            )
-        except asyncio.TimeoutError:
-            # A lost webhook must not lose a paid order: the acquirer's word decides.
-            intent = await self._payment_call(CheckoutActivities.check_payment, order_id, intent)
+    def _reached_attempts(self) -> int:
+        return sum(1 for attempt in self._attempts if attempt.status != UNAVAILABLE)
+
+    async def _await_authentication(self, checkout: CheckoutInput, order_id: str, intent: IntentState) -> IntentState:
+        """3-D Secure: the webhook tells the outcome; the acquirer is asked too, in case it is lost."""
+        if workflow.patched(POLL_PAYMENT_STATUS):
+            intent = await self._poll_until_settled(checkout, order_id, intent)
+        else:
+            try:
+                await workflow.wait_condition(lambda: self._settled(intent), timeout=self._hold_remaining())
+            except asyncio.TimeoutError:
+                intent = await self._payment_call(CheckoutActivities.check_payment, order_id, intent)
         if intent.intent_id in self._webhook_updates:
             update = self._webhook_updates[intent.intent_id]
             intent = IntentState(intent.intent_id, update.status, intent.payment_url, update.decline_code)
@@ -240,6 +259,40 @@ class CheckoutWorkflow:
             intent = await self._payment_call(CheckoutActivities.cancel_payment, order_id, intent)
         self._attempts[-1] = intent
         return intent
+
+    async def _poll_until_settled(self, checkout: CheckoutInput, order_id: str, intent: IntentState) -> IntentState:
+        """Wait for the webhook, asking the acquirer on a backoff: a lost webhook must not lose a
+        paid order, nor keep it waiting until the hold ends."""
+        poll_in = STATUS_POLL_FIRST
+        while True:
+            try:
+                await workflow.wait_condition(lambda: self._settled(intent), timeout=min(poll_in, self._hold_remaining()))
+                return intent
+            except asyncio.TimeoutError:
+                pass
+            intent = await self._payment_call(CheckoutActivities.check_payment, order_id, intent)
+            if intent.status not in OPEN_STATUSES:
+                return intent
+            if self._hold_remaining() <= timedelta(0):
+                if self._hold_extended or not checkout.hold_grace_seconds:
+                    return intent
+                await self._extend_hold(order_id, timedelta(seconds=checkout.hold_grace_seconds))
+            poll_in = min(poll_in * 2, STATUS_POLL_LONGEST)
+
+    async def _extend_hold(self, order_id: str, grace: timedelta) -> None:
+        """The customer is paying right now: keep the stock for them a little longer, once."""
+        assert self._hold_expires_at is not None and self._reservation_id is not None
+        self._hold_extended = True
+        self._hold_expires_at += grace
+        await workflow.execute_activity_method(
+            CheckoutActivities.extend_hold,
+            ExtendHoldInput(order_id, self._reservation_id, self._hold_expires_at),
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=DATABASE_RETRY,
+        )
+
+    def _settled(self, intent: IntentState) -> bool:
+        return intent.intent_id in self._webhook_updates or self._paid_by_webhook() or self._cancel_requested
 
     async def _payment_call(self, activity, order_id: str, intent: IntentState) -> IntentState:  # type: ignore[no-untyped-def]
         try:
@@ -322,14 +375,14 @@ class CheckoutWorkflow:
         # 3-D Secure and a decline that leaves attempts are answered at once; a success once the
         # order is PAID, and the last decline once the order has ended.
         last = self._attempts[-1].status
-        return last in OPEN_STATUSES or (last == "failed" and len(self._attempts) < MAX_PAYMENT_ATTEMPTS)
+        return last in (*OPEN_STATUSES, UNAVAILABLE) or (last == "failed" and self._reached_attempts() < MAX_PAYMENT_ATTEMPTS)
 
     def _state(self) -> CheckoutState:
         return CheckoutState(
             order_id=self._order_id,
             status=self._status,
             hold_expires_at=self._hold_expires_at,
-            attempts=len(self._attempts),
+            attempts=self._reached_attempts(),
             payment=self._attempts[-1] if self._attempts else None,
             reason=self._reason,
         )
@@ -356,13 +409,13 @@ class CheckoutWorkflow:
         waiting_for_method = (
             self._status == "PENDING_PAYMENT"
             and self._attempts
-            and self._attempts[-1].status == "failed"
+            and self._attempts[-1].status in ("failed", UNAVAILABLE)
             and self._next_method is None
             and not self._cancel_requested
         )
         if not waiting_for_method:
             raise ApplicationError("This order is not waiting for another payment method.", type="payment_not_retryable")
-        if len(self._attempts) >= MAX_PAYMENT_ATTEMPTS:
+        if self._reached_attempts() >= MAX_PAYMENT_ATTEMPTS:
             raise ApplicationError("All payment attempts are used.", type="payment_attempts_exhausted")
 
     @workflow.update

@@ -18,7 +18,7 @@ from api.fields import Count
 from api.problems import problem
 from kassa.db import session_scope
 from kassa.errors import Conflict, Invalid
-from workflows.checkout import CheckoutInput, CheckoutState, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
+from workflows.checkout import UNAVAILABLE, CheckoutInput, CheckoutState, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
 
 router = APIRouter(tags=["checkout"])
 log = logging.getLogger("kassa.checkout")
@@ -43,7 +43,7 @@ class CheckoutRequest(BaseModel):
 
 
 def payment_answer(state: CheckoutState, created: bool) -> JSONResponse:
-    """201/200 with the order and where to pay, or 402 when the attempt was declined."""
+    """201/200 with the order and where to pay; 402 when declined, 503 when the bank did not answer."""
     payment = state.payment
     body: dict[str, Any] = {
         "order_id": state.order_id,
@@ -59,16 +59,29 @@ def payment_answer(state: CheckoutState, created: bool) -> JSONResponse:
         else None,
         "attempts": state.attempts,
     }
-    if payment and payment.status == "failed" and state.status in ("PENDING_PAYMENT", "PAYMENT_FAILED"):
-        retry = state.status == "PENDING_PAYMENT"
-        detail = (
-            "The payment was declined: try another method with POST /orders/{id}/pay before the hold ends."
-            if retry
-            else "The payment was declined three times: the order has ended and the cart is yours again."
-        )
+    unpaid = _unpaid_attempt(state)
+    if unpaid is not None:
+        status, code, detail, retry = unpaid
         body["order_status"] = body.pop("status")
-        return problem(402, "payment_declined", detail, retry_allowed=retry, **jsonable_encoder(body))
+        return problem(status, code, detail, retry_allowed=retry, **jsonable_encoder(body))
     return JSONResponse(jsonable_encoder(body), status_code=201 if created else 200)
+
+
+def _unpaid_attempt(state: CheckoutState) -> tuple[int, str, str, bool] | None:
+    """An attempt that did not pay: HTTP status, code, what to do next, and whether to retry."""
+    payment = state.payment
+    if payment is None:
+        return None
+    if payment.status == UNAVAILABLE and state.status == "PENDING_PAYMENT":
+        detail = "The bank did not answer: the stock stays held, try again with POST /orders/{id}/pay."
+        return 503, "payment_unavailable", detail, True
+    if payment.status == "failed" and state.status == "PENDING_PAYMENT":
+        detail = "The payment was declined: try another method with POST /orders/{id}/pay before the hold ends."
+        return 402, "payment_declined", detail, True
+    if payment.status == "failed" and state.status == "PAYMENT_FAILED":
+        detail = "The payment was declined three times: the order has ended and the cart is yours again."
+        return 402, "payment_declined", detail, False
+    return None
 
 
 def refusal_problem(error: WorkflowUpdateFailedError) -> JSONResponse:
@@ -94,7 +107,8 @@ async def pay_now(
             raise Conflict("empty_cart", "The cart is empty: add something first.")
     start = WithStartWorkflowOperation(
         CheckoutWorkflow.run,
-        CheckoutInput(str(user.id), str(cart.id), cart.version, body.payment_method.as_workflow_value(), settings.hold_seconds),
+        CheckoutInput(str(user.id), str(cart.id), cart.version, body.payment_method.as_workflow_value(),
+                      settings.hold_seconds, settings.hold_grace_seconds),
         id=checkout_workflow_id(str(cart.id), cart.version),
         task_queue=settings.task_queue,
         # A double tap attaches to the running checkout; a finished one is never started again.
