@@ -1,10 +1,13 @@
 """The sandbox acquirer's HTTP face: the `/v1` API for the gateway (a Bearer key, JSON errors
-`{"error": {"code", "message"}}`) and the 3-D Secure pages for the shopper."""
+`{"error": {"code", "message"}}`), the 3-D Secure pages for the shopper and, outside
+production, `/_sandbox/faults` for tests and demos."""
 
 import asyncio
 import hashlib
 import hmac
 import json
+import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from html import escape
@@ -19,10 +22,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import AfterValidator, BaseModel, Field
 from starlette.exceptions import HTTPException
 
+from acquirer.faults import ApiFaults, Faults
 from acquirer.storage import Conflict, Intent, Invalid, NotFound, Rejected, Storage
 from acquirer.webhooks import Deliverer
 from kassa.money import format_rub
 from kassa.settings import Settings
+
+log = logging.getLogger(__name__)
 
 MAX_AMOUNT = 10**12  # kopecks; keeps sums far inside SQLite's 64-bit integers
 
@@ -230,6 +236,52 @@ def _not_found_page() -> HTMLResponse:
     return _page("Payment not found", "<p>This payment does not exist.</p>", status_code=404)
 
 
+# The test harness's door: no API key, and mounted only outside production (create_app).
+sandbox = APIRouter(prefix="/_sandbox")
+
+
+def _faults(request: Request) -> Faults:
+    faults: Faults = request.app.state.faults
+    return faults
+
+
+FaultsDep = Annotated[Faults, Depends(_faults)]
+
+
+@sandbox.get("/faults")
+async def get_faults(faults: FaultsDep) -> dict[str, Any]:
+    return faults.as_json()
+
+
+@sandbox.post("/faults")
+async def set_faults(body: Faults, faults: FaultsDep) -> dict[str, Any]:
+    """Replaces every fault: a part left out is no fault of that kind."""
+    faults.set(body)
+    log.warning("sandbox faults set", extra={"webhooks": faults.webhooks, "api": faults.api})
+    return faults.as_json()
+
+
+@sandbox.delete("/faults")
+async def clear_faults(faults: FaultsDep) -> dict[str, Any]:
+    faults.set(Faults())
+    log.info("sandbox faults cleared")
+    return faults.as_json()
+
+
+async def _under_faults(
+    faults: ApiFaults, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """A `/v1` call as the sandbox's faults have it: late, and by a per-call draw a 503; half of
+    the failed POSTs fail after the work is done, like a timeout after the bank committed."""
+    if faults.latency_ms:
+        await asyncio.sleep(faults.latency_ms / 1000)
+    if random.random() >= faults.error_rate:
+        return await call_next(request)
+    if request.method == "POST" and random.random() < 0.5:
+        await call_next(request)  # committed; the answer is lost
+    return _error(503, "sandbox_unavailable", "A sandbox fault: /_sandbox/faults api.error_rate.")
+
+
 def _error(status_code: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}, **extra}, status_code)
 
@@ -265,6 +317,7 @@ def create_app(settings: Settings) -> FastAPI:
     api_key, webhook_secret = settings.acquirer_api_key, settings.acquirer_webhook_secret
     if not api_key or not webhook_secret:
         raise ValueError("the acquirer needs acquirer_api_key and acquirer_webhook_secret")
+    faults = Faults()  # none until set at /_sandbox/faults; never set in production
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -273,7 +326,9 @@ def create_app(settings: Settings) -> FastAPI:
             settings.data_dir / "acquirer.sqlite3", settings.acquirer_base_url, new_events.set
         )
         async with httpx.AsyncClient(timeout=10) as client:
-            deliverer = Deliverer(storage, new_events, settings.webhook_url, webhook_secret, client)
+            deliverer = Deliverer(
+                storage, new_events, settings.webhook_url, webhook_secret, client, faults=faults
+            )
             delivery = asyncio.create_task(deliverer.run())
             app.state.storage = storage
             try:
@@ -285,6 +340,7 @@ def create_app(settings: Settings) -> FastAPI:
                 storage.close()
 
     app = FastAPI(title="Kassa sandbox acquirer", lifespan=lifespan)
+    app.state.faults = faults
 
     # A middleware, not a dependency: FastAPI parses a body before it runs dependencies, and
     # an anonymous caller must learn nothing, not even that its JSON is malformed.
@@ -299,10 +355,13 @@ def create_app(settings: Settings) -> FastAPI:
                 response = _error(401, "unauthorized", "A valid Bearer API key is required.")
                 response.headers["WWW-Authenticate"] = "Bearer"
                 return response
+            return await _under_faults(faults.api, request, call_next)
         return await call_next(request)
 
     app.include_router(api)
     app.include_router(pages)
+    if settings.env != "production":
+        app.include_router(sandbox)
     app.add_exception_handler(Rejected, _rejected)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)

@@ -23,7 +23,8 @@ from typing import Any, Literal
 log = logging.getLogger(__name__)
 
 Behaviour = Literal["approve", "three_ds", "decline"]
-EventState = Literal["pending", "delivered", "failed"]
+# `dropped`: lost on purpose by a sandbox fault (acquirer/faults.py), never sent.
+EventState = Literal["pending", "delivered", "failed", "dropped"]
 
 # The sandbox's magic cards and their ready-made tokens; any other valid card approves.
 TEST_CARDS: dict[str, Behaviour] = {
@@ -387,6 +388,10 @@ class Storage:
                 "UPDATE events SET attempts = attempts + 1, state = ?, last_error = ? WHERE id = ?",
                 (state, error, event_id),
             )
+
+    def drop_event(self, event_id: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE events SET state = 'dropped' WHERE id = ?", (event_id,))
 
     def _replay(self, db: sqlite3.Connection, key: str, fingerprint: str) -> str | None:
         """The id of what `key` created before, if anything; refuses a key reused for a

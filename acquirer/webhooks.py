@@ -2,14 +2,20 @@
 
 At least once: an event whose delivery is cut short (a crash, a shutdown mid-request) stays
 pending and is sent again at the next start, so receivers dedupe by event id.
+
+Sandbox faults (acquirer/faults.py) are read when an event is picked up and hold for all its
+deliveries: it may be dropped, sent more than once, later, or after a random extra wait of up to
+`REORDER_WINDOW_SECONDS` that shuffles events created close together.
 """
 
 import asyncio
 import logging
+import random
 import time
 
 import httpx
 
+from acquirer.faults import REORDER_WINDOW_SECONDS, Faults, WebhookFaults
 from acquirer.signing import sign
 from acquirer.storage import Event, EventState, Storage
 
@@ -29,8 +35,10 @@ class Deliverer:
         max_retry_seconds: float = 30.0,
         max_attempts: int = 12,
         concurrency: int = 16,
+        faults: Faults | None = None,
     ) -> None:
-        """`new_events` is set whenever the storage commits events."""
+        """`new_events` is set whenever the storage commits events; `faults` may change while
+        this runs."""
         self._storage = storage
         self._new_events = new_events
         self._url = url
@@ -39,6 +47,7 @@ class Deliverer:
         self._first_retry_seconds = first_retry_seconds
         self._max_retry_seconds = max_retry_seconds
         self._max_attempts = max_attempts
+        self._faults = faults if faults is not None else Faults()
         # Bounds requests in flight, not events: an event waiting out its backoff holds no slot.
         self._slots = asyncio.Semaphore(concurrency)
 
@@ -54,6 +63,25 @@ class Deliverer:
                 await self._new_events.wait()
 
     async def _deliver(self, event: Event) -> None:
+        faults = self._faults.webhooks
+        if random.random() < faults.drop_rate:
+            self._storage.drop_event(event.id)
+            extra = {"event_id": event.id, "event_type": event.type}
+            log.warning("webhook dropped by a sandbox fault", extra=extra)
+            return
+        async with asyncio.TaskGroup() as copies:
+            for copy in range(1, faults.duplicate):
+                copies.create_task(self._send_until_taken(event, faults, copy))
+            await self._send_until_taken(event, faults, copy=0)
+
+    async def _send_until_taken(self, event: Event, faults: WebhookFaults, copy: int) -> None:
+        """Copy 0 is the event itself and its attempts are recorded; the others are the sandbox's
+        duplicates, retried alike but not recorded."""
+        wait = faults.delay_seconds
+        if faults.reorder:
+            wait += random.uniform(0, REORDER_WINDOW_SECONDS)
+        if wait:
+            await asyncio.sleep(wait)
         attempts = event.attempts
         while True:
             async with self._slots:
@@ -64,8 +92,11 @@ class Deliverer:
                 state = "delivered"
             elif attempts >= self._max_attempts:
                 state = "failed"
-            self._storage.record_attempt(event.id, state, error)
             extra = {"event_id": event.id, "event_type": event.type, "attempts": attempts}
+            if copy:
+                extra["copy"] = copy
+            else:
+                self._storage.record_attempt(event.id, state, error)
             if state == "delivered":
                 log.info("webhook delivered", extra=extra)
                 return

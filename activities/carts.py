@@ -18,7 +18,7 @@ from kassa.errors import Conflict, Invalid, NotFound
 from kassa.tables import Cart, CartItem, Order, Stock, utcnow
 
 MAX_LINE_QUANTITY = 99
-PAID_STATUSES = ("PAID", "REFUNDED")
+IN_PROGRESS_STATUSES = ("CREATED", "PENDING_PAYMENT")
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,12 @@ async def current_cart(session: AsyncSession, user_id: uuid.UUID) -> Cart:
     """The customer's open cart, or the one locked by a checkout still running; a new one after a paid order."""
     cart = await _latest_cart(session, user_id)
     if cart is not None and cart.status == "checked_out":
-        order_status = (
-            await session.exec(
-                select(Order.status).where(Order.cart_id == cart.id, Order.cart_version == cart.version)
-            )
-        ).one_or_none()
-        if order_status in PAID_STATUSES:
+        # A failed order reopens its cart, so a checked-out cart with no order still being paid
+        # was bought: the customer starts a new one.
+        in_progress = await session.exec(
+            select(Order.id).where(Order.cart_id == cart.id, col(Order.status).in_(IN_PROGRESS_STATUSES)).limit(1)
+        )
+        if in_progress.one_or_none() is None:
             cart = None
     if cart is None:
         # Two first requests may race here: the partial unique index lets one cart win.

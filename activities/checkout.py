@@ -17,7 +17,7 @@ from sqlmodel import col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import auth, carts, inventory, orders, payments
+from activities import auth, carts, inventory, ledger, orders, payments
 from activities.inventory import StockLine
 from activities.payments import AcquirerClient, IntentState
 from kassa.db import session_scope
@@ -34,6 +34,7 @@ class CreateOrderInput:
     customer_id: str
     cart_id: str
     cart_version: int
+    address_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ class CartReopened:
 
 
 @asynccontextmanager
-async def _refusals_are_final() -> AsyncIterator[None]:
+async def refusals_are_final() -> AsyncIterator[None]:
     try:
         yield
     except DomainError as refusal:
@@ -156,7 +157,7 @@ class CheckoutActivities:
 
     @activity.defn
     async def create_order(self, request: CreateOrderInput) -> CreatedOrder:
-        async with _refusals_are_final(), session_scope(self._engine) as session:
+        async with refusals_are_final(), session_scope(self._engine) as session:
             order = await orders.create_from_cart(
                 session,
                 uuid.UUID(request.order_id),
@@ -164,6 +165,7 @@ class CheckoutActivities:
                 uuid.UUID(request.customer_id),
                 uuid.UUID(request.cart_id),
                 request.cart_version,
+                uuid.UUID(request.address_id) if request.address_id else None,
             )
             lines = await session.exec(select(OrderLine).where(OrderLine.order_id == order.id).order_by(col(OrderLine.sku)))
             created = CreatedOrder(request.order_id, order.total, order.currency, [StockLine(l.sku, l.quantity) for l in lines])
@@ -172,13 +174,13 @@ class CheckoutActivities:
 
     @activity.defn
     async def verify_customer(self, request: VerifyCustomerInput) -> VerifiedCustomer:
-        async with _refusals_are_final(), session_scope(self._engine) as session:
+        async with refusals_are_final(), session_scope(self._engine) as session:
             user = await auth.verify_customer(session, uuid.UUID(request.customer_id))
             return VerifiedCustomer(str(user.id), user.role)
 
     @activity.defn
     async def reserve_stock(self, request: ReserveStockInput) -> StockReserved:
-        async with _refusals_are_final(), session_scope(self._engine) as session:
+        async with refusals_are_final(), session_scope(self._engine) as session:
             reservation = await inventory.reserve(
                 session, uuid.UUID(request.order_id), request.lines, request.hold_expires_at
             )
@@ -188,19 +190,19 @@ class CheckoutActivities:
 
     @activity.defn
     async def commit_stock(self, request: ReservationInput) -> ReservationSettled:
-        async with _refusals_are_final(), session_scope(self._engine) as session:
+        async with refusals_are_final(), session_scope(self._engine) as session:
             reservation = await inventory.commit(session, uuid.UUID(request.reservation_id))
             return ReservationSettled(str(reservation.id), reservation.status)
 
     @activity.defn
     async def release_stock(self, request: ReservationInput) -> ReservationSettled:
-        async with _refusals_are_final(), session_scope(self._engine) as session:
+        async with refusals_are_final(), session_scope(self._engine) as session:
             reservation = await inventory.release(session, uuid.UUID(request.reservation_id))
             return ReservationSettled(str(reservation.id), reservation.status)
 
     @activity.defn
     async def mark_pending_payment(self, request: MarkPendingPaymentInput) -> OrderMarked:
-        async with _refusals_are_final(), session_scope(self._engine) as session:
+        async with refusals_are_final(), session_scope(self._engine) as session:
             order = await orders.transition(
                 session,
                 uuid.UUID(request.order_id),
@@ -221,8 +223,13 @@ class CheckoutActivities:
     @activity.defn
     async def mark_order(self, request: MarkOrderInput) -> OrderMarked:
         detail = {"skus": request.skus} if request.skus else None
-        async with _refusals_are_final(), session_scope(self._engine) as session:
+        async with refusals_are_final(), session_scope(self._engine) as session:
             order = await orders.transition(session, uuid.UUID(request.order_id), request.status, request.reason, detail)
+            if order.status == "PAID":
+                # The money is in: on the ledger in the same transaction as the order's PAID. The
+                # order keeps its first success; any other is left to reconciliation to refund.
+                for payment in (await payments.succeeded(session, order.id))[:1]:
+                    await ledger.record_charge(session, order.id, payment.intent_id, payment.amount, payment.currency)
         log.info("order marked", extra={"order_id": request.order_id, "status": order.status, "reason": request.reason})
         return OrderMarked(str(order.id), order.status)
 

@@ -10,13 +10,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kassa.errors import Conflict, Invalid, NotFound
-from kassa.tables import Product, Reservation, ReservationLine, Stock, utcnow
+from kassa.tables import LIVE_RESERVATION, Product, Reservation, ReservationLine, Stock, utcnow
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ async def reserve(
 ) -> Reservation:
     """Hold every line of the order, or none (raises OutOfStock naming the short SKUs).
 
-    Idempotent on the order id: a second call returns the first reservation unchanged.
+    Idempotent on the order id: a second call returns the live reservation unchanged; after a
+    release, a new call holds again (a late payment completing its order).
     Runs inside the caller's transaction; on OutOfStock the caller must roll back.
     """
     lines = _merged(lines)
@@ -62,12 +63,13 @@ async def reserve(
     claimed = await session.exec(
         insert(Reservation)
         .values(id=uuid.uuid4(), order_id=order_id, status="held", hold_expires_at=hold_expires_at)
-        .on_conflict_do_nothing(index_elements=["order_id"])
+        .on_conflict_do_nothing(index_elements=["order_id"], index_where=text(LIVE_RESERVATION))
         .returning(Reservation.id)
     )
     reservation_id = claimed.scalar_one_or_none()
     if reservation_id is None:
-        return (await session.exec(select(Reservation).where(Reservation.order_id == order_id))).one()
+        live = select(Reservation).where(Reservation.order_id == order_id, col(Reservation.status).in_(("held", "committed")))
+        return (await session.exec(live)).one()
     short = []
     for line in lines:
         held = await session.exec(

@@ -4,6 +4,8 @@
        │              │  ├─▶ PAYMENT_FAILED
        │              │  ├─▶ EXPIRED
        └─▶ CANCELLED ◀┘
+
+plus: PAYMENT_FAILED, EXPIRED or CANCELLED ──▶ PAID when a late payment completes the order.
 """
 
 import uuid
@@ -23,7 +25,8 @@ from kassa.tables import Order, OrderEvent, OrderLine, Payment, utcnow
 
 ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     "PENDING_PAYMENT": ("CREATED",),
-    "PAID": ("PENDING_PAYMENT",),
+    # A payment that lands after the order ended completes it when its stock is still there.
+    "PAID": ("PENDING_PAYMENT", "EXPIRED", "CANCELLED", "PAYMENT_FAILED"),
     "PAYMENT_FAILED": ("PENDING_PAYMENT",),
     "EXPIRED": ("PENDING_PAYMENT",),
     "CANCELLED": ("CREATED", "PENDING_PAYMENT"),
@@ -57,6 +60,7 @@ class OrderView(Totals):
     id: uuid.UUID
     status: str
     lines: list[PricedLine]
+    address_id: uuid.UUID | None
     reservation_id: uuid.UUID | None
     hold_expires_at: datetime | None
     reason: str | None
@@ -66,7 +70,13 @@ class OrderView(Totals):
 
 
 async def create_from_cart(
-    session: AsyncSession, order_id: uuid.UUID, workflow_id: str, user_id: uuid.UUID, cart_id: uuid.UUID, cart_version: int
+    session: AsyncSession,
+    order_id: uuid.UUID,
+    workflow_id: str,
+    user_id: uuid.UUID,
+    cart_id: uuid.UUID,
+    cart_version: int,
+    address_id: uuid.UUID | None = None,
 ) -> Order:
     """Order CREATED from the cart at this version, priced from the catalog; the cart is locked.
 
@@ -88,6 +98,7 @@ async def create_from_cart(
         cart_id=cart_id,
         cart_version=cart_version,
         workflow_id=workflow_id,
+        address_id=address_id,
         status="CREATED",
         **Totals.of(priced),
     )
@@ -178,6 +189,7 @@ async def view_order(session: AsyncSession, order: Order) -> OrderView:
         status=order.status,
         lines=[PricedLine(l.sku, l.title, l.quantity, l.unit_price, l.line_total) for l in lines],
         **Totals.of(order),
+        address_id=order.address_id,
         reservation_id=order.reservation_id,
         hold_expires_at=order.hold_expires_at,
         reason=order.reason,

@@ -7,10 +7,10 @@ from typing import Any
 import httpx
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from kassa.errors import Invalid
+from kassa.errors import Conflict, Invalid
 from kassa.tables import Payment, utcnow
 
 # Forward only: a settled intent never goes back to waiting, nor from one outcome to another.
@@ -29,6 +29,13 @@ class IntentState:
     def from_acquirer(cls, body: dict[str, Any]) -> "IntentState":
         next_action = body.get("next_action") or {}
         return cls(body["id"], body["status"], next_action.get("url"), body.get("decline_code"))
+
+
+@dataclass(frozen=True)
+class RefundState:
+    refund_id: str
+    intent_id: str
+    amount: int
 
 
 class AcquirerUnavailable(Exception):
@@ -90,6 +97,18 @@ class AcquirerClient:
         return IntentState.from_acquirer(response.json())
 
 
+    async def refund(self, idempotency_key: str, intent_id: str, amount: int) -> RefundState:
+        """Idempotent on `idempotency_key`. The acquirer refuses more than was charged (Conflict)."""
+        response = await self._call(
+            "POST", "/v1/refunds", json={"payment_intent": intent_id, "amount": amount}, headers={"Idempotency-Key": idempotency_key}
+        )
+        if response.status_code >= 400:
+            error = response.json().get("error", {})
+            raise Conflict(error.get("code", "refund_refused"), error.get("message", "The acquirer refused the refund."))
+        body = response.json()
+        return RefundState(body["id"], body["payment_intent"], body["amount"])
+
+
 async def record_attempt(
     session: AsyncSession, order_id: uuid.UUID, attempt: int, amount: int, currency: str, intent: IntentState
 ) -> None:
@@ -123,3 +142,9 @@ async def advance(session: AsyncSession, intent_id: str, status: str, decline_co
         .returning(col(Payment.intent_id))
     )
     return moved.scalar_one_or_none() is not None
+
+
+async def succeeded(session: AsyncSession, order_id: uuid.UUID) -> list[Payment]:
+    """The order's payments that went through, in attempt order."""
+    query = select(Payment).where(Payment.order_id == order_id, Payment.status == "succeeded").order_by(col(Payment.attempt))
+    return list(await session.exec(query))

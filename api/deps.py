@@ -1,15 +1,20 @@
-"""What a route needs, as dependencies: settings, a database session, Temporal, the caller."""
+"""What a route needs, as dependencies: settings, a database session, Temporal, the caller and what it may do."""
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
+from argon2 import PasswordHasher
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
-from activities.auth import read_access_token
+from activities import tokens
+from activities.auth import password_hasher
+from activities.roles import Permission, allows
+from activities.throttling import LoginLimits
+from activities.tokens import TokenPolicy
 from kassa.db import session_scope
 from kassa.errors import Forbidden, Unauthorized
 from kassa.settings import Settings
@@ -35,34 +40,58 @@ async def get_session(engine: Annotated[AsyncEngine, Depends(get_engine)]) -> As
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# Committed before the answer is sent (scope "function"): a client that got its 200 reads what it wrote.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
+
+
+def get_token_policy(settings: SettingsDep) -> TokenPolicy:
+    return TokenPolicy.from_settings(settings)
+
+
+def get_password_hasher(settings: SettingsDep) -> PasswordHasher:
+    return password_hasher(settings)
+
+
+def get_login_limits(settings: SettingsDep) -> LoginLimits:
+    return LoginLimits.from_settings(settings)
+
+
+def get_client_address(request: Request) -> str:
+    # uvicorn puts the X-Forwarded-For address here only for proxies in FORWARDED_ALLOW_IPS.
+    return request.client.host if request.client else "unknown"
+
+
+TokenPolicyDep = Annotated[TokenPolicy, Depends(get_token_policy)]
+PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
+LoginLimitsDep = Annotated[LoginLimits, Depends(get_login_limits)]
+ClientAddressDep = Annotated[str, Depends(get_client_address)]
 
 _bearer = HTTPBearer(auto_error=False)
 
 
 async def get_current_user(
     engine: EngineDep,
-    settings: SettingsDep,
+    policy: TokenPolicyDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
     if credentials is None:
         raise Unauthorized("not_authenticated", "Log in and send `Authorization: Bearer <access_token>`.")
-    assert settings.jwt_secret
-    user_id = read_access_token(credentials.credentials, settings.jwt_secret)
+    claims = tokens.read_access_token(policy.keyring, credentials.credentials)
     # Its own short transaction: routes that wait on a workflow must not hold a connection meanwhile.
     async with session_scope(engine) as session:
-        user = await session.get(User, user_id)
-    if user is None or user.status != "active":
-        raise Unauthorized("invalid_token", "The account behind this token is gone or blocked: log in again.")
-    return user
-
-
-async def get_admin(user: Annotated[User, Depends(get_current_user)]) -> User:
-    if user.role != "admin":
-        raise Forbidden("admin_only", "This needs an admin account.")
-    return user
+        return await tokens.signed_in_user(session, claims)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
-AdminUser = Annotated[User, Depends(get_admin)]
+
+
+def requires(permission: Permission) -> Any:
+    """The caller, if their role has `permission` (403 if not): `user: Annotated[User, requires(Permission.X)]`."""
+
+    async def permitted_user(user: CurrentUser) -> User:
+        if not allows(user.role, permission):
+            raise Forbidden("not_permitted", f"A {user.role} account may not do this: it needs the {permission} permission.")
+        return user
+
+    return Depends(permitted_user)

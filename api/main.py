@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import problems
-from api.routers import admin, auth, cart, catalog, checkout, health, orders, webhooks
+from api.routers import admin, admin_orders, admin_users, auth, cart, catalog, checkout, health, me, orders, webhooks
 from kassa.db import make_engine
 from kassa.settings import Settings, get_settings
 from kassa.temporal import connect
@@ -32,6 +32,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Kassa", version="0.1.0", lifespan=lifespan)
     problems.install(app)
-    for router in (health.router, auth.router, catalog.router, cart.router, checkout.router, orders.router, webhooks.router, admin.router):
+    for router in (
+        health.router,
+        auth.router,
+        me.router,
+        catalog.router,
+        cart.router,
+        checkout.router,
+        orders.router,
+        webhooks.router,
+        admin.router,
+        admin_orders.router,
+        admin_users.router,
+    ):
         app.include_router(router)
     return app

@@ -8,6 +8,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.service import RPCError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kassa.errors import DomainError
@@ -21,6 +23,7 @@ STATUS_OF_KIND = {
     "not_found": 404,
     "conflict": 409,
     "payment_required": 402,
+    "too_many_requests": 429,
 }
 MAX_BODY_BYTES = 64 * 1024
 
@@ -28,7 +31,9 @@ MAX_BODY_BYTES = 64 * 1024
 def problem(status: int, code: str, detail: str, /, **extra: Any) -> JSONResponse:
     """`status` is the HTTP status, as RFC 9457 has it; an order's status goes in `order_status`."""
     body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "code": code, "detail": detail}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if "retry_after" in extra:
+        headers["Retry-After"] = str(extra["retry_after"])
     return JSONResponse(body | extra, status_code=status, media_type="application/problem+json", headers=headers)
 
 
@@ -55,6 +60,16 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
         return problem(400, "malformed_json", "The body is not valid JSON.")
     code = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_")
     return problem(error.status_code, code, str(error.detail))
+
+
+async def _workflow_slow(request: Request, error: Exception) -> JSONResponse:
+    # The workflow goes on; repeating the request attaches to the same run (idempotent).
+    return problem(503, "checkout_busy", "Still working on it: repeat the request in a moment.", retry_after=1)
+
+
+async def _temporal_unreachable(request: Request, error: Exception) -> JSONResponse:
+    log.warning("temporal unreachable", extra={"path": request.url.path, "error": type(error).__name__})
+    return problem(503, "temporal_unavailable", "Orders cannot be processed right now: try again shortly.", retry_after=5)
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
@@ -112,5 +127,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(WorkflowUpdateRPCTimeoutOrCancelledError, _workflow_slow)
+    app.add_exception_handler(RPCError, _temporal_unreachable)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(BodySizeLimit)

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from activities.auth import create_admin
+from activities.auth import create_admin, password_hasher
 from kassa import dev
 from kassa.db import session_scope
 from kassa.embedded import StartError, database_url
@@ -124,11 +124,13 @@ def _seed(args: argparse.Namespace) -> int:
 
 
 def _create_admin(args: argparse.Namespace) -> int:
+    settings = _settings()
+
     async def create(engine: AsyncEngine) -> str:
         async with session_scope(engine) as session:
-            return (await create_admin(session, args.email, args.password)).email
+            return (await create_admin(session, password_hasher(settings), args.email, args.password)).email
 
-    email = dev.run_with_engine(database_url(_settings()), create)
+    email = dev.run_with_engine(database_url(settings), create)
     print(f"admin {email} ready")
     return 0
 

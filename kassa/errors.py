@@ -5,7 +5,7 @@ They know nothing of HTTP; the gateway maps each kind to a status code.
 
 from typing import Any, Literal
 
-Kind = Literal["invalid", "unauthorized", "forbidden", "not_found", "conflict", "payment_required"]
+Kind = Literal["invalid", "unauthorized", "forbidden", "not_found", "conflict", "payment_required", "too_many_requests"]
 
 
 class DomainError(Exception):
@@ -36,3 +36,12 @@ class NotFound(DomainError):
 
 class Conflict(DomainError):
     kind = "conflict"
+
+
+class TooManyRequests(DomainError):
+    """Come back in `retry_after` seconds."""
+
+    kind = "too_many_requests"
+
+    def __init__(self, code: str, message: str, retry_after: int) -> None:
+        super().__init__(code, message, retry_after=retry_after)

@@ -4,14 +4,21 @@ import json
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SECRET_NAMES = ("jwt_secret", "acquirer_api_key", "acquirer_webhook_secret")
+# HS256 keys shorter than the hash's output make forging a token easier than it should be (RFC 7518 §3.2).
+MIN_JWT_SECRET_BYTES = 32
 
 
 class MissingSecret(SystemExit):
+    pass
+
+
+class WeakSecret(SystemExit):
     pass
 
 
@@ -35,12 +42,34 @@ class Settings(BaseSettings):
     # Once per order, for a customer still in 3-D Secure when the hold ends.
     hold_grace_seconds: int = 120
     access_token_seconds: int = 900
+    refresh_token_seconds: int = 30 * 24 * 3600
+    # Signs new access tokens. After a rotation the old key goes to jwt_previous_secrets
+    # (comma-separated), so the tokens it signed keep working until they expire.
     jwt_secret: str | None = None
+    jwt_previous_secrets: Annotated[list[str], NoDecode] = []
+    # argon2id cost of a password hash; a login with a hash of other costs rehashes it.
+    password_time_cost: int = 3
+    password_memory_cost: int = 65536  # KiB
+    password_parallelism: int = 4
+    # Failed logins counted per account (e-mail) and per client address, in fixed windows.
+    login_window_seconds: int = 900
+    login_attempts_per_account: int = 5
+    login_attempts_per_address: int = 50
+    # Consecutive wrong passwords that lock an account, and for how long (an admin may lift it sooner).
+    lockout_failures: int = 10
+    lockout_seconds: int = 3600
     acquirer_api_key: str | None = None
     acquirer_webhook_secret: str | None = None
     # Where the gateway reaches the acquirer, and where the acquirer reaches the gateway.
     acquirer_url: str | None = None
     public_url: str | None = None
+
+    @field_validator("jwt_previous_secrets", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def temporal_target(self) -> str:
@@ -62,11 +91,13 @@ class Settings(BaseSettings):
         """Fill missing secrets: generated once and kept in the data folder in dev and test,
         a clear stop in production."""
         missing = [name for name in SECRET_NAMES if not getattr(self, name)]
+        if self.env == "production":
+            if missing:
+                names = ", ".join(f"KASSA_{name.upper()}" for name in missing)
+                raise MissingSecret(f"kassa: {names} must be set in production; refusing to start.")
+            self._refuse_weak_jwt_secrets()
         if not missing:
             return self
-        if self.env == "production":
-            names = ", ".join(f"KASSA_{name.upper()}" for name in missing)
-            raise MissingSecret(f"kassa: {names} must be set in production; refusing to start.")
         path = self.data_dir / "secrets.json"
         kept = json.loads(path.read_text()) if path.exists() else {}
         generated = {name: secrets.token_urlsafe(32) for name in missing if name not in kept}
@@ -76,6 +107,15 @@ class Settings(BaseSettings):
             path.write_text(json.dumps(kept))
             path.chmod(0o600)
         return self.model_copy(update={name: kept[name] for name in missing})
+
+
+    def _refuse_weak_jwt_secrets(self) -> None:
+        assert self.jwt_secret
+        if any(len(key.encode()) < MIN_JWT_SECRET_BYTES for key in [self.jwt_secret, *self.jwt_previous_secrets]):
+            raise WeakSecret(
+                f"kassa: KASSA_JWT_SECRET and KASSA_JWT_PREVIOUS_SECRETS need at least {MIN_JWT_SECRET_BYTES} bytes each"
+                " in production; refusing to start."
+            )
 
 
 @lru_cache

@@ -8,6 +8,9 @@ from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, DateTime, Inde
 from sqlmodel import Field, SQLModel
 
 
+LIVE_RESERVATION = "status IN ('held', 'committed')"
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -21,9 +24,68 @@ class User(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     email: str = Field(unique=True, max_length=254)
     password_hash: str
-    role: str = Field(default="customer", max_length=16)  # customer | admin
+    role: str = Field(default="customer", max_length=16)  # customer | support | admin
     status: str = Field(default="active", max_length=16)  # active | blocked
+    display_name: str | None = Field(default=None, max_length=100)
+    phone: str | None = Field(default=None, max_length=16)  # E.164
+    # Wrong passwords since the last right one; at the lockout threshold the account locks until locked_until.
+    failed_logins: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    locked_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime = _timestamp()
+
+
+class TokenFamily(SQLModel, table=True):
+    """One login: the refresh tokens rotated from it and the access tokens they issued (claim `sid`).
+    Revoked by logout, by reuse of a spent refresh token, or by blocking the account."""
+
+    __tablename__ = "token_families"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
+    created_at: datetime = _timestamp()
+    revoked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    revoked_reason: str | None = Field(default=None, max_length=16)  # logout | reuse | blocked
+
+
+class RefreshToken(SQLModel, table=True):
+    """A refresh token by its SHA-256 (the token itself is never stored); spent once it is used."""
+
+    __tablename__ = "refresh_tokens"
+    token_hash: str = Field(primary_key=True, max_length=64)
+    family_id: uuid.UUID = Field(foreign_key="token_families.id", index=True)
+    issued_at: datetime = _timestamp()
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True))
+    spent_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class LoginAttempts(SQLModel, table=True):
+    """Login attempts of one account (by e-mail, existing or not) or one client address in the
+    current window: in the database, so the limit holds across api processes."""
+
+    __tablename__ = "login_attempts"
+    scope: str = Field(primary_key=True, max_length=8)  # account | address
+    subject: str = Field(primary_key=True, max_length=254)
+    attempts: int
+    window_started_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class Address(SQLModel, table=True):
+    """A customer's delivery address. Never edited, so an order's address stays what it was;
+    deleting one hides it (deleted_at) and keeps it for the orders that name it."""
+
+    __tablename__ = "addresses"
+    __table_args__ = (Index("addresses_one_default_per_user", "user_id", unique=True, postgresql_where=text("is_default")),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
+    recipient: str = Field(max_length=100)
+    phone: str | None = Field(default=None, max_length=16)  # E.164
+    country: str = Field(max_length=2)  # ISO 3166-1 alpha-2
+    city: str = Field(max_length=100)
+    postal_code: str = Field(max_length=16)
+    line1: str = Field(max_length=200)
+    line2: str | None = Field(default=None, max_length=200)
+    is_default: bool = False
+    created_at: datetime = _timestamp()
+    deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class Product(SQLModel, table=True):
@@ -77,6 +139,7 @@ class Order(SQLModel, table=True):
     cart_id: uuid.UUID = Field(foreign_key="carts.id")
     cart_version: int
     workflow_id: str
+    address_id: uuid.UUID | None = Field(default=None, foreign_key="addresses.id")
     status: str = Field(default="CREATED", max_length=24, index=True)
     subtotal: int
     discount: int = 0
@@ -133,8 +196,12 @@ class Payment(SQLModel, table=True):
 
 class Reservation(SQLModel, table=True):
     __tablename__ = "reservations"
+    __table_args__ = (
+        # One live hold per order; a late payment may hold again after the first was released.
+        Index("reservations_one_live_per_order", "order_id", unique=True, postgresql_where=text(LIVE_RESERVATION)),
+    )
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    order_id: uuid.UUID = Field(foreign_key="orders.id", unique=True)
+    order_id: uuid.UUID = Field(foreign_key="orders.id", index=True)
     status: str = Field(default="held", max_length=16, index=True)  # held | released | committed
     hold_expires_at: datetime = Field(sa_type=DateTime(timezone=True))
     created_at: datetime = _timestamp()
@@ -159,3 +226,38 @@ class WebhookEvent(SQLModel, table=True):
     payload: dict[str, Any] = Field(sa_type=JSON)
     received_at: datetime = _timestamp()
     processed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class LedgerTransaction(SQLModel, table=True):
+    """One movement of money (a charge, a refund), recorded once per reference at the acquirer."""
+
+    __tablename__ = "ledger_transactions"
+    __table_args__ = (UniqueConstraint("kind", "reference", name="ledger_one_per_reference"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    kind: str = Field(max_length=16)  # charge | refund
+    reference: str = Field(max_length=64)  # the intent or refund id at the acquirer
+    order_id: uuid.UUID = Field(foreign_key="orders.id", index=True)
+    created_at: datetime = _timestamp()
+
+
+class LedgerPosting(SQLModel, table=True):
+    """Double entry: a transaction's postings sum to zero in each currency."""
+
+    __tablename__ = "ledger_postings"
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    transaction_id: uuid.UUID = Field(foreign_key="ledger_transactions.id", index=True)
+    account: str = Field(max_length=32)
+    amount: int  # signed
+    currency: str = Field(max_length=3)
+
+
+class Refund(SQLModel, table=True):
+    __tablename__ = "refunds"
+    id: str = Field(primary_key=True, max_length=64)  # the refund id at the acquirer
+    order_id: uuid.UUID = Field(foreign_key="orders.id", index=True)
+    intent_id: str = Field(max_length=64)
+    amount: int
+    currency: str = Field(max_length=3)
+    reason: str = Field(max_length=32)  # requested_by_admin | late_payment
+    idempotency_key: str = Field(unique=True, max_length=128)
+    created_at: datetime = _timestamp()

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -18,9 +17,11 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from acquirer.app import create_app as create_acquirer
-from activities.auth import issue_access_token, register
+from activities.auth import password_hasher, register
 from activities.checkout import CheckoutActivities
+from activities.money import MoneyActivities
 from activities.payments import AcquirerClient
+from activities.tokens import TokenPolicy, start_family
 from api.main import create_app as create_gateway
 from kassa.db import make_engine, migrate, session_scope
 from kassa.embedded import start_postgres, stop_postgres
@@ -47,19 +48,26 @@ class Kassa:
     temporal: Client
     api_url: str
     activities: CheckoutActivities
+    money: MoneyActivities
 
     def http(self, token: str | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.AsyncClient(base_url=self.api_url, headers=headers, timeout=60)
 
     async def customer(self) -> "Customer":
-        async with session_scope(self.engine) as session:
-            user = await register(session, f"c-{uuid.uuid4().hex[:12]}@example.com", PASSWORD)
-        return Customer(user, self.token_for(user), self)
+        return await self.account("customer")
 
-    def token_for(self, user: User) -> str:
-        assert self.settings.jwt_secret
-        return issue_access_token(user, self.settings.jwt_secret, timedelta(hours=1))
+    async def account(self, role: str) -> "Customer":
+        """A new account of this role (customer, support, admin), logged in."""
+        async with session_scope(self.engine) as session:
+            email = f"{role}-{uuid.uuid4().hex[:12]}@example.com"
+            user = await register(session, password_hasher(self.settings), email, PASSWORD, role)
+        return Customer(user, await self.token_for(user), self)
+
+    async def token_for(self, user: User) -> str:
+        """An access token of a new login of `user`, as POST /auth/login would give."""
+        async with session_scope(self.engine) as session:
+            return (await start_family(session, TokenPolicy.from_settings(self.settings), user.id)).access_token
 
     async def product(self, on_hand: int, price: int = 150_000) -> str:
         sku = f"SKU-{uuid.uuid4().hex[:10].upper()}"
@@ -131,6 +139,10 @@ async def kassa(data_dir: Path, database_url: str, dev_server: WorkflowEnvironme
         api_port=api_socket.getsockname()[1],
         acquirer_port=acquirer_socket.getsockname()[1],
         task_queue=f"test-{uuid.uuid4()}",
+        # The cheapest argon2 there is: the tests hash hundreds of passwords, not one per login.
+        password_time_cost=1,
+        password_memory_cost=8,
+        password_parallelism=1,
     ).with_secrets()
     assert settings.acquirer_api_key
     engine = make_engine(database_url, pool_size=20)
@@ -140,6 +152,7 @@ async def kassa(data_dir: Path, database_url: str, dev_server: WorkflowEnvironme
         acquirer = AcquirerClient(settings.acquirer_base_url, settings.acquirer_api_key)
         stack.push_async_callback(acquirer.aclose)
         activities = CheckoutActivities(engine, acquirer, f"{api_url}/checkout/return")
-        await stack.enter_async_context(build_worker(dev_server.client, settings, activities))
-        yield Kassa(settings, engine, dev_server.client, api_url, activities)
+        money = MoneyActivities(engine, acquirer)
+        await stack.enter_async_context(build_worker(dev_server.client, settings, activities, money))
+        yield Kassa(settings, engine, dev_server.client, api_url, activities, money)
     await engine.dispose()

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -28,12 +28,14 @@ SECRET = "s"
 
 
 @asynccontextmanager
-async def running_acquirer(data_dir: Path, receiver_url: str) -> AsyncIterator[str]:
+async def running_acquirer(
+    data_dir: Path, receiver_url: str, env: Literal["test", "production"] = "test"
+) -> AsyncIterator[str]:
     sock = listening_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     settings = Settings(
         data_dir=data_dir,
-        env="test",
+        env=env,
         acquirer_api_key=API_KEY,
         acquirer_webhook_secret=SECRET,
         acquirer_url=url,
@@ -99,15 +101,23 @@ class Stack:
     data_dir: Path
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+@asynccontextmanager
+async def acquirer_stack(
+    data_dir: Path, env: Literal["test", "production"] = "test"
+) -> AsyncIterator[Stack]:
     receiver = Receiver()
     async with (
         serving(receiver.app, listening_socket()) as receiver_url,
-        running_acquirer(tmp_path, receiver_url) as url,
+        running_acquirer(data_dir, receiver_url, env) as url,
         httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}) as client,
     ):
-        yield Stack(client, receiver, tmp_path)
+        yield Stack(client, receiver, data_dir)
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with acquirer_stack(tmp_path) as stack:
+        yield stack
 
 
 async def create_intent(

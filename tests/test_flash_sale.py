@@ -21,7 +21,7 @@ async def _buyers(kassa: Kassa, count: int) -> list[str]:
     users = [User(email=f"buyer-{uuid.uuid4().hex[:12]}@example.com", password_hash=password_hash) for _ in range(count)]
     async with session_scope(kassa.engine) as session:
         session.add_all(users)
-    return [kassa.token_for(user) for user in users]
+    return list(await asyncio.gather(*(kassa.token_for(user) for user in users)))
 
 
 async def _buy(kassa: Kassa, token: str, sku: str) -> int:

@@ -42,7 +42,7 @@ async def time_skipping(kassa: Kassa) -> AsyncIterator[WorkflowEnvironment]:
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(namespace="default", search_attributes={key.name: kind for key, kind in kinds.items()})
     )
-    async with build_worker(env.client, kassa.settings, kassa.activities):
+    async with build_worker(env.client, kassa.settings, kassa.activities, kassa.money):
         yield env
     await env.shutdown()
 

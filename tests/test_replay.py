@@ -14,6 +14,7 @@ from temporalio.worker import Replayer
 
 from tests.conftest import Kassa
 from tests.flow import CARD, pay_now
+from worker import WORKFLOWS
 from workflows.checkout import CheckoutWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -36,8 +37,8 @@ async def test_this_sessions_checkouts_replay(kassa: Kassa) -> None:
         paid = await pay_now(http, await customer.cart_with((await kassa.product(on_hand=1), 1)), CARD)
         assert paid.status_code == 201, paid.text
     query = f'TaskQueue = "{kassa.settings.task_queue}" AND ExecutionStatus = "Completed"'
-    histories = [history async for history in kassa.temporal.list_workflows(query).map_histories()]
-    replayer = Replayer(workflows=[CheckoutWorkflow])
+    histories = [history async for history in kassa.temporal.list_workflows(query, limit=60).map_histories()]
+    replayer = Replayer(workflows=WORKFLOWS)
     for history in histories:
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
         assert result.replay_failure is None, f"{history.workflow_id}: {result.replay_failure}"
@@ -48,6 +49,8 @@ async def test_this_sessions_checkouts_replay(kassa: Kassa) -> None:
 def record(history: WorkflowHistory) -> None:
     """With KASSA_RECORD_HISTORIES set, keep this run as the recorded history of its ending."""
     if not os.environ.get("KASSA_RECORD_HISTORIES"):
+        return
+    if not history.workflow_id.startswith("checkout-"):
         return
     result = json.loads(history.events[-1].workflow_execution_completed_event_attributes.result.payloads[0].data)
     HISTORIES.mkdir(exist_ok=True)

@@ -41,6 +41,9 @@ CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 ORDER_TOTAL = SearchAttributeKey.for_int("OrderTotal")
 
 MAX_PAYMENT_ATTEMPTS = 3
+# Who cancelled, as the order's reason: the customer, or support on their behalf.
+CANCELLED_BY_CUSTOMER, CANCELLED_BY_STAFF = "cancelled_by_customer", "cancelled_by_staff"
+CANCEL_REASONS = (CANCELLED_BY_CUSTOMER, CANCELLED_BY_STAFF)
 # An attempt the acquirer did not answer (outage): retryable, and not counted as one of the three.
 UNAVAILABLE = "unavailable"
 # While 3-D Secure runs, ask the acquirer on this backoff in case its webhooks are lost.
@@ -75,6 +78,7 @@ class CheckoutInput:
     hold_seconds: int
     # Once, for a customer still in 3-D Secure when the hold ends: more time, not a release.
     hold_grace_seconds: int = 0
+    address_id: str | None = None  # the customer's own, checked by the gateway
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ class CheckoutWorkflow:
         self._attempts: list[IntentState] = []
         self._next_method: PaymentMethod | None = None
         self._cancel_requested = False
+        self._cancel_reason = CANCELLED_BY_CUSTOMER
         self._webhook_updates: dict[str, PaymentUpdate] = {}
         self._refusal: ApplicationError | None = None
 
@@ -128,7 +133,10 @@ class CheckoutWorkflow:
         try:
             order = await workflow.execute_activity_method(
                 CheckoutActivities.create_order,
-                CreateOrderInput(order_id, workflow.info().workflow_id, checkout.customer_id, checkout.cart_id, checkout.cart_version),
+                CreateOrderInput(
+                    order_id, workflow.info().workflow_id, checkout.customer_id, checkout.cart_id, checkout.cart_version,
+                    checkout.address_id,
+                ),
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=DATABASE_RETRY,
             )
@@ -194,14 +202,17 @@ class CheckoutWorkflow:
         method = checkout.payment_method
         while True:
             if self._cancel_requested:
-                return "CANCELLED", "cancelled_by_customer"
+                return "CANCELLED", self._cancel_reason
             intent = await self._initiate_payment(order, method)
             if intent.status in OPEN_STATUSES:
                 intent = await self._await_authentication(checkout, order.order_id, intent)
-            if intent.status == "succeeded" or self._paid_by_webhook():
+            if intent.status == "succeeded":
+                return "PAID", None
+            if self._paid_by_webhook():
+                await self._record_webhook_payment(order, method)
                 return "PAID", None
             if self._cancel_requested:
-                return "CANCELLED", "cancelled_by_customer"
+                return "CANCELLED", self._cancel_reason
             if self._hold_remaining() <= timedelta(0):
                 return "EXPIRED", "hold_expired"
             if self._reached_attempts() >= MAX_PAYMENT_ATTEMPTS:
@@ -215,7 +226,7 @@ class CheckoutWorkflow:
             except asyncio.TimeoutError:
                 return "EXPIRED", "hold_expired"
             if self._paid_by_webhook():
-                # An earlier attempt's intent went through after all: the money is in.
+                await self._record_webhook_payment(order, method)
                 return "PAID", None
             if self._next_method is not None:
                 method, self._next_method = self._next_method, None
@@ -230,13 +241,19 @@ class CheckoutWorkflow:
                 InitiatePaymentInput(order.order_id, attempt, order.total, order.currency, method.token),
                 start_to_close_timeout=timedelta(seconds=5),
                 # The customer is waiting on Pay Now: past this, answer "try again" while the hold runs.
-                schedule_to_close_timeout=timedelta(seconds=10),
+                schedule_to_close_timeout=timedelta(seconds=20),
                 retry_policy=ACQUIRER_RETRY,
             )
         except ActivityError:
             intent = IntentState(intent_id="", status=UNAVAILABLE, decline_code="acquirer_unavailable")
         self._attempts.append(intent)
         return intent
+
+    async def _record_webhook_payment(self, order: CreatedOrder, method: PaymentMethod) -> None:
+        """A webhook said an intent went through. If it is the one of an unanswered attempt (the
+        bank made it, its answer was lost), asking again under that attempt's key records it."""
+        if self._attempts[-1].status == UNAVAILABLE:
+            await self._initiate_payment(order, method)
 
     def _reached_attempts(self) -> int:
         return sum(1 for attempt in self._attempts if attempt.status != UNAVAILABLE)
@@ -419,13 +436,16 @@ class CheckoutWorkflow:
             raise ApplicationError("All payment attempts are used.", type="payment_attempts_exhausted")
 
     @workflow.update
-    async def cancel(self) -> CheckoutState:
+    async def cancel(self, reason: str = CANCELLED_BY_CUSTOMER) -> CheckoutState:
         self._cancel_requested = True
+        self._cancel_reason = reason
         await workflow.wait_condition(lambda: self._status in FINAL_STATUSES)
         return self._state()
 
     @cancel.validator
-    def _may_cancel(self) -> None:
+    def _may_cancel(self, reason: str = CANCELLED_BY_CUSTOMER) -> None:
+        if reason not in CANCEL_REASONS:
+            raise ApplicationError(f"No such reason to cancel: {reason}.", type="invalid_cancel_reason")
         if self._status in FINAL_STATUSES:
             raise ApplicationError(f"The order is {self._status}: nothing to cancel.", type="order_not_cancellable")
 

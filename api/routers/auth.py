@@ -1,15 +1,18 @@
-import uuid
-from dataclasses import dataclass
-from datetime import timedelta
+"""Accounts and logins: register, log in (a token pair), refresh (the next pair), log out."""
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from activities import auth
-from api.deps import CurrentUser, SessionDep, SettingsDep
+from activities import auth, tokens
+from activities.accounts import Profile
+from activities.tokens import TokenPair
+from api.deps import ClientAddressDep, EngineDep, LoginLimitsDep, PasswordHasherDep, SessionDep, TokenPolicyDep
 from api.fields import Text
+from kassa.db import session_scope
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 class Credentials(BaseModel):
@@ -17,34 +20,35 @@ class Credentials(BaseModel):
     password: Text = Field(max_length=256)
 
 
-@dataclass(frozen=True)
-class Account:
-    id: uuid.UUID
-    email: str
-    role: str
+class RefreshRequest(BaseModel):
+    refresh_token: Annotated[Text, Field(min_length=1, max_length=128)]
 
 
-@dataclass(frozen=True)
-class AccessToken:
-    access_token: str
-    expires_in: int
-    token_type: str = "bearer"
+@router.post("/register", status_code=201)
+async def register(body: Credentials, session: SessionDep, hasher: PasswordHasherDep) -> Profile:
+    return Profile.of(await auth.register(session, hasher, body.email, body.password))
 
 
-@router.post("/auth/register", status_code=201)
-async def register(body: Credentials, session: SessionDep) -> Account:
-    user = await auth.register(session, body.email, body.password)
-    return Account(user.id, user.email, user.role)
+@router.post("/login")
+async def login(
+    body: Credentials,
+    engine: EngineDep,
+    hasher: PasswordHasherDep,
+    limits: LoginLimitsDep,
+    policy: TokenPolicyDep,
+    client_address: ClientAddressDep,
+) -> TokenPair:
+    user = await auth.log_in(engine, hasher, limits, body.email, body.password, client_address)
+    async with session_scope(engine) as session:
+        return await tokens.start_family(session, policy, user.id)
 
 
-@router.post("/auth/login")
-async def login(body: Credentials, session: SessionDep, settings: SettingsDep) -> AccessToken:
-    user = await auth.authenticate(session, body.email, body.password)
-    assert settings.jwt_secret
-    lifetime = timedelta(seconds=settings.access_token_seconds)
-    return AccessToken(auth.issue_access_token(user, settings.jwt_secret, lifetime), settings.access_token_seconds)
+@router.post("/refresh")
+async def refresh(body: RefreshRequest, engine: EngineDep, policy: TokenPolicyDep) -> TokenPair:
+    return await tokens.rotate(engine, policy, body.refresh_token)
 
 
-@router.get("/me")
-async def me(user: CurrentUser) -> Account:
-    return Account(user.id, user.email, user.role)
+@router.post("/logout", status_code=204, response_class=Response)
+async def logout(body: RefreshRequest, session: SessionDep) -> Response:
+    await tokens.log_out(session, body.refresh_token)
+    return Response(status_code=204)

@@ -5,8 +5,10 @@ from pydantic import BaseModel, Field
 
 from activities import carts
 from activities.carts import CartView
-from api.deps import CurrentUser, SessionDep
+from activities.roles import Permission
+from api.deps import SessionDep, requires
 from api.fields import Count, SkuPath, Text
+from kassa.tables import User
 
 router = APIRouter(prefix="/cart", tags=["cart"])
 
@@ -21,20 +23,22 @@ class QuantityChange(BaseModel):
 
 
 @router.get("")
-async def get_cart(user: CurrentUser, session: SessionDep) -> CartView:
+async def get_cart(user: Annotated[User, requires(Permission.SHOP)], session: SessionDep) -> CartView:
     return await carts.view_cart(session, await carts.current_cart(session, user.id))
 
 
 @router.post("/items")
-async def add_item(body: NewItem, user: CurrentUser, session: SessionDep) -> CartView:
+async def add_item(body: NewItem, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep) -> CartView:
     return await carts.set_item(session, user.id, body.sku, body.quantity, add=True)
 
 
 @router.patch("/items/{sku}")
-async def change_quantity(sku: SkuPath, body: QuantityChange, user: CurrentUser, session: SessionDep) -> CartView:
+async def change_quantity(
+    sku: SkuPath, body: QuantityChange, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep
+) -> CartView:
     return await carts.set_item(session, user.id, sku, body.quantity, add=False)
 
 
 @router.delete("/items/{sku}")
-async def remove_item(sku: SkuPath, user: CurrentUser, session: SessionDep) -> CartView:
+async def remove_item(sku: SkuPath, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep) -> CartView:
     return await carts.remove_item(session, user.id, sku)

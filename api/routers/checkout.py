@@ -12,12 +12,14 @@ from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedEr
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from activities import carts, orders
-from api.deps import CurrentUser, EngineDep, SettingsDep, TemporalDep
+from activities import addresses, carts, orders
+from activities.roles import Permission
+from api.deps import EngineDep, SettingsDep, TemporalDep, requires
 from api.fields import Count
 from api.problems import problem
 from kassa.db import session_scope
 from kassa.errors import Conflict, Invalid
+from kassa.tables import User
 from workflows.checkout import UNAVAILABLE, CheckoutInput, CheckoutState, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
 
 router = APIRouter(tags=["checkout"])
@@ -94,21 +96,26 @@ def refusal_problem(error: WorkflowUpdateFailedError) -> JSONResponse:
 
 @router.post("/checkout", status_code=201)
 async def pay_now(
-    body: CheckoutRequest, user: CurrentUser, engine: EngineDep, settings: SettingsDep, temporal: TemporalDep
+    body: CheckoutRequest,
+    user: Annotated[User, requires(Permission.SHOP)],
+    engine: EngineDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
 ) -> JSONResponse:
     if body.redeem_points:
         raise Invalid("points_unavailable", "Loyalty points cannot be redeemed yet: send redeem_points 0.")
-    if body.address_id is not None:
-        raise Invalid("unknown_address", "No such address: addresses are not available yet, omit address_id.")
     # A short read, closed before the workflow call: no connection is held while the payment runs.
     async with session_scope(engine) as session:
         cart = await carts.owned_cart(session, user.id, body.cart_id)
         if cart.status == "open" and not await carts.cart_quantities(session, cart.id):
             raise Conflict("empty_cart", "The cart is empty: add something first.")
+        if body.address_id is not None:
+            await addresses.owned_address(session, user.id, body.address_id)
     start = WithStartWorkflowOperation(
         CheckoutWorkflow.run,
         CheckoutInput(str(user.id), str(cart.id), cart.version, body.payment_method.as_workflow_value(),
-                      settings.hold_seconds, settings.hold_grace_seconds),
+                      settings.hold_seconds, settings.hold_grace_seconds,
+                      str(body.address_id) if body.address_id else None),
         id=checkout_workflow_id(str(cart.id), cart.version),
         task_queue=settings.task_queue,
         # A double tap attaches to the running checkout; a finished one is never started again.

@@ -12,16 +12,20 @@ from pydantic import BaseModel, Field
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from acquirer.signing import SignatureError, verify
 from activities import payments
+from activities.money import LatePaymentInput
 from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.fields import Text
 from api.problems import problem
 from kassa.db import session_scope
 from kassa.tables import Order, Payment, WebhookEvent, utcnow
 from workflows.checkout import CheckoutWorkflow, PaymentUpdate
+from workflows.refunds import LatePaymentWorkflow, late_payment_workflow_id
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger("kassa.webhooks")
@@ -95,7 +99,7 @@ async def acquirer_event(
         status = PAYMENT_STATUS_OF_EVENT.get(event.type)
         if status is not None and await _news(session, intent.id, status, intent.decline_code):
             try:
-                await _signal_checkout(session, temporal, intent, status)
+                await _signal_checkout(session, temporal, settings.task_queue, intent, status)
             except RPCError:
                 log.warning("temporal unreachable; the acquirer will retry", extra={"event_id": event.id})
                 return problem(503, "temporal_unavailable", "Could not hand the event on; retry later.")
@@ -115,10 +119,10 @@ async def _news(session: AsyncSession, intent_id: str, status: str, decline_code
     return False
 
 
-async def _signal_checkout(session: AsyncSession, temporal: Client, intent: Intent, status: str) -> None:
-    """Tell the order's workflow. A workflow already finished does not need it (a late success is the
-    payments issue's refund); Temporal unreachable raises, the event stays unprocessed, and the
-    acquirer's retry delivers it again."""
+async def _signal_checkout(session: AsyncSession, temporal: Client, task_queue: str, intent: Intent, status: str) -> None:
+    """Tell the order's workflow. If it has ended, a success is a late payment with a workflow of
+    its own (keyed by the intent, so it runs once). Temporal unreachable raises: the event stays
+    unprocessed and the acquirer's retry delivers it again."""
     order_id = _order_id(intent)
     order = await session.get(Order, order_id) if order_id else None
     if order is None:
@@ -130,9 +134,26 @@ async def _signal_checkout(session: AsyncSession, temporal: Client, intent: Inte
     except RPCError as error:
         if error.status != RPCStatusCode.NOT_FOUND:
             raise
-        log.warning("webhook after checkout ended", extra={"order_id": str(order.id), "intent_id": intent.id, "status": status})
+        log.info("webhook after checkout ended", extra={"order_id": str(order.id), "intent_id": intent.id, "status": status})
+        payment = await session.get(Payment, intent.id)
+        if status == "succeeded" and payment is not None:
+            await _start_late_payment(temporal, task_queue, payment)
         return
     log.info("payment event signalled", extra={"order_id": str(order.id), "intent_id": intent.id, "status": status})
+
+
+async def _start_late_payment(temporal: Client, task_queue: str, payment: Payment) -> None:
+    try:
+        await temporal.start_workflow(
+            LatePaymentWorkflow.run,
+            LatePaymentInput(str(payment.order_id), payment.intent_id, payment.amount, payment.currency),
+            id=late_payment_workflow_id(payment.intent_id),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        pass  # settled or being settled: once per intent
+    log.info("late payment", extra={"order_id": str(payment.order_id), "intent_id": payment.intent_id})
 
 
 def _order_id(intent: Intent) -> uuid.UUID | None:

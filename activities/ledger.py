@@ -1,0 +1,96 @@
+"""The money ledger: double entry, one transaction per charge or refund at the acquirer.
+
+A charge moves money from the customer's prepayment liability to what the acquirer owes us;
+a refund moves it back. Every transaction's postings sum to zero; recording the same
+reference twice changes nothing.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from kassa.tables import LedgerPosting, LedgerTransaction, utcnow
+
+RECEIVABLE = "acquirer_receivable"
+PREPAYMENTS = "customer_prepayments"
+
+
+@dataclass(frozen=True)
+class PostingView:
+    account: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class TransactionView:
+    id: uuid.UUID
+    kind: str
+    reference: str
+    order_id: uuid.UUID
+    created_at: datetime
+    postings: list[PostingView]
+
+
+async def _post(session: AsyncSession, kind: str, reference: str, order_id: uuid.UUID, amount: int, currency: str) -> bool:
+    """Idempotent on (kind, reference): True if this call recorded it."""
+    sign = 1 if kind == "charge" else -1
+    created = await session.exec(
+        insert(LedgerTransaction)
+        .values(id=uuid.uuid4(), kind=kind, reference=reference, order_id=order_id, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["kind", "reference"])
+        .returning(col(LedgerTransaction.id))
+    )
+    transaction_id = created.scalar_one_or_none()
+    if transaction_id is None:
+        return False
+    session.add_all(
+        [
+            LedgerPosting(transaction_id=transaction_id, account=RECEIVABLE, amount=sign * amount, currency=currency),
+            LedgerPosting(transaction_id=transaction_id, account=PREPAYMENTS, amount=-sign * amount, currency=currency),
+        ]
+    )
+    return True
+
+
+async def record_charge(session: AsyncSession, order_id: uuid.UUID, intent_id: str, amount: int, currency: str) -> bool:
+    return await _post(session, "charge", intent_id, order_id, amount, currency)
+
+
+async def record_refund(session: AsyncSession, order_id: uuid.UUID, refund_id: str, amount: int, currency: str) -> bool:
+    return await _post(session, "refund", refund_id, order_id, amount, currency)
+
+
+async def charged(session: AsyncSession, order_id: uuid.UUID) -> int:
+    """Money in for the order, net of refunds: what the acquirer owes us for it."""
+    total = await session.exec(
+        select(func.coalesce(func.sum(LedgerPosting.amount), 0))
+        .join(LedgerTransaction, col(LedgerTransaction.id) == col(LedgerPosting.transaction_id))
+        .where(LedgerTransaction.order_id == order_id, LedgerPosting.account == RECEIVABLE)
+    )
+    return int(total.one())
+
+
+async def charge_references(session: AsyncSession, order_id: uuid.UUID) -> list[str]:
+    query = select(LedgerTransaction.reference).where(LedgerTransaction.order_id == order_id, LedgerTransaction.kind == "charge")
+    return list(await session.exec(query))
+
+
+async def transactions(session: AsyncSession, order_id: uuid.UUID | None, limit: int = 100) -> list[TransactionView]:
+    query = select(LedgerTransaction).order_by(col(LedgerTransaction.created_at)).limit(limit)
+    if order_id is not None:
+        query = query.where(LedgerTransaction.order_id == order_id)
+    found = list(await session.exec(query))
+    postings = await session.exec(
+        select(LedgerPosting).where(col(LedgerPosting.transaction_id).in_([t.id for t in found])).order_by(col(LedgerPosting.id))
+    )
+    by_transaction: dict[uuid.UUID, list[PostingView]] = {}
+    for posting in postings:
+        by_transaction.setdefault(posting.transaction_id, []).append(PostingView(posting.account, posting.amount, posting.currency))
+    return [
+        TransactionView(t.id, t.kind, t.reference, t.order_id, t.created_at, by_transaction.get(t.id, [])) for t in found
+    ]

@@ -1,0 +1,105 @@
+"""Activities for money after the checkout: refunds, late payments, reconciliation.
+
+One frozen dataclass in, one out; business refusals are non-retryable ApplicationErrors typed
+by the domain error's code; the acquirer's outages are retried by Temporal.
+"""
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+
+from activities import refunds
+from activities.checkout import refusals_are_final
+from activities.payments import AcquirerClient
+from kassa.db import session_scope
+from kassa.tables import Order
+
+log = logging.getLogger("kassa.money")
+
+
+@dataclass(frozen=True)
+class RefundPaymentInput:
+    order_id: str
+    idempotency_key: str
+    reason: str
+    amount: int | None = None  # None: everything charged that is left
+    intent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RefundDone:
+    refund_id: str
+    amount: int
+    order_status: str
+
+
+@dataclass(frozen=True)
+class LatePaymentInput:
+    order_id: str
+    intent_id: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class LatePaymentSettled:
+    outcome: str  # counted | completed | refund
+
+
+@dataclass(frozen=True)
+class FindUnsettledInput:
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class UnsettledPayments:
+    payments: list[LatePaymentInput]
+
+
+class MoneyActivities:
+    def __init__(self, engine: AsyncEngine, acquirer: AcquirerClient) -> None:
+        self._engine = engine
+        self._acquirer = acquirer
+
+    @activity.defn
+    async def refund_payment(self, request: RefundPaymentInput) -> RefundDone:
+        """Idempotent on the key: the acquirer refunds once, we record once."""
+        order_id = uuid.UUID(request.order_id)
+        key = request.idempotency_key
+        async with refusals_are_final():
+            async with session_scope(self._engine) as session:
+                done = await refunds.refund_by_key(session, key)
+                plan = None if done else await refunds.plan_refund(session, order_id, request.amount, request.intent_id)
+            if plan is not None:
+                refund = await self._acquirer.refund(key, plan.intent_id, plan.amount)
+                async with session_scope(self._engine) as session:
+                    await refunds.record_refund(session, order_id, refund, plan.currency, request.reason, key)
+                log.info("refunded", extra={"order_id": request.order_id, "refund_id": refund.refund_id, "amount": refund.amount})
+        async with session_scope(self._engine) as session:
+            done = await refunds.refund_by_key(session, key)
+            order = await session.get_one(Order, order_id)
+        assert done is not None
+        return RefundDone(done.id, done.amount, order.status)
+
+    @activity.defn
+    async def settle_late_payment(self, request: LatePaymentInput) -> LatePaymentSettled:
+        async with refusals_are_final(), session_scope(self._engine) as session:
+            outcome = await refunds.settle_late_payment(
+                session, uuid.UUID(request.order_id), request.intent_id, request.amount, request.currency
+            )
+        log.info("late payment", extra={"order_id": request.order_id, "intent_id": request.intent_id, "outcome": outcome})
+        return LatePaymentSettled(outcome)
+
+    @activity.defn
+    async def find_unsettled_payments(self, request: FindUnsettledInput) -> UnsettledPayments:
+        async with session_scope(self._engine) as session:
+            found = await refunds.unsettled_payments(session, request.limit)
+        return UnsettledPayments(
+            [LatePaymentInput(str(p.order_id), p.intent_id, p.amount, p.currency) for p in found]
+        )
+
+    def all(self) -> list:  # type: ignore[type-arg]
+        return [self.refund_payment, self.settle_late_payment, self.find_unsettled_payments]

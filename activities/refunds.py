@@ -1,0 +1,132 @@
+"""Refunds and late payments: money that came in when it should not have goes back, once.
+
+The acquirer's refund is idempotent on our key; our records are idempotent on its refund id
+and on the ledger reference; the order becomes REFUNDED when nothing charged is left.
+"""
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from activities import inventory, ledger, orders
+from activities.inventory import OutOfStock, StockLine
+from activities.payments import RefundState
+from kassa.errors import Conflict, Invalid
+from kassa.tables import Cart, LedgerTransaction, Order, OrderEvent, OrderLine, Payment, Refund, utcnow
+
+UNPAID_ENDINGS = ("PAYMENT_FAILED", "EXPIRED", "CANCELLED")
+
+
+@dataclass(frozen=True)
+class RefundPlan:
+    intent_id: str
+    amount: int
+    currency: str
+
+
+async def refund_by_key(session: AsyncSession, key: str) -> Refund | None:
+    return (await session.exec(select(Refund).where(Refund.idempotency_key == key))).one_or_none()
+
+
+async def unsettled_payments(session: AsyncSession, limit: int = 100) -> list[Payment]:
+    """Successes no checkout took: no ledger charge for them, and their order no longer being paid."""
+    charged = select(LedgerTransaction.reference).where(LedgerTransaction.kind == "charge")
+    query = (
+        select(Payment)
+        .join(Order, col(Order.id) == col(Payment.order_id))
+        .where(
+            col(Payment.status) == "succeeded",
+            col(Payment.intent_id).not_in(charged),
+            col(Order.status).not_in(("CREATED", "PENDING_PAYMENT")),
+        )
+        .limit(limit)
+    )
+    return list(await session.exec(query))
+
+
+async def plan_refund(session: AsyncSession, order_id: uuid.UUID, amount: int | None, intent_id: str | None) -> RefundPlan:
+    """What to refund: `amount` (None: everything left) of the order's charge, refused beyond it."""
+    order = await session.get(Order, order_id)
+    if order is None:
+        raise Conflict("order_not_found", f"No order {order_id}.")
+    left = await ledger.charged(session, order_id)
+    if amount is not None and amount <= 0:
+        raise Invalid("invalid_amount", "A refund amount is a positive number of kopecks.")
+    if left <= 0:
+        raise Conflict("nothing_to_refund", "Nothing charged for this order is left to refund.")
+    amount = left if amount is None else amount
+    if amount > left:
+        raise Conflict("refund_exceeds_charge", f"At most {left} kopecks are left to refund.", refundable=left)
+    references = await ledger.charge_references(session, order_id)
+    return RefundPlan(intent_id or references[0], amount, order.currency)
+
+
+async def record_refund(session: AsyncSession, order_id: uuid.UUID, refund: RefundState, currency: str, reason: str, key: str) -> None:
+    """Our record of a refund the acquirer made: REFUNDED once nothing charged is left. Idempotent."""
+    order = await session.get_one(Order, order_id, with_for_update=True)
+    await session.exec(
+        insert(Refund)
+        .values(
+            id=refund.refund_id,
+            order_id=order_id,
+            intent_id=refund.intent_id,
+            amount=refund.amount,
+            currency=currency,
+            reason=reason,
+            idempotency_key=key,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing()
+    )
+    if not await ledger.record_refund(session, order_id, refund.refund_id, refund.amount, currency):
+        return
+    if order.status == "PAID" and await ledger.charged(session, order_id) <= 0:
+        await orders.transition(session, order_id, "REFUNDED", reason, {"refund_id": refund.refund_id, "amount": refund.amount})
+        return
+    # Partial, or the refund of a payment the order never kept: on the timeline, status unchanged.
+    session.add(
+        OrderEvent(
+            order_id=order_id, from_status=order.status, status=order.status, reason=f"refunded_{reason}",
+            detail={"refund_id": refund.refund_id, "amount": refund.amount},
+        )
+    )
+
+
+async def settle_late_payment(session: AsyncSession, order_id: uuid.UUID, intent_id: str, amount: int, currency: str) -> str:
+    """A success the checkout did not take: "counted" (it is the order's own payment),
+    "completed" (the order was unpaid, its stock is all still there and its cart has no newer
+    order: now PAID), or "refund" (give it back). Idempotent: a repeat finds it counted."""
+    order = await session.get_one(Order, order_id, with_for_update=True)
+    await ledger.record_charge(session, order_id, intent_id, amount, currency)
+    if order.status in ("PAID", "REFUNDED"):
+        first_charge = (await ledger.charge_references(session, order_id))[0]
+        return "counted" if first_charge == intent_id else "refund"
+    if order.status not in UNPAID_ENDINGS or await _cart_moved_on(session, order):
+        return "refund"
+    lines = await session.exec(select(OrderLine).where(OrderLine.order_id == order_id))
+    try:
+        async with session.begin_nested():
+            held = await inventory.reserve(session, order_id, [StockLine(l.sku, l.quantity) for l in lines], utcnow())
+    except OutOfStock:
+        return "refund"
+    await inventory.commit(session, held.id)
+    await orders.transition(session, order_id, "PAID", "late_payment", {"intent_id": intent_id}, reservation_id=held.id)
+    # The cart was given back when the order failed; untouched since, it is bought now.
+    await session.exec(
+        update(Cart)
+        .where(col(Cart.id) == order.cart_id, col(Cart.version) == order.cart_version + 1, col(Cart.status) == "open")
+        .values(status="checked_out", updated_at=utcnow())
+    )
+    return "completed"
+
+
+async def _cart_moved_on(session: AsyncSession, order: Order) -> bool:
+    """The customer started another order from this cart since."""
+    newer = await session.exec(
+        select(Order.id).where(Order.cart_id == order.cart_id, col(Order.cart_version) > order.cart_version).limit(1)
+    )
+    return newer.one_or_none() is not None

@@ -1,0 +1,144 @@
+"""Refunds, late payments and the ledger, on the real acquirer: money goes back once, the
+ledger balances, and a payment that lands after its order ended completes it or is refunded."""
+
+import asyncio
+import uuid
+
+import httpx
+from sqlalchemy import text
+from temporalio.client import WorkflowHandle
+
+from activities.inventory import set_on_hand
+from kassa.db import session_scope
+from kassa.tables import Payment, utcnow
+from tests.conftest import Kassa
+from tests.flow import CARD, CARD_3DS, order_reaches, pay_now
+from worker import RECONCILE_SCHEDULE
+from workflows.refunds import ReconcileWorkflow
+
+
+async def _admin(kassa: Kassa) -> httpx.AsyncClient:
+    return (await kassa.account("admin")).http()
+
+
+async def _paid_order(kassa: Kassa, price: int = 100_000) -> str:
+    customer = await kassa.customer()
+    async with customer.http() as http:
+        answer = await pay_now(http, await customer.cart_with((await kassa.product(on_hand=5, price=price), 1)), CARD)
+        assert answer.status_code == 201, answer.text
+        return answer.json()["order_id"]
+
+
+async def _ledger_balances(kassa: Kassa) -> None:
+    async with session_scope(kassa.engine) as session:
+        unbalanced = await session.exec(
+            text("SELECT transaction_id FROM ledger_postings GROUP BY transaction_id HAVING sum(amount) <> 0")
+        )
+        assert unbalanced.all() == []
+
+
+async def test_full_refund_once_per_key(kassa: Kassa) -> None:
+    order_id = await _paid_order(kassa)
+    async with await _admin(kassa) as admin:
+        first = await admin.post(f"/admin/orders/{order_id}/refund", json={}, headers={"Idempotency-Key": "refund-all-1"})
+        assert first.status_code == 200, first.text
+        assert first.json()["amount"] == 100_000 and first.json()["order_status"] == "REFUNDED"
+        again = await admin.post(f"/admin/orders/{order_id}/refund", json={}, headers={"Idempotency-Key": "refund-all-1"})
+        assert again.json() == first.json()
+        other_key = await admin.post(f"/admin/orders/{order_id}/refund", json={}, headers={"Idempotency-Key": "refund-all-2"})
+        assert other_key.status_code == 409 and other_key.json()["code"] == "nothing_to_refund"
+        ledger = (await admin.get("/admin/ledger", params={"order_id": order_id})).json()
+    assert [t["kind"] for t in ledger] == ["charge", "refund"]
+    assert sum(p["amount"] for t in ledger for p in t["postings"] if p["account"] == "acquirer_receivable") == 0
+    await _ledger_balances(kassa)
+
+
+async def test_partial_refunds_then_the_rest(kassa: Kassa) -> None:
+    order_id = await _paid_order(kassa, price=50_000)
+    async with await _admin(kassa) as admin:
+        part = await admin.post(f"/admin/orders/{order_id}/refund", json={"amount": 20_000}, headers={"Idempotency-Key": "partial-1"})
+        assert part.status_code == 200 and part.json()["order_status"] == "PAID"
+        too_much = await admin.post(f"/admin/orders/{order_id}/refund", json={"amount": 30_001}, headers={"Idempotency-Key": "partial-2"})
+        assert too_much.status_code == 409 and too_much.json()["code"] == "refund_exceeds_charge"
+        rest = await admin.post(f"/admin/orders/{order_id}/refund", json={}, headers={"Idempotency-Key": "partial-3"})
+        assert rest.json()["amount"] == 30_000 and rest.json()["order_status"] == "REFUNDED"
+        order = (await admin.get("/admin/ledger", params={"order_id": order_id})).json()
+        assert [t["kind"] for t in order] == ["charge", "refund", "refund"]
+        missing_key = await admin.post(f"/admin/orders/{order_id}/refund", json={})
+        assert missing_key.status_code == 422
+    await _ledger_balances(kassa)
+
+
+async def test_customers_cannot_refund_or_read_the_ledger(kassa: Kassa) -> None:
+    order_id = await _paid_order(kassa)
+    customer = await kassa.customer()
+    async with customer.http() as http:
+        refused = await http.post(f"/admin/orders/{order_id}/refund", json={}, headers={"Idempotency-Key": "sneaky-1"})
+        assert refused.status_code == 403
+        assert (await http.get("/admin/ledger")).status_code == 403
+
+
+async def _cancelled_order_paid_late(kassa: Kassa, on_hand: int, sold_out_meanwhile: bool) -> tuple[str, str, str]:
+    """A 3-D Secure order the customer cancelled, then a success for it lands at the acquirer
+    anyway (as when an attempt's answer was lost and the bank charged after all)."""
+    sku = await kassa.product(on_hand=on_hand, price=70_000)
+    customer = await kassa.customer()
+    async with customer.http() as http:
+        answer = (await pay_now(http, await customer.cart_with((sku, 1)), CARD_3DS)).json()
+        order_id = answer["order_id"]
+        assert (await http.post(f"/orders/{order_id}/cancel")).status_code == 200
+    if sold_out_meanwhile:
+        async with session_scope(kassa.engine) as session:
+            await set_on_hand(session, sku, 0)
+    intent = await kassa.activities._acquirer.create_intent(f"{order_id}-late", 70_000, "RUB", "tok_success", order_id, None)
+    async with session_scope(kassa.engine) as session:
+        session.add(Payment(intent_id=intent.intent_id, order_id=uuid.UUID(order_id), attempt=2, status="succeeded",
+                            amount=70_000, currency="RUB", created_at=utcnow()))
+    return order_id, sku, customer.token
+
+
+async def _reconcile(kassa: Kassa) -> None:
+    handle: WorkflowHandle = await kassa.temporal.start_workflow(
+        ReconcileWorkflow.run, id=f"reconcile-test-{uuid.uuid4()}", task_queue=kassa.settings.task_queue
+    )
+    await handle.result()
+
+
+async def test_late_payment_completes_the_order_when_its_stock_is_there(kassa: Kassa) -> None:
+    order_id, sku, token = await _cancelled_order_paid_late(kassa, on_hand=3, sold_out_meanwhile=False)
+    await _reconcile(kassa)
+    async with kassa.http(token) as http:
+        order = await order_reaches(http, order_id, "PAID")
+        assert order["reason"] == "late_payment"
+        assert (await http.get("/cart")).json()["items"] == []  # the cart was bought
+    stock = await kassa.stock(sku)
+    assert (stock.on_hand, stock.reserved) == (2, 0)
+    await _ledger_balances(kassa)
+
+
+async def test_late_payment_is_refunded_once_when_the_stock_is_gone(kassa: Kassa) -> None:
+    order_id, sku, token = await _cancelled_order_paid_late(kassa, on_hand=1, sold_out_meanwhile=True)
+    async with await _admin(kassa) as admin:
+        await _reconcile(kassa)
+        await _reconcile(kassa)  # finds nothing new: the refund is not issued twice
+        async with kassa.http(token) as http:
+            order = await order_reaches(http, order_id, "CANCELLED")
+            for _ in range(100):
+                ledger = (await admin.get("/admin/ledger", params={"order_id": order_id})).json()
+                if len(ledger) == 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert [t["kind"] for t in ledger] == ["charge", "refund"]
+            order = (await http.get(f"/orders/{order_id}")).json()
+            assert order["status"] == "CANCELLED" and order["events"][-1]["reason"] == "refunded_late_payment"
+    assert (await kassa.stock(sku)).on_hand == 0
+    await _ledger_balances(kassa)
+
+
+async def test_the_reconciliation_schedule_exists_once(kassa: Kassa) -> None:
+    from worker import ensure_reconcile_schedule
+
+    await ensure_reconcile_schedule(kassa.temporal, kassa.settings)
+    await ensure_reconcile_schedule(kassa.temporal, kassa.settings)
+    description = await kassa.temporal.get_schedule_handle(RECONCILE_SCHEDULE).describe()
+    assert description.schedule.spec.intervals[0].every.total_seconds() == 60
