@@ -6,13 +6,15 @@ import uuid
 
 import httpx
 from sqlalchemy import text
-from temporalio.client import WorkflowHandle
+from temporalio.client import WithStartWorkflowOperation, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.inventory import set_on_hand
 from kassa.db import session_scope
 from kassa.tables import Payment, utcnow
 from tests.conftest import Kassa
 from tests.flow import CARD, CARD_3DS, order_reaches, pay_now
+from workflows.checkout import CheckoutInput, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
 from worker import RECONCILE_SCHEDULE
 from workflows.refunds import ReconcileWorkflow
 
@@ -78,15 +80,28 @@ async def test_customers_cannot_refund_or_read_the_ledger(kassa: Kassa) -> None:
         assert (await http.get("/admin/ledger")).status_code == 403
 
 
-async def _cancelled_order_paid_late(kassa: Kassa, on_hand: int, sold_out_meanwhile: bool) -> tuple[str, str, str]:
-    """A 3-D Secure order the customer cancelled, then a success for it lands at the acquirer
-    anyway (as when an attempt's answer was lost and the bank charged after all)."""
+async def _order_paid_late(kassa: Kassa, on_hand: int, sold_out_meanwhile: bool, expire: bool) -> tuple[str, str, str]:
+    """A 3-D Secure order that ended unpaid (the customer cancelled it, or its hold expired), then
+    a success for it lands at the acquirer anyway (an attempt whose answer was lost)."""
     sku = await kassa.product(on_hand=on_hand, price=70_000)
     customer = await kassa.customer()
-    async with customer.http() as http:
-        answer = (await pay_now(http, await customer.cart_with((sku, 1)), CARD_3DS)).json()
-        order_id = answer["order_id"]
-        assert (await http.post(f"/orders/{order_id}/cancel")).status_code == 200
+    cart = await customer.cart_with((sku, 1))
+    if expire:
+        # A one-second hold, no grace: the run expires on its own in real time.
+        start = WithStartWorkflowOperation(
+            CheckoutWorkflow.run,
+            CheckoutInput(str(customer.user.id), cart["id"], cart["version"], PaymentMethod(**CARD_3DS), 1),
+            id=checkout_workflow_id(cart["id"], cart["version"]),
+            task_queue=kassa.settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        state = await kassa.temporal.execute_update_with_start_workflow(CheckoutWorkflow.pay_now, start_workflow_operation=start)
+        order_id = state.order_id
+        assert (await (await start.workflow_handle()).result()).status == "EXPIRED"
+    else:
+        async with customer.http() as http:
+            order_id = (await pay_now(http, cart, CARD_3DS)).json()["order_id"]
+            assert (await http.post(f"/orders/{order_id}/cancel")).status_code == 200
     if sold_out_meanwhile:
         async with session_scope(kassa.engine) as session:
             await set_on_hand(session, sku, 0)
@@ -105,7 +120,7 @@ async def _reconcile(kassa: Kassa) -> None:
 
 
 async def test_late_payment_completes_the_order_when_its_stock_is_there(kassa: Kassa) -> None:
-    order_id, sku, token = await _cancelled_order_paid_late(kassa, on_hand=3, sold_out_meanwhile=False)
+    order_id, sku, token = await _order_paid_late(kassa, on_hand=3, sold_out_meanwhile=False, expire=False)
     await _reconcile(kassa)
     async with kassa.http(token) as http:
         order = await order_reaches(http, order_id, "PAID")
@@ -116,13 +131,13 @@ async def test_late_payment_completes_the_order_when_its_stock_is_there(kassa: K
     await _ledger_balances(kassa)
 
 
-async def test_late_payment_is_refunded_once_when_the_stock_is_gone(kassa: Kassa) -> None:
-    order_id, sku, token = await _cancelled_order_paid_late(kassa, on_hand=1, sold_out_meanwhile=True)
+async def test_late_payment_after_expiry_is_refunded_once_when_the_stock_is_gone(kassa: Kassa) -> None:
+    order_id, sku, token = await _order_paid_late(kassa, on_hand=1, sold_out_meanwhile=True, expire=True)
     async with await _admin(kassa) as admin:
         await _reconcile(kassa)
         await _reconcile(kassa)  # finds nothing new: the refund is not issued twice
         async with kassa.http(token) as http:
-            order = await order_reaches(http, order_id, "CANCELLED")
+            order = await order_reaches(http, order_id, "EXPIRED")
             for _ in range(100):
                 ledger = (await admin.get("/admin/ledger", params={"order_id": order_id})).json()
                 if len(ledger) == 2:
@@ -130,7 +145,7 @@ async def test_late_payment_is_refunded_once_when_the_stock_is_gone(kassa: Kassa
                 await asyncio.sleep(0.1)
             assert [t["kind"] for t in ledger] == ["charge", "refund"]
             order = (await http.get(f"/orders/{order_id}")).json()
-            assert order["status"] == "CANCELLED" and order["events"][-1]["reason"] == "refunded_late_payment"
+            assert order["status"] == "EXPIRED" and order["events"][-1]["reason"] == "refunded_late_payment"
     assert (await kassa.stock(sku)).on_hand == 0
     await _ledger_balances(kassa)
 
