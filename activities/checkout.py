@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import auth, carts, inventory, ledger, orders, payments
 from activities.inventory import StockLine
@@ -146,7 +146,10 @@ async def refusals_are_final() -> AsyncIterator[None]:
     try:
         yield
     except DomainError as refusal:
-        raise ApplicationError(refusal.message, refusal.detail, type=refusal.code, non_retryable=True) from None
+        # BENIGN: an expected answer (out of stock…), logged quietly rather than as a failure.
+        raise ApplicationError(
+            refusal.message, refusal.detail, type=refusal.code, non_retryable=True, category=ApplicationErrorCategory.BENIGN
+        ) from None
 
 
 class CheckoutActivities:

@@ -10,7 +10,8 @@ from fastapi import FastAPI
 
 
 def listening_socket() -> socket.socket:
-    sock = socket.socket()
+    # IPPROTO_TCP: asyncio then turns Nagle off on accepted connections (else ~40 ms a response).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     return sock
 
