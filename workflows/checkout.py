@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyCustomerInput,
     )
     from activities.payments import OPEN_STATUSES, IntentState
+    from workflows.retries import ACQUIRER_RETRY, DATABASE_RETRY
 
 ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
@@ -53,10 +54,6 @@ STATUS_POLL_LONGEST = timedelta(minutes=1)
 POLL_PAYMENT_STATUS = "poll-payment-status"
 FINAL_STATUSES = ("PAID", "PAYMENT_FAILED", "EXPIRED", "CANCELLED", "REJECTED")
 
-# Our own database: retried until it answers; compensations must never give up.
-DATABASE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
-# The acquirer: retried under the same idempotency key, so a retry never makes a second charge.
-ACQUIRER_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=5))
 
 
 def checkout_workflow_id(cart_id: str, cart_version: int) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
@@ -21,10 +21,8 @@ with workflow.unsafe.imports_passed_through():
         RefundDone,
         RefundPaymentInput,
     )
+    from workflows.retries import DATABASE_RETRY, REFUND_RETRY
 
-# The acquirer may be down for a while: a refund is retried until it goes through.
-REFUND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
-DATABASE_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=10))
 
 
 def refund_workflow_id(order_id: str, idempotency_key: str) -> str:
