@@ -32,7 +32,6 @@ ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     "CANCELLED": ("CREATED", "PENDING_PAYMENT"),
     "REFUNDED": ("PAID",),
 }
-FINAL_STATUSES = ("PAID", "PAYMENT_FAILED", "EXPIRED", "CANCELLED", "REFUNDED")
 
 
 class IllegalTransition(Conflict):

@@ -8,9 +8,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kassa.errors import DomainError
 
@@ -22,7 +22,6 @@ STATUS_OF_KIND = {
     "forbidden": 403,
     "not_found": 404,
     "conflict": 409,
-    "payment_required": 402,
     "too_many_requests": 429,
 }
 MAX_BODY_BYTES = 64 * 1024

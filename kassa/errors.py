@@ -5,7 +5,7 @@ They know nothing of HTTP; the gateway maps each kind to a status code.
 
 from typing import Any, Literal
 
-Kind = Literal["invalid", "unauthorized", "forbidden", "not_found", "conflict", "payment_required", "too_many_requests"]
+Kind = Literal["invalid", "unauthorized", "forbidden", "not_found", "conflict", "too_many_requests"]
 
 
 class DomainError(Exception):

@@ -7,7 +7,6 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, DateTime, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-
 LIVE_RESERVATION = "status IN ('held', 'committed')"
 
 

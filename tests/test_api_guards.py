@@ -20,7 +20,6 @@ from kassa.db import session_scope
 from tests.conftest import PASSWORD, Customer, Kassa
 from tests.flow import CARD, CARD_3DS, CARD_DECLINED, order_reaches, pay_now
 
-
 HOUR = timedelta(hours=1)
 
 

@@ -10,12 +10,13 @@ from temporalio.client import WithStartWorkflowOperation, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.inventory import set_on_hand
+from activities.payments import AcquirerClient
 from kassa.db import session_scope
 from kassa.tables import Payment, utcnow
 from tests.conftest import Kassa
 from tests.flow import CARD, CARD_3DS, order_reaches, pay_now
-from workflows.checkout import CheckoutInput, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
 from worker import RECONCILE_SCHEDULE
+from workflows.checkout import CheckoutInput, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
 from workflows.refunds import ReconcileWorkflow
 
 
@@ -105,7 +106,9 @@ async def _order_paid_late(kassa: Kassa, on_hand: int, sold_out_meanwhile: bool,
     if sold_out_meanwhile:
         async with session_scope(kassa.engine) as session:
             await set_on_hand(session, sku, 0)
-    intent = await kassa.activities._acquirer.create_intent(f"{order_id}-late", 70_000, "RUB", "tok_success", order_id, None)
+    bank = AcquirerClient(kassa.settings.acquirer_base_url, kassa.settings.acquirer_api_key or "")
+    intent = await bank.create_intent(f"{order_id}-late", 70_000, "RUB", "tok_success", order_id, None)
+    await bank.aclose()
     async with session_scope(kassa.engine) as session:
         session.add(Payment(intent_id=intent.intent_id, order_id=uuid.UUID(order_id), attempt=2, status="succeeded",
                             amount=70_000, currency="RUB", created_at=utcnow()))

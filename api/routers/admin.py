@@ -2,22 +2,22 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
+from pydantic import BaseModel, Field
 from temporalio.client import WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
-from pydantic import BaseModel, Field
 
 from activities import inventory, ledger, orders
+from activities.inventory import StockLevel
 from activities.ledger import TransactionView
 from activities.money import RefundDone, RefundPaymentInput
-from activities.inventory import StockLevel
 from activities.roles import Permission
 from api.deps import EngineDep, SessionDep, SettingsDep, TemporalDep, requires
+from api.fields import Count, SkuPath
 from kassa.db import session_scope
 from kassa.errors import Conflict
 from kassa.tables import User
 from workflows.refunds import RefundWorkflow, refund_workflow_id
-from api.fields import Count, SkuPath
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 

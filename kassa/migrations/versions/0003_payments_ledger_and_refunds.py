@@ -7,10 +7,9 @@ Create Date: 2026-11-25 16:59:16.223758
 """
 from typing import Sequence, Union
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
-
+from alembic import op
 
 LEDGER_BALANCES = """
 CREATE FUNCTION ledger_transaction_balances() RETURNS trigger AS $$
