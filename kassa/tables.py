@@ -96,6 +96,7 @@ class Product(SQLModel, table=True):
     price: int  # VAT included
     currency: str = Field(default="RUB", max_length=3)
     vat_rate: int = 20  # percent, included in price
+    max_per_order: int | None = None  # how many one order may take; None: the cart's general limit
     created_at: datetime = _timestamp()
 
 
@@ -118,6 +119,7 @@ class Cart(SQLModel, table=True):
     # Bumped by every change: a checkout is of one version (workflow id), a changed cart is a new one.
     version: int = 1
     status: str = Field(default="open", max_length=16)  # open | checked_out
+    promo_code: str | None = Field(default=None, foreign_key="promo_codes.code", max_length=32)
     updated_at: datetime = _timestamp()
 
 
@@ -127,6 +129,8 @@ class CartItem(SQLModel, table=True):
     cart_id: uuid.UUID = Field(foreign_key="carts.id", primary_key=True)
     sku: str = Field(foreign_key="products.sku", primary_key=True, max_length=64)
     quantity: int
+    # The unit price the customer last saw for this line: a different price now is shown as a notice.
+    price_when_added: int | None = None
     added_at: datetime = _timestamp()
 
 
@@ -161,6 +165,10 @@ class OrderLine(SQLModel, table=True):
     quantity: int
     unit_price: int
     line_total: int
+    # The order's discount and points, shared out over its lines (pricing.py), and the VAT in what is left.
+    discount: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    points: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    vat: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class OrderEvent(SQLModel, table=True):
@@ -260,3 +268,71 @@ class Refund(SQLModel, table=True):
     reason: str = Field(max_length=32)  # requested_by_admin | late_payment
     idempotency_key: str = Field(unique=True, max_length=128)
     created_at: datetime = _timestamp()
+
+
+class PromoCode(SQLModel, table=True):
+    """A promo code and how many of its uses are held by unpaid orders or final in paid ones.
+
+    The limit is checked by the conditional UPDATE that holds a use, and enforced by the CHECK."""
+
+    __tablename__ = "promo_codes"
+    __table_args__ = (
+        CheckConstraint("uses_held >= 0 AND uses_final >= 0", name="promo_codes_uses_not_negative"),
+        CheckConstraint("max_uses IS NULL OR uses_held + uses_final <= max_uses", name="promo_codes_uses_within_limit"),
+        CheckConstraint("kind IN ('percent', 'fixed')", name="promo_codes_kind"),
+        CheckConstraint("value > 0 AND (kind = 'fixed' OR value <= 100)", name="promo_codes_value"),
+    )
+    code: str = Field(primary_key=True, max_length=32)  # upper case
+    kind: str = Field(max_length=8)  # percent | fixed
+    value: int  # percent (1..100), or kopecks off
+    min_order: int = 0  # kopecks of the lines in scope
+    starts_at: datetime = Field(sa_type=DateTime(timezone=True))
+    ends_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    max_uses: int | None = None
+    max_uses_per_customer: int | None = None
+    # Scope: lines of these brands or under these categories (slugs); both empty: every line.
+    brands: list[str] = Field(default_factory=list, sa_type=JSON)
+    categories: list[str] = Field(default_factory=list, sa_type=JSON)
+    uses_held: int = 0
+    uses_final: int = 0
+    created_at: datetime = _timestamp()
+
+
+class PromoUse(SQLModel, table=True):
+    """One order's use of a promo code: held at creation, final when PAID, released when it fails."""
+
+    __tablename__ = "promo_uses"
+    order_id: uuid.UUID = Field(foreign_key="orders.id", primary_key=True)
+    code: str = Field(foreign_key="promo_codes.code", max_length=32, index=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
+    status: str = Field(default="held", max_length=16)  # held | final | released
+    discount: int
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class LoyaltyAccount(SQLModel, table=True):
+    """A customer's points (1 point = 1 kopeck off): `held` are promised to unpaid orders."""
+
+    __tablename__ = "loyalty_accounts"
+    __table_args__ = (CheckConstraint("held >= 0 AND held <= balance", name="loyalty_held_within_balance"),)
+    user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True)
+    balance: int = 0
+    held: int = 0
+    updated_at: datetime = _timestamp()
+
+
+class LoyaltyMovement(SQLModel, table=True):
+    """Every change to a loyalty account, once per (kind, reference): the customer's history."""
+
+    __tablename__ = "loyalty_movements"
+    __table_args__ = (UniqueConstraint("kind", "reference", name="loyalty_one_movement_per_reference"),)
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
+    order_id: uuid.UUID = Field(foreign_key="orders.id", index=True)
+    kind: str = Field(max_length=16)  # held | released | burnt | accrued | reversed | returned
+    reference: str = Field(max_length=64)  # the order id, or the refund id for a reversal
+    points: int  # positive: how many points moved
+    balance_after: int
+    held_after: int
+    at: datetime = _timestamp()
