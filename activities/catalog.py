@@ -63,3 +63,9 @@ async def get_product(session: AsyncSession, sku: str) -> ProductView:
 async def products_by_sku(session: AsyncSession, skus: list[str]) -> dict[str, Product]:
     rows = await session.exec(select(Product).where(col(Product.sku).in_(skus)))
     return {product.sku: product for product in rows}
+
+
+async def category_ancestry(session: AsyncSession, skus: list[str]) -> dict[str, tuple[str, ...]]:
+    """Each SKU's category and its ancestors, leaf first: what a promo's category scope matches."""
+    rows = await session.exec(select(Product.sku, Product.category).where(col(Product.sku).in_(skus)))
+    return {sku: (category,) for sku, category in rows}

@@ -35,6 +35,7 @@ class CreateOrderInput:
     cart_id: str
     cart_version: int
     address_id: str | None = None
+    redeem_points: int = 0
 
 
 @dataclass(frozen=True)
@@ -160,20 +161,35 @@ class CheckoutActivities:
 
     @activity.defn
     async def create_order(self, request: CreateOrderInput) -> CreatedOrder:
-        async with refusals_are_final(), session_scope(self._engine) as session:
-            order = await orders.create_from_cart(
-                session,
-                uuid.UUID(request.order_id),
-                request.workflow_id,
-                uuid.UUID(request.customer_id),
-                uuid.UUID(request.cart_id),
-                request.cart_version,
-                uuid.UUID(request.address_id) if request.address_id else None,
-            )
-            lines = await session.exec(select(OrderLine).where(OrderLine.order_id == order.id).order_by(col(OrderLine.sku)))
-            created = CreatedOrder(request.order_id, order.total, order.currency, [StockLine(l.sku, l.quantity) for l in lines])
+        async with refusals_are_final(), self._reopening_refused_cart(request):
+            async with session_scope(self._engine) as session:
+                order = await orders.create_from_cart(
+                    session,
+                    uuid.UUID(request.order_id),
+                    request.workflow_id,
+                    uuid.UUID(request.customer_id),
+                    uuid.UUID(request.cart_id),
+                    request.cart_version,
+                    uuid.UUID(request.address_id) if request.address_id else None,
+                    request.redeem_points,
+                )
+                query = select(OrderLine).where(OrderLine.order_id == order.id).order_by(col(OrderLine.sku))
+                lines = [StockLine(l.sku, l.quantity) for l in await session.exec(query)]
+                created = CreatedOrder(request.order_id, order.total, order.currency, lines)
         log.info("order created", extra={"order_id": request.order_id, "total": created.total})
         return created
+
+    @asynccontextmanager
+    async def _reopening_refused_cart(self, request: CreateOrderInput) -> AsyncIterator[None]:
+        try:
+            yield
+        except DomainError as refusal:
+            if refusal.code in orders.REFUSALS_THAT_REOPEN:
+                async with session_scope(self._engine) as session:
+                    await carts.bump_after_refusal(
+                        session, uuid.UUID(request.cart_id), request.cart_version, refusal.code == "promo_unavailable"
+                    )
+            raise
 
     @activity.defn
     async def verify_customer(self, request: VerifyCustomerInput) -> VerifiedCustomer:

@@ -1,8 +1,11 @@
-"""The money ledger: double entry, one transaction per charge or refund at the acquirer.
+"""The money ledger: double entry, one transaction per charge or refund at the acquirer, and
+per movement of loyalty points that changes a balance.
 
 A charge moves money from the customer's prepayment liability to what the acquirer owes us;
-a refund moves it back. Every transaction's postings sum to zero; recording the same
-reference twice changes nothing.
+a refund moves it back. Points are a liability too (1 point = 1 kopeck): accrued as a loyalty
+expense, burnt when they pay part of an order (the customer's prepayment), and moved back by a
+reversal or a return. Every transaction's postings sum to zero; recording the same reference
+twice changes nothing.
 """
 
 import uuid
@@ -17,6 +20,18 @@ from kassa.tables import LedgerPosting, LedgerTransaction, utcnow
 
 RECEIVABLE = "acquirer_receivable"
 PREPAYMENTS = "customer_prepayments"
+POINTS_OWED = "loyalty_points_owed"
+LOYALTY_EXPENSE = "loyalty_expense"
+
+# Each kind moves its amount from the second account to the first.
+ACCOUNTS_OF_KIND = {
+    "charge": (RECEIVABLE, PREPAYMENTS),
+    "refund": (PREPAYMENTS, RECEIVABLE),
+    "points_accrued": (LOYALTY_EXPENSE, POINTS_OWED),
+    "points_reversed": (POINTS_OWED, LOYALTY_EXPENSE),
+    "points_burnt": (POINTS_OWED, PREPAYMENTS),
+    "points_returned": (PREPAYMENTS, POINTS_OWED),
+}
 
 
 @dataclass(frozen=True)
@@ -38,7 +53,7 @@ class TransactionView:
 
 async def _post(session: AsyncSession, kind: str, reference: str, order_id: uuid.UUID, amount: int, currency: str) -> bool:
     """Idempotent on (kind, reference): True if this call recorded it."""
-    sign = 1 if kind == "charge" else -1
+    debit, credit = ACCOUNTS_OF_KIND[kind]
     created = await session.exec(
         insert(LedgerTransaction)
         .values(id=uuid.uuid4(), kind=kind, reference=reference, order_id=order_id, created_at=utcnow())
@@ -50,8 +65,8 @@ async def _post(session: AsyncSession, kind: str, reference: str, order_id: uuid
         return False
     session.add_all(
         [
-            LedgerPosting(transaction_id=transaction_id, account=RECEIVABLE, amount=sign * amount, currency=currency),
-            LedgerPosting(transaction_id=transaction_id, account=PREPAYMENTS, amount=-sign * amount, currency=currency),
+            LedgerPosting(transaction_id=transaction_id, account=debit, amount=amount, currency=currency),
+            LedgerPosting(transaction_id=transaction_id, account=credit, amount=-amount, currency=currency),
         ]
     )
     return True
@@ -63,6 +78,10 @@ async def record_charge(session: AsyncSession, order_id: uuid.UUID, intent_id: s
 
 async def record_refund(session: AsyncSession, order_id: uuid.UUID, refund_id: str, amount: int, currency: str) -> bool:
     return await _post(session, "refund", refund_id, order_id, amount, currency)
+
+
+async def record_points(session: AsyncSession, kind: str, reference: str, order_id: uuid.UUID, points: int, currency: str) -> bool:
+    return await _post(session, f"points_{kind}", reference, order_id, points, currency)
 
 
 async def charged(session: AsyncSession, order_id: uuid.UUID) -> int:

@@ -6,6 +6,9 @@
        └─▶ CANCELLED ◀┘
 
 plus: PAYMENT_FAILED, EXPIRED or CANCELLED ──▶ PAID when a late payment completes the order.
+
+The order's promo use and loyalty points move with it, in the same transactions: held when it is
+created, final (points burnt, new points accrued) when it is PAID, given back when it ends unpaid.
 """
 
 import uuid
@@ -17,11 +20,11 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from activities import carts
-from activities.catalog import products_by_sku
-from activities.pricing import PricedLine, Totals, price_basket
+from activities import carts, loyalty, promos
+from activities.pricing import PROMO_APPLIED, PricedLine, Totals
+from activities.promos import PromoUnavailable
 from kassa.errors import Conflict, NotFound
-from kassa.tables import Order, OrderEvent, OrderLine, Payment, utcnow
+from kassa.tables import Order, OrderEvent, OrderLine, Payment, PromoUse, utcnow
 
 ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     "PENDING_PAYMENT": ("CREATED",),
@@ -32,6 +35,7 @@ ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     "CANCELLED": ("CREATED", "PENDING_PAYMENT"),
     "REFUNDED": ("PAID",),
 }
+UNPAID_ENDINGS = ("PAYMENT_FAILED", "EXPIRED", "CANCELLED")
 
 
 class IllegalTransition(Conflict):
@@ -59,6 +63,7 @@ class OrderView(Totals):
     id: uuid.UUID
     status: str
     lines: list[PricedLine]
+    promo_code: str | None
     address_id: uuid.UUID | None
     reservation_id: uuid.UUID | None
     hold_expires_at: datetime | None
@@ -76,8 +81,10 @@ async def create_from_cart(
     cart_id: uuid.UUID,
     cart_version: int,
     address_id: uuid.UUID | None = None,
+    redeem_points: int = 0,
 ) -> Order:
-    """Order CREATED from the cart at this version, priced from the catalog; the cart is locked.
+    """Order CREATED from the cart at this version, priced as the cart view prices it; the cart is
+    locked, and the promo use and the points are held in the same transaction.
 
     Idempotent on the order id: a second call returns the order made by the first.
     """
@@ -87,10 +94,8 @@ async def create_from_cart(
     cart = await carts.owned_cart(session, user_id, cart_id)
     if not await carts.check_out(session, cart.id, cart_version):
         raise Conflict("cart_changed", "The cart changed or is already being paid for: review it and tap Pay Now again.")
-    quantities = await carts.cart_quantities(session, cart_id)
-    if not quantities:
-        raise Conflict("empty_cart", "The cart is empty: add something first.")
-    priced = price_basket(quantities, await products_by_sku(session, list(quantities)))
+    priced = await carts.price_cart(session, cart, redeem_points)
+    check_priced_cart(priced)
     order = Order(
         id=order_id,
         user_id=user_id,
@@ -99,13 +104,38 @@ async def create_from_cart(
         workflow_id=workflow_id,
         address_id=address_id,
         status="CREATED",
-        **Totals.of(priced),
+        **Totals.of(priced.basket),
     )
     session.add(order)
     await session.flush()
-    session.add_all(OrderLine(order_id=order_id, **vars(line)) for line in priced.lines)
+    session.add_all(OrderLine(order_id=order_id, **vars(line)) for line in priced.basket.lines)
     session.add(OrderEvent(order_id=order_id, from_status=None, status="CREATED"))
+    if priced.promo is not None or order.points:
+        await loyalty.lock_account(session, user_id)
+        if priced.promo is not None:
+            await promos.hold(session, priced.promo, order_id, user_id, order.discount)
+        await loyalty.hold(session, order)
     return order
+
+
+def check_priced_cart(priced: carts.PricedCart) -> None:
+    """What Pay Now refuses in a cart, before anything is held: nothing in it, a line over its
+    limit, or a promo code on it that would not give its discount."""
+    if not priced.basket.lines:
+        raise Conflict("empty_cart", "The cart is empty: add something first.")
+    for line in priced.basket.lines:
+        limit = carts.quantity_limit(priced.products[line.sku])
+        if line.quantity > limit:
+            raise Conflict(
+                "quantity_limit", f"One order may take at most {limit} of {line.sku}: lower it in the cart.", sku=line.sku, limit=limit
+            )
+    if priced.promo is not None and priced.promo_status != PROMO_APPLIED:
+        raise PromoUnavailable(priced.promo.code, priced.promo_status or "")
+
+
+# Refusals of Pay Now that the customer answers by changing the cart or the points: the cart
+# gets a new version (carts.bump_after_refusal), so the next Pay Now is a new checkout.
+REFUSALS_THAT_REOPEN = ("promo_unavailable", "not_enough_points", "quantity_limit")
 
 
 async def transition(
@@ -142,7 +172,25 @@ async def transition(
             "illegal_transition", f"Order {order_id} is {current}; it cannot become {to_status}.", order_status=current
         )
     session.add(OrderEvent(order_id=order_id, from_status=current, status=to_status, reason=reason, detail=detail or {}))
+    await _settle_benefits(session, moved, current)
     return moved
+
+
+async def _settle_benefits(session: AsyncSession, order: Order, from_status: str) -> None:
+    """The promo use and the points follow the order's move. A late payment (PAID from an unpaid
+    ending) takes them again, or raises PromoUnavailable / PointsUnavailable if it cannot."""
+    if order.status == "PAID":
+        if from_status in UNPAID_ENDINGS:
+            await loyalty.lock_account(session, order.user_id)
+            await promos.reclaim(session, order.id)
+            await loyalty.reclaim(session, order)
+        else:
+            await promos.finalise(session, order.id)
+            await loyalty.burn(session, order)
+        await loyalty.accrue(session, order)
+    elif order.status in UNPAID_ENDINGS:
+        await promos.release(session, order.id)
+        await loyalty.release(session, order)
 
 
 async def extend_hold(session: AsyncSession, order_id: uuid.UUID, hold_expires_at: datetime) -> None:
@@ -183,10 +231,12 @@ async def view_order(session: AsyncSession, order: Order) -> OrderView:
     payment = (
         await session.exec(select(Payment).where(Payment.order_id == order.id).order_by(col(Payment.attempt).desc()).limit(1))
     ).one_or_none()
+    promo = await session.get(PromoUse, order.id)
     return OrderView(
         id=order.id,
         status=order.status,
-        lines=[PricedLine(l.sku, l.title, l.quantity, l.unit_price, l.line_total) for l in lines],
+        lines=[PricedLine(l.sku, l.title, l.quantity, l.unit_price, l.line_total, l.discount, l.points, l.vat) for l in lines],
+        promo_code=promo.code if promo else None,
         **Totals.of(order),
         address_id=order.address_id,
         reservation_id=order.reservation_id,

@@ -12,13 +12,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from activities import inventory, ledger, orders
+from activities import inventory, ledger, loyalty, orders
 from activities.inventory import OutOfStock, StockLine
+from activities.loyalty import PointsUnavailable
+from activities.orders import UNPAID_ENDINGS
 from activities.payments import RefundState
+from activities.promos import PromoUnavailable
 from kassa.errors import Conflict, Invalid
 from kassa.tables import Cart, LedgerTransaction, Order, OrderEvent, OrderLine, Payment, Refund, utcnow
-
-UNPAID_ENDINGS = ("PAYMENT_FAILED", "EXPIRED", "CANCELLED")
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ async def record_refund(session: AsyncSession, order_id: uuid.UUID, refund: Refu
     )
     if not await ledger.record_refund(session, order_id, refund.refund_id, refund.amount, currency):
         return
+    if order.status == "PAID":
+        # The refunded share of the points it earned goes too; a full refund gives back those it spent.
+        await loyalty.reverse_for_refund(session, order, refund.refund_id, await ledger.charged(session, order_id))
     if order.status == "PAID" and await ledger.charged(session, order_id) <= 0:
         await orders.transition(session, order_id, "REFUNDED", reason, {"refund_id": refund.refund_id, "amount": refund.amount})
         return
@@ -98,8 +102,9 @@ async def record_refund(session: AsyncSession, order_id: uuid.UUID, refund: Refu
 
 async def settle_late_payment(session: AsyncSession, order_id: uuid.UUID, intent_id: str, amount: int, currency: str) -> str:
     """A success the checkout did not take: "counted" (it is the order's own payment),
-    "completed" (the order was unpaid, its stock is all still there and its cart has no newer
-    order: now PAID), or "refund" (give it back). Idempotent: a repeat finds it counted."""
+    "completed" (the order was unpaid, its stock is all still there, its cart has no newer
+    order, and its promo use and points can be taken again: now PAID), or "refund" (give it
+    back). Idempotent: a repeat finds it counted."""
     order = await session.get_one(Order, order_id, with_for_update=True)
     await ledger.record_charge(session, order_id, intent_id, amount, currency)
     if order.status in ("PAID", "REFUNDED"):
@@ -111,10 +116,11 @@ async def settle_late_payment(session: AsyncSession, order_id: uuid.UUID, intent
     try:
         async with session.begin_nested():
             held = await inventory.reserve(session, order_id, [StockLine(l.sku, l.quantity) for l in lines], utcnow())
-    except OutOfStock:
+            await inventory.commit(session, held.id)
+            # The promo use and the points it was priced with are taken again, or it is refunded.
+            await orders.transition(session, order_id, "PAID", "late_payment", {"intent_id": intent_id}, reservation_id=held.id)
+    except (OutOfStock, PromoUnavailable, PointsUnavailable):
         return "refund"
-    await inventory.commit(session, held.id)
-    await orders.transition(session, order_id, "PAID", "late_payment", {"intent_id": intent_id}, reservation_id=held.id)
     # The cart was given back when the order failed; untouched since, it is bought now.
     await session.exec(
         update(Cart)

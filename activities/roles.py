@@ -12,13 +12,15 @@ class Permission(StrEnum):
     REFUNDS = "refunds"
     LEDGER_READ = "ledger:read"
     USERS_MANAGE = "users:manage"  # roles, blocking, lifting a lockout
+    PROMOS_MANAGE = "promos:manage"  # create promo codes, see their uses
 
 
 _SUPPORT = frozenset({Permission.ORDERS_READ_ANY, Permission.ORDERS_CANCEL_ANY})
 PERMISSIONS_OF_ROLE: dict[str, frozenset[Permission]] = {
     "customer": frozenset({Permission.SHOP}),
     "support": _SUPPORT,
-    "admin": _SUPPORT | {Permission.STOCK_WRITE, Permission.REFUNDS, Permission.LEDGER_READ, Permission.USERS_MANAGE},
+    "admin": _SUPPORT | {Permission.STOCK_WRITE, Permission.REFUNDS, Permission.LEDGER_READ, Permission.USERS_MANAGE,
+                         Permission.PROMOS_MANAGE},
 }
 ROLES = tuple(PERMISSIONS_OF_ROLE)
 

@@ -236,12 +236,12 @@ class WebhookEvent(SQLModel, table=True):
 
 
 class LedgerTransaction(SQLModel, table=True):
-    """One movement of money (a charge, a refund), recorded once per reference at the acquirer."""
+    """One movement of money (a charge, a refund) or of points, recorded once per reference."""
 
     __tablename__ = "ledger_transactions"
     __table_args__ = (UniqueConstraint("kind", "reference", name="ledger_one_per_reference"),)
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    kind: str = Field(max_length=16)  # charge | refund
+    kind: str = Field(max_length=16)  # charge | refund | points_accrued | points_burnt | points_reversed | points_returned
     reference: str = Field(max_length=64)  # the intent or refund id at the acquirer
     order_id: uuid.UUID = Field(foreign_key="orders.id", index=True)
     created_at: datetime = _timestamp()

@@ -76,6 +76,7 @@ class CheckoutInput:
     # Once, for a customer still in 3-D Secure when the hold ends: more time, not a release.
     hold_grace_seconds: int = 0
     address_id: str | None = None  # the customer's own, checked by the gateway
+    redeem_points: int = 0  # loyalty points to pay with, held with the order
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class CheckoutWorkflow:
                 CheckoutActivities.create_order,
                 CreateOrderInput(
                     order_id, workflow.info().workflow_id, checkout.customer_id, checkout.cart_id, checkout.cart_version,
-                    checkout.address_id,
+                    checkout.address_id, checkout.redeem_points,
                 ),
                 start_to_close_timeout=timedelta(seconds=10),
                 retry_policy=DATABASE_RETRY,

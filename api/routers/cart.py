@@ -1,6 +1,6 @@
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from activities import carts
@@ -22,9 +22,27 @@ class QuantityChange(BaseModel):
     quantity: Count
 
 
+class PromoEntry(BaseModel):
+    code: Annotated[Text, Field(min_length=1, max_length=32)]
+
+
 @router.get("")
-async def get_cart(user: Annotated[User, requires(Permission.SHOP)], session: SessionDep) -> CartView:
-    return await carts.view_cart(session, await carts.current_cart(session, user.id))
+async def get_cart(
+    user: Annotated[User, requires(Permission.SHOP)],
+    session: SessionDep,
+    redeem_points: Annotated[int, Query(ge=0, le=1_000_000_000, description="preview: the cart with these points")] = 0,
+) -> CartView:
+    return await carts.view_cart(session, await carts.current_cart(session, user.id), redeem_points)
+
+
+@router.post("/promo")
+async def apply_promo(body: PromoEntry, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep) -> CartView:
+    return await carts.apply_promo(session, user.id, body.code)
+
+
+@router.delete("/promo")
+async def remove_promo(user: Annotated[User, requires(Permission.SHOP)], session: SessionDep) -> CartView:
+    return await carts.remove_promo(session, user.id)
 
 
 @router.post("/items")

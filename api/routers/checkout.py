@@ -18,7 +18,7 @@ from api.deps import EngineDep, SettingsDep, TemporalDep, requires
 from api.fields import Count
 from api.problems import problem
 from kassa.db import session_scope
-from kassa.errors import Conflict, Invalid
+from kassa.errors import Conflict
 from kassa.tables import User
 from workflows.checkout import UNAVAILABLE, CheckoutInput, CheckoutState, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
 
@@ -40,8 +40,10 @@ class PaymentMethodIn(BaseModel):
 class CheckoutRequest(BaseModel):
     cart_id: uuid.UUID
     payment_method: PaymentMethodIn
-    redeem_points: Count = Field(default=0, ge=0)
+    redeem_points: Annotated[Count, Field(ge=0, le=1_000_000_000)] = 0
     address_id: uuid.UUID | None = None
+    # The version the customer reviewed (GET /cart): a cart changed since is refused with 409.
+    cart_version: Annotated[Count, Field(ge=1)] | None = None
 
 
 def payment_answer(state: CheckoutState, created: bool) -> JSONResponse:
@@ -102,20 +104,23 @@ async def pay_now(
     settings: SettingsDep,
     temporal: TemporalDep,
 ) -> JSONResponse:
-    if body.redeem_points:
-        raise Invalid("points_unavailable", "Loyalty points cannot be redeemed yet: send redeem_points 0.")
     # A short read, closed before the workflow call: no connection is held while the payment runs.
     async with session_scope(engine) as session:
         cart = await carts.owned_cart(session, user.id, body.cart_id)
-        if cart.status == "open" and not await carts.cart_quantities(session, cart.id):
-            raise Conflict("empty_cart", "The cart is empty: add something first.")
+        if body.cart_version is not None and body.cart_version != cart.version:
+            raise Conflict(
+                "cart_changed", "The cart changed since you reviewed it: GET /cart and tap Pay Now again.", version=cart.version
+            )
+        if cart.status == "open":
+            # What create_order would refuse, refused here at once; it checks again, holding.
+            orders.check_priced_cart(await carts.price_cart(session, cart, body.redeem_points))
         if body.address_id is not None:
             await addresses.owned_address(session, user.id, body.address_id)
     start = WithStartWorkflowOperation(
         CheckoutWorkflow.run,
         CheckoutInput(str(user.id), str(cart.id), cart.version, body.payment_method.as_workflow_value(),
                       settings.hold_seconds, settings.hold_grace_seconds,
-                      str(body.address_id) if body.address_id else None),
+                      str(body.address_id) if body.address_id else None, body.redeem_points),
         id=checkout_workflow_id(str(cart.id), cart.version),
         task_queue=settings.task_queue,
         # A double tap attaches to the running checkout; a finished one is never started again.

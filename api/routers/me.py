@@ -6,9 +6,10 @@ from typing import Annotated
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from activities import accounts, addresses
+from activities import accounts, addresses, loyalty
 from activities.accounts import Profile
 from activities.addresses import AddressView
+from activities.loyalty import LoyaltyView
 from activities.roles import Permission
 from api.deps import CurrentUser, SessionDep, requires
 from api.fields import AddressLine, NameLine
@@ -66,3 +67,8 @@ async def delete_address(
 ) -> Response:
     await addresses.delete_address(session, user.id, address_id)
     return Response(status_code=204)
+
+
+@router.get("/loyalty")
+async def get_loyalty(user: Annotated[User, requires(Permission.SHOP)], session: SessionDep) -> LoyaltyView:
+    return await loyalty.view(session, user.id)
