@@ -156,9 +156,9 @@ async def view_cart(session: AsyncSession, cart: Cart, redeem_points: int = 0) -
 
 
 def check_quantity(quantity: int, product: Product) -> None:
+    if not 1 <= quantity <= MAX_LINE_QUANTITY:
+        raise Invalid("invalid_quantity", f"Quantity must be from 1 to {MAX_LINE_QUANTITY}.")
     limit = quantity_limit(product)
-    if quantity < 1:
-        raise Invalid("invalid_quantity", f"Quantity must be from 1 to {limit}.")
     if quantity > limit:
         raise Invalid("quantity_limit", f"One order may take at most {limit} of {product.sku}.", limit=limit)
 

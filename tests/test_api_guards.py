@@ -397,7 +397,9 @@ async def test_cart_is_locked_while_its_checkout_runs(kassa: Kassa) -> None:
         ({"cart_id": "not-a-uuid"}, 422, "invalid_request"),
         ({"cart_id": None}, 422, "invalid_request"),
         ({"cart_id": str(uuid.uuid4())}, 404, "cart_not_found"),
-        ({"redeem_points": 100}, 422, "points_unavailable"),
+        ({"redeem_points": 100}, 409, "not_enough_points"),  # a new customer has no points
+        ({"cart_version": 999}, 409, "cart_changed"),
+        ({"cart_version": 0}, 422, "invalid_request"),
         ({"redeem_points": -1}, 422, "invalid_request"),
         ({"redeem_points": "0"}, 422, "invalid_request"),
         ({"address_id": str(uuid.uuid4())}, 404, "address_not_found"),
