@@ -2,22 +2,19 @@
 ledger balances, and a payment that lands after its order ended completes it or is refunded."""
 
 import asyncio
-import uuid
 
 import httpx
 from sqlalchemy import text
-from temporalio.client import WithStartWorkflowOperation, WorkflowHandle
+from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.inventory import set_on_hand
-from activities.payments import AcquirerClient
 from kassa.db import session_scope
-from kassa.tables import Payment, utcnow
 from tests.conftest import Kassa
 from tests.flow import CARD, CARD_3DS, order_reaches, pay_now
+from tests.late_payments import late_success, reconcile
 from worker import RECONCILE_SCHEDULE
 from workflows.checkout import CheckoutInput, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
-from workflows.refunds import ReconcileWorkflow
 
 
 async def _admin(kassa: Kassa) -> httpx.AsyncClient:
@@ -111,25 +108,13 @@ async def _order_paid_late(kassa: Kassa, on_hand: int, sold_out_meanwhile: bool,
     if sold_out_meanwhile:
         async with session_scope(kassa.engine) as session:
             await set_on_hand(session, sku, 0)
-    bank = AcquirerClient(kassa.settings.acquirer_base_url, kassa.settings.acquirer_api_key or "")
-    intent = await bank.create_intent(f"{order_id}-late", 70_000, "RUB", "tok_success", order_id, None)
-    await bank.aclose()
-    async with session_scope(kassa.engine) as session:
-        session.add(Payment(intent_id=intent.intent_id, order_id=uuid.UUID(order_id), attempt=2, status="succeeded",
-                            amount=70_000, currency="RUB", created_at=utcnow()))
+    await late_success(kassa, order_id, 70_000)
     return order_id, sku, customer.token
-
-
-async def _reconcile(kassa: Kassa) -> None:
-    handle: WorkflowHandle = await kassa.temporal.start_workflow(
-        ReconcileWorkflow.run, id=f"reconcile-test-{uuid.uuid4()}", task_queue=kassa.settings.task_queue
-    )
-    await handle.result()
 
 
 async def test_late_payment_completes_the_order_when_its_stock_is_there(kassa: Kassa) -> None:
     order_id, sku, token = await _order_paid_late(kassa, on_hand=3, sold_out_meanwhile=False, expire=False)
-    await _reconcile(kassa)
+    await reconcile(kassa)
     async with kassa.http(token) as http:
         order = await order_reaches(http, order_id, "PAID")
         assert order["reason"] == "late_payment"
@@ -142,8 +127,8 @@ async def test_late_payment_completes_the_order_when_its_stock_is_there(kassa: K
 async def test_late_payment_after_expiry_is_refunded_once_when_the_stock_is_gone(kassa: Kassa) -> None:
     order_id, sku, token = await _order_paid_late(kassa, on_hand=1, sold_out_meanwhile=True, expire=True)
     async with await _admin(kassa) as admin:
-        await _reconcile(kassa)
-        await _reconcile(kassa)  # finds nothing new: the refund is not issued twice
+        await reconcile(kassa)
+        await reconcile(kassa)  # finds nothing new: the refund is not issued twice
         async with kassa.http(token) as http:
             order = await order_reaches(http, order_id, "EXPIRED")
             for _ in range(100):

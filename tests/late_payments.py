@@ -1,0 +1,28 @@
+"""A payment that lands after its order ended, and the reconciliation that finds it: shared by the tests."""
+
+import uuid
+
+from temporalio.client import WorkflowHandle
+
+from activities.payments import AcquirerClient
+from kassa.db import session_scope
+from kassa.tables import Payment, utcnow
+from tests.conftest import Kassa
+from workflows.refunds import ReconcileWorkflow
+
+
+async def late_success(kassa: Kassa, order_id: str, amount: int) -> None:
+    """A success for the order at the acquirer that the checkout never took (an attempt whose answer was lost)."""
+    bank = AcquirerClient(kassa.settings.acquirer_base_url, kassa.settings.acquirer_api_key or "")
+    intent = await bank.create_intent(f"{order_id}-late", amount, "RUB", "tok_success", order_id, None)
+    await bank.aclose()
+    async with session_scope(kassa.engine) as session:
+        session.add(Payment(intent_id=intent.intent_id, order_id=uuid.UUID(order_id), attempt=2, status="succeeded",
+                            amount=amount, currency="RUB", created_at=utcnow()))
+
+
+async def reconcile(kassa: Kassa) -> None:
+    handle: WorkflowHandle = await kassa.temporal.start_workflow(
+        ReconcileWorkflow.run, id=f"reconcile-test-{uuid.uuid4()}", task_queue=kassa.settings.task_queue
+    )
+    await handle.result()
