@@ -113,7 +113,9 @@ async def price_cart(session: AsyncSession, cart: Cart, redeem_points: int = 0) 
     products = await products_by_sku(session, skus)
     lines = basket_lines(quantities, products, await category_ancestry(session, skus))
     promo = await session.get(PromoCode, cart.promo_code) if cart.promo_code else None
-    unavailable = await promos.unavailable_reason(session, promo, cart.user_id, utcnow()) if promo else None
+    unavailable = None
+    if promo is not None and cart.status == "open":  # a cart being paid for has its use held by its order
+        unavailable = await promos.unavailable_reason(session, promo, cart.user_id, utcnow())
     if redeem_points and redeem_points > (have := await loyalty.available(session, cart.user_id)):
         raise PointsUnavailable(redeem_points, have)
     basket = price_basket(lines, promos.terms(promo) if promo and unavailable is None else None, redeem_points)

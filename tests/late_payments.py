@@ -1,7 +1,9 @@
 """A payment that lands after its order ended, and the reconciliation that finds it: shared by the tests."""
 
+import asyncio
 import uuid
 
+import httpx
 from temporalio.client import WorkflowHandle
 
 from activities.payments import AcquirerClient
@@ -26,3 +28,12 @@ async def reconcile(kassa: Kassa) -> None:
         ReconcileWorkflow.run, id=f"reconcile-test-{uuid.uuid4()}", task_queue=kassa.settings.task_queue
     )
     await handle.result()
+
+
+async def events_reach(http: httpx.AsyncClient, order_id: str, reason: str, timeout: float = 20) -> dict:
+    for _ in range(int(timeout * 10)):
+        order = (await http.get(f"/orders/{order_id}")).json()
+        if order["events"][-1]["reason"] == reason:
+            return order
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no {reason} on the timeline of {order_id}")

@@ -142,6 +142,39 @@ def item_in_both_carts(key: str, body: Any = None) -> Build:
     return build
 
 
+def new_promo_body() -> dict[str, Any]:
+    return {"code": f"M{uuid.uuid4().hex[:12]}", "kind": "percent", "value": 5}
+
+
+async def new_promo(world: World, principal: str) -> Probe:
+    return Probe("/admin/promo-codes", new_promo_body())
+
+
+async def world_promo(world: World) -> str:
+    async def make() -> str:
+        async with world.admin.http() as http:
+            created = await http.post("/admin/promo-codes", json=new_promo_body())
+        assert created.status_code == 201, created.text
+        return created.json()["code"]
+
+    return await world.once("promo", make)
+
+
+async def apply_promo(world: World, principal: str) -> Probe:
+    return Probe("/cart/promo", {"code": await world_promo(world)})
+
+
+async def remove_promo(world: World, principal: str) -> Probe:
+    """Each customer removes the promo code from their own cart, put there first."""
+    customer = {CUSTOMER_A: world.a, CUSTOMER_B: world.b}.get(principal)
+    if customer is not None:
+        await customer.cart_with((world.sku, 1))
+        async with customer.http() as http:
+            applied = await http.post("/cart/promo", json={"code": await world_promo(world)})
+        assert applied.status_code == 200, applied.text
+    return Probe("/cart/promo")
+
+
 async def checkout_a_cart(world: World, principal: str) -> Probe:
     owner, cart = await world.once("checkout", world.shopper_with_cart)
     return Probe("/checkout", {"cart_id": cart["id"], "payment_method": CARD}, owner)
@@ -216,6 +249,9 @@ ROUTES: dict[tuple[str, str], tuple[Build, Row]] = {
     ("POST", "/cart/items"): (add_item, shoppers(200)),
     ("PATCH", "/cart/items/{sku}"): (item_in_both_carts("change", {"quantity": 2}), shoppers(200)),
     ("DELETE", "/cart/items/{sku}"): (item_in_both_carts("remove"), shoppers(200)),
+    ("POST", "/cart/promo"): (apply_promo, shoppers(200)),
+    ("DELETE", "/cart/promo"): (remove_promo, shoppers(200)),
+    ("GET", "/me/loyalty"): (fixed("/me/loyalty"), shoppers(200)),
     ("POST", "/checkout"): (checkout_a_cart, owner(201)),
     ("GET", "/checkout/return"): (fixed("/checkout/return"), everyone(200)),
     ("GET", "/orders"): (fixed("/orders"), shoppers(200)),
@@ -234,6 +270,8 @@ ROUTES: dict[tuple[str, str], tuple[Build, Row]] = {
     ("GET", "/admin/orders"): (fixed("/admin/orders"), STAFF),
     ("GET", "/admin/orders/{order_id}"): (a_order("/admin/orders/{order_id}", "read"), STAFF),
     ("POST", "/admin/orders/{order_id}/cancel"): (staff_cancel, STAFF),
+    ("POST", "/admin/promo-codes"): (new_promo, (401, 403, 403, 403, 201)),
+    ("GET", "/admin/promo-codes"): (fixed("/admin/promo-codes"), ADMIN_ONLY),
     ("GET", "/admin/users"): (fixed("/admin/users"), ADMIN_ONLY),
     ("PATCH", "/admin/users/{user_id}"): (change_a, ADMIN_ONLY),
 }

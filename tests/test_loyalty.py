@@ -15,7 +15,7 @@ from kassa.db import session_scope
 from kassa.tables import LoyaltyAccount, Order
 from tests.conftest import Customer, Kassa
 from tests.flow import CARD, CARD_3DS, CARD_DECLINED, order_reaches
-from tests.late_payments import late_success, reconcile
+from tests.late_payments import events_reach, late_success, reconcile
 
 
 async def checkout(http: httpx.AsyncClient, cart: dict, method: dict, points: int) -> httpx.Response:
@@ -29,15 +29,6 @@ async def earn(kassa: Kassa, customer: Customer, spend: int) -> str:
         paid = (await checkout(http, cart, CARD, 0)).json()
     assert paid["status"] == "PAID", paid
     return paid["order_id"]
-
-
-async def events_reach(http: httpx.AsyncClient, order_id: str, reason: str, timeout: float = 20) -> dict:
-    for _ in range(int(timeout * 10)):
-        order = (await http.get(f"/orders/{order_id}")).json()
-        if order["events"][-1]["reason"] == reason:
-            return order
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no {reason} on the timeline of {order_id}")
 
 
 async def points_of(customer: Customer) -> dict:

@@ -10,6 +10,7 @@ from kassa.db import session_scope
 from kassa.tables import Order, Product, PromoCode, utcnow
 from tests.conftest import Customer, Kassa
 from tests.flow import CARD, CARD_3DS, pay_now
+from tests.late_payments import events_reach, late_success, reconcile
 from tests.test_flash_sale import _buyers
 
 
@@ -137,6 +138,10 @@ async def test_a_failed_order_gives_its_use_back(kassa: Kassa) -> None:
         waiting = await pay_now(http, cart, CARD_3DS)
         assert waiting.status_code == 201, waiting.text
     assert (await promo_row(kassa, code)).uses_held == 1
+    async with first.http() as http:
+        being_paid = (await http.get("/cart")).json()
+        assert being_paid["status"] == "checked_out" and being_paid["promo"]["status"] == "applied"
+        assert being_paid["discount"] == 4_000
     await second.cart_with((sku, 1))
     async with second.http() as http:
         used_up = await http.post("/cart/promo", json={"code": code})
@@ -199,3 +204,24 @@ async def test_a_hundred_checkouts_for_ten_uses_make_exactly_ten_discounted_orde
         assert cart["promo"] is None and cart["total"] == 20_000
         assert (await pay_now(http, cart, CARD)).json()["status"] == "PAID"
     assert (await kassa.stock(sku)).on_hand == BUYERS - USES - 1
+
+
+async def test_a_late_payment_whose_promo_use_went_to_another_order_is_refunded(kassa: Kassa) -> None:
+    """The rule: a late success completes its ended order only if it can take its promo use again."""
+    sku = await kassa.product(on_hand=10, price=40_000)
+    code = await new_promo(kassa, max_uses=1)
+    late, rival = await kassa.customer(), await kassa.customer()
+    await late.cart_with((sku, 1))
+    async with late.http() as http:
+        order_id = (await pay_now(http, await apply(late, code), CARD_3DS)).json()["order_id"]
+        assert (await http.post(f"/orders/{order_id}/cancel")).status_code == 200
+    await rival.cart_with((sku, 1))
+    async with rival.http() as http:
+        assert (await pay_now(http, await apply(rival, code), CARD)).json()["status"] == "PAID"
+    await late_success(kassa, order_id, 36_000)
+    await reconcile(kassa)
+    async with late.http() as http:
+        order = await events_reach(http, order_id, "refunded_late_payment")
+    assert order["status"] == "CANCELLED"
+    promo = await promo_row(kassa, code)
+    assert (promo.uses_held, promo.uses_final) == (0, 1)
