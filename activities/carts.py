@@ -21,7 +21,9 @@ from kassa.errors import Conflict, Invalid, NotFound
 from kassa.tables import Cart, CartItem, Order, Product, PromoCode, Stock, utcnow
 
 MAX_LINE_QUANTITY = 99
-IN_PROGRESS_STATUSES = ("CREATED", "PENDING_PAYMENT")
+# An order of the cart's version in one of these has not bought it: it is being paid, or it
+# ended unpaid and its workflow is about to give the cart back (reopen_cart).
+NOT_BOUGHT_STATUSES = ("CREATED", "PENDING_PAYMENT", "PAYMENT_FAILED", "EXPIRED", "CANCELLED")
 
 
 @dataclass(frozen=True)
@@ -74,12 +76,16 @@ async def current_cart(session: AsyncSession, user_id: uuid.UUID) -> Cart:
     """The customer's open cart, or the one locked by a checkout still running; a new one after a paid order."""
     cart = await _latest_cart(session, user_id)
     if cart is not None and cart.status == "checked_out":
-        # A failed order reopens its cart, so a checked-out cart with no order still being paid
-        # was bought: the customer starts a new one.
-        in_progress = await session.exec(
-            select(Order.id).where(Order.cart_id == cart.id, col(Order.status).in_(IN_PROGRESS_STATUSES)).limit(1)
+        # A checked-out cart whose order of this version is paid (or which a late payment bought
+        # after it was reopened) was bought: the customer starts a new one. One whose order ended
+        # unpaid stays until its workflow reopens it, a moment later: a new cart made meanwhile
+        # would leave the customer's items behind and the reopen with nowhere to go.
+        not_bought = await session.exec(
+            select(Order.id)
+            .where(Order.cart_id == cart.id, Order.cart_version == cart.version, col(Order.status).in_(NOT_BOUGHT_STATUSES))
+            .limit(1)
         )
-        if in_progress.one_or_none() is None:
+        if not_bought.one_or_none() is None:
             cart = None
     if cart is None:
         # Two first requests may race here: the partial unique index lets one cart win.

@@ -30,3 +30,12 @@ async def authenticate_3ds(payment_url: str, approve: bool) -> httpx.Response:
         page = await browser.get(payment_url)
         assert page.status_code == 200 and "Approve" in page.text and "Decline" in page.text
         return await browser.post(f"{payment_url}/{'approve' if approve else 'decline'}")
+
+
+async def cart_reopened(http: httpx.AsyncClient, timeout: float = 30) -> dict:
+    """The cart, once the ended order's workflow has given it back (a moment after the order ends)."""
+    deadline = time.monotonic() + timeout
+    while (cart := (await http.get("/cart")).json())["status"] != "open":
+        assert time.monotonic() < deadline, "the cart was not given back"
+        await asyncio.sleep(0.05)
+    return cart

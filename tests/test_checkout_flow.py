@@ -6,7 +6,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
 from tests.conftest import Kassa
-from tests.flow import CARD, CARD_3DS, CARD_DECLINED, authenticate_3ds, order_reaches, pay_now
+from tests.flow import CARD, CARD_3DS, CARD_DECLINED, authenticate_3ds, cart_reopened, order_reaches, pay_now
 from workflows.checkout import CheckoutInput, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
 
 
@@ -78,7 +78,7 @@ async def test_three_declines_fail_the_order_and_give_the_cart_back(kassa: Kassa
         assert order["reason"] == "card_declined"
         fourth = await http.post(f"/orders/{order_id}/pay", json={"payment_method": CARD})
         assert fourth.status_code == 409
-        reopened = (await http.get("/cart")).json()
+        reopened = await cart_reopened(http)
         assert reopened["id"] == cart["id"] and reopened["version"] == cart["version"] + 1
         assert reopened["status"] == "open" and reopened["items"][0]["sku"] == sku
     stock = await kassa.stock(sku)

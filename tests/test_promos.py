@@ -9,7 +9,7 @@ from typing import Any
 from kassa.db import session_scope
 from kassa.tables import Order, Product, PromoCode, utcnow
 from tests.conftest import Customer, Kassa
-from tests.flow import CARD, CARD_3DS, pay_now
+from tests.flow import CARD, CARD_3DS, cart_reopened, pay_now
 from tests.late_payments import events_reach, late_success, reconcile
 from tests.test_flash_sale import _buyers
 
@@ -149,7 +149,7 @@ async def test_a_failed_order_gives_its_use_back(kassa: Kassa) -> None:
     async with first.http() as http:
         assert (await http.post(f"/orders/{waiting.json()['order_id']}/cancel")).status_code == 200
         assert (await promo_row(kassa, code)).uses_held == 0
-        reopened = (await http.get("/cart")).json()
+        reopened = await cart_reopened(http)
         assert reopened["promo"]["status"] == "applied"  # the use is back: the customer may pay again
         assert (await pay_now(http, reopened, CARD)).json()["status"] == "PAID"
     promo = await promo_row(kassa, code)
