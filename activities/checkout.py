@@ -176,7 +176,10 @@ class CheckoutActivities:
                 query = select(OrderLine).where(OrderLine.order_id == order.id).order_by(col(OrderLine.sku))
                 lines = [StockLine(l.sku, l.quantity) for l in await session.exec(query)]
                 created = CreatedOrder(request.order_id, order.total, order.currency, lines)
-        log.info("order created", extra={"order_id": request.order_id, "total": created.total})
+        log.info(
+            "order created",
+            extra={"order_id": request.order_id, "total": order.total, "discount": order.discount, "points": order.points},
+        )
         return created
 
     @asynccontextmanager
@@ -189,6 +192,7 @@ class CheckoutActivities:
                     await carts.bump_after_refusal(
                         session, uuid.UUID(request.cart_id), request.cart_version, refusal.code == "promo_unavailable"
                     )
+                log.info("pay now refused, cart given a new version", extra={"cart_id": request.cart_id, "code": refusal.code})
             raise
 
     @activity.defn

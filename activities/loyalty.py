@@ -174,10 +174,9 @@ async def _held(session: AsyncSession, order: Order) -> bool:
 
 
 async def accrue(session: AsyncSession, order: Order) -> None:
-    """Points for a PAID order, at the tier of what was paid before it."""
+    """Points for a PAID order, at the tier of what was paid before it. The caller holds the account lock."""
     tier = tier_for(await paid_spend(session, order.user_id, utcnow(), excluding=order.id))
     points = order.total * tier.rate_percent // 100
-    await lock_account(session, order.user_id)
     await _move(session, order, "accrued", str(order.id), points, points, 0)
 
 

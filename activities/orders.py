@@ -179,16 +179,19 @@ async def transition(
 async def _settle_benefits(session: AsyncSession, order: Order, from_status: str) -> None:
     """The promo use and the points follow the order's move. A late payment (PAID from an unpaid
     ending) takes them again, or raises PromoUnavailable / PointsUnavailable if it cannot."""
+    if order.status != "PAID" and order.status not in UNPAID_ENDINGS:
+        return
+    # The customer's account first, then the promo code: the order create_from_cart takes them in.
+    await loyalty.lock_account(session, order.user_id)
     if order.status == "PAID":
         if from_status in UNPAID_ENDINGS:
-            await loyalty.lock_account(session, order.user_id)
             await promos.reclaim(session, order.id)
             await loyalty.reclaim(session, order)
         else:
             await promos.finalise(session, order.id)
             await loyalty.burn(session, order)
         await loyalty.accrue(session, order)
-    elif order.status in UNPAID_ENDINGS:
+    else:
         await promos.release(session, order.id)
         await loyalty.release(session, order)
 
