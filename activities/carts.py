@@ -272,12 +272,12 @@ async def reopen(session: AsyncSession, cart_id: uuid.UUID, version: int) -> int
     return (await session.get_one(Cart, cart_id, populate_existing=True)).version
 
 
-async def bump_after_refusal(session: AsyncSession, cart_id: uuid.UUID, version: int, drop_promo: bool) -> None:
-    """Pay Now of this version was refused for the promo, the points or a quantity: a new version
-    (its checkout is a new workflow), without the promo code if that was it. Idempotent."""
-    changes: dict[str, Any] = {"promo_code": None} if drop_promo else {}
+async def bump_after_refusal(session: AsyncSession, cart_id: uuid.UUID, version: int) -> None:
+    """Pay Now of this version was refused for the promo code, the points or a quantity: the cart
+    gets a new version, so the next Pay Now, once the customer has changed it, is a new checkout.
+    Idempotent."""
     await session.exec(
         update(Cart)
         .where(col(Cart.id) == cart_id, col(Cart.version) == version, col(Cart.status) == "open")
-        .values(version=version + 1, updated_at=utcnow(), **changes)
+        .values(version=version + 1, updated_at=utcnow())
     )

@@ -189,9 +189,7 @@ class CheckoutActivities:
         except DomainError as refusal:
             if refusal.code in orders.REFUSALS_THAT_REOPEN:
                 async with session_scope(self._engine) as session:
-                    await carts.bump_after_refusal(
-                        session, uuid.UUID(request.cart_id), request.cart_version, refusal.code == "promo_unavailable"
-                    )
+                    await carts.bump_after_refusal(session, uuid.UUID(request.cart_id), request.cart_version)
                 log.info("pay now refused, cart given a new version", extra={"cart_id": request.cart_id, "code": refusal.code})
             raise
 

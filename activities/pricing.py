@@ -5,7 +5,8 @@ so a cart and the order it becomes show the same numbers. Nothing here reads the
 Rounding, to the kopeck (prices include VAT):
 - a line costs unit price × quantity, exactly;
 - a percent discount is rounded down (never more off than the code says); a fixed discount is
-  at most what the lines in the code's scope cost;
+  at most what the lines in the code's scope cost; no discount takes an order below 1 ₽ (a card
+  payment needs an amount);
 - redeemed points are capped at 30 % of what is left after the discount, rounded down;
 - the discount is shared out over the lines in scope, and the points over all lines, in
   proportion to what each line still costs, by the largest remainder (ties: the earlier SKU),
@@ -23,6 +24,8 @@ from kassa.tables import Product
 
 # Points may pay at most this share of an order (after its promo discount).
 POINTS_SHARE_PERCENT = 30
+# The least a discount leaves to pay: the acquirer takes no payment of zero.
+MIN_TOTAL = 100
 PROMO_APPLIED, MIN_ORDER_NOT_MET, NOT_IN_SCOPE = "applied", "min_order_not_met", "not_in_scope"
 
 
@@ -139,6 +142,7 @@ def price_basket(lines: list[BasketLine], promo: PromoTerms | None = None, redee
     totals = [line.unit_price * line.quantity for line in lines]
     subtotal = sum(totals)
     discount, promo_status = promo_discount(promo, lines) if promo else (0, None)
+    discount = min(discount, max(subtotal - MIN_TOTAL, 0))
     in_scope = [total if promo and promo.covers(line) else 0 for line, total in zip(lines, totals)]
     line_discounts = share_out(discount, in_scope)
     after_discount = [total - off for total, off in zip(totals, line_discounts)]

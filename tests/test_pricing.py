@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 from activities import carts, loyalty, orders, promos
 from activities.pricing import (
     MIN_ORDER_NOT_MET,
+    MIN_TOTAL,
     NOT_IN_SCOPE,
+    POINTS_SHARE_PERCENT,
     PROMO_APPLIED,
     BasketLine,
     PromoTerms,
@@ -70,6 +72,7 @@ def test_totals_are_never_negative_and_add_up(lines: list[BasketLine], promo: Pr
     assert 0 <= priced.discount <= priced.subtotal
     assert 0 <= priced.points <= min(redeem, points_cap(priced.subtotal - priced.discount))
     assert priced.total == priced.subtotal - priced.discount - priced.points >= 0
+    assert priced.total >= min(priced.subtotal, MIN_TOTAL) * (100 - POINTS_SHARE_PERCENT) // 100  # a card payment needs an amount
     assert sum(line.discount for line in priced.lines) == priced.discount
     assert sum(line.points for line in priced.lines) == priced.points
     for line in priced.lines:
@@ -98,7 +101,7 @@ def test_percent_discount_is_rounded_down_on_the_lines_in_scope(lines: list[Bask
     promo = PromoTerms("AUDIO", "percent", percent, 0, categories=("audio",))
     priced = price_basket(lines, promo)
     in_scope = sum(line.unit_price * line.quantity for line in lines if "audio" in line.categories)
-    assert priced.discount == in_scope * percent // 100
+    assert priced.discount == min(in_scope * percent // 100, max(priced.subtotal - MIN_TOTAL, 0))
     assert priced.promo_status == (PROMO_APPLIED if in_scope else NOT_IN_SCOPE)
     for line, basket_line in zip(priced.lines, lines, strict=True):
         if "audio" not in basket_line.categories:

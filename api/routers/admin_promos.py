@@ -22,7 +22,7 @@ class NewPromo(BaseModel):
     code: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{3,32}$")]
     kind: Literal["percent", "fixed"]
     value: Annotated[Count, Field(ge=1, le=100_000_000)]  # percent 1..100, or kopecks
-    min_order: Annotated[Count, Field(ge=0, le=100_000_000_00)] = 0
+    min_order: Annotated[Count, Field(ge=0, le=10_000_000_000)] = 0
     starts_at: AwareDatetime | None = None  # none: now
     ends_at: AwareDatetime | None = None  # none: no end
     max_uses: Limit | None = None
