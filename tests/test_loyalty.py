@@ -176,3 +176,23 @@ async def test_a_late_payment_takes_its_points_again_or_is_refunded(kassa: Kassa
             account = await points_of(customer)
             assert (account["balance"], account["held"]) == (2_100, 0)  # 30 000 spent, 3 % of 70 000 earned
     await ledger_balances(kassa)
+
+
+async def test_a_reversal_never_takes_points_an_unpaid_order_holds(kassa: Kassa) -> None:
+    """Never negative: a refund's reversal takes back only what is available, not what is held."""
+    customer = await kassa.customer()
+    earning_order = await earn(kassa, customer, 1_000_000)  # 30 000 points
+    cart = await customer.cart_with((await kassa.product(on_hand=5, price=100_000), 1))
+    async with customer.http() as http:
+        holding = (await checkout(http, cart, CARD_3DS, 25_000)).json()["order_id"]
+        admin = await kassa.account("admin")
+        async with admin.http() as staff:
+            refund = await staff.post(f"/admin/orders/{earning_order}/refund", json={}, headers={"Idempotency-Key": f"r-{holding}"})
+            assert refund.json()["order_status"] == "REFUNDED", refund.text
+        account = await points_of(customer)
+        assert (account["balance"], account["held"]) == (25_000, 25_000)  # 5 000 reversed, 25 000 still held
+        assert (account["history"][0]["kind"], account["history"][0]["points"]) == ("reversed", 5_000)
+        assert (await http.post(f"/orders/{holding}/cancel")).status_code == 200
+    account = await points_of(customer)
+    assert (account["balance"], account["held"], account["available"]) == (25_000, 0, 25_000)
+    await ledger_balances(kassa)
