@@ -147,22 +147,27 @@ async def hold(session: AsyncSession, order: Order) -> None:
     await _move(session, order, "held", str(order.id), order.points, 0, order.points)
 
 
-async def release(session: AsyncSession, order: Order) -> None:
-    """The order ended unpaid: its held points are the customer's again."""
-    if await _held(session, order):
-        await _move(session, order, "released", str(order.id), order.points, 0, -order.points)
+async def release(session: AsyncSession, order: Order) -> int:
+    """The order ended unpaid: its held points are the customer's again (how many returned)."""
+    if not await _held(session, order):
+        return 0
+    moved = await _move(session, order, "released", str(order.id), order.points, 0, -order.points)
+    return order.points if moved else 0
 
 
-async def burn(session: AsyncSession, order: Order) -> None:
-    """The order is PAID: its held points are spent."""
-    if await _held(session, order):
-        await _move(session, order, "burnt", str(order.id), order.points, -order.points, -order.points)
+async def burn(session: AsyncSession, order: Order) -> int:
+    """The order is PAID: its held points are spent (how many returned)."""
+    if not await _held(session, order):
+        return 0
+    moved = await _move(session, order, "burnt", str(order.id), order.points, -order.points, -order.points)
+    return order.points if moved else 0
 
 
-async def reclaim(session: AsyncSession, order: Order) -> None:
+async def reclaim(session: AsyncSession, order: Order) -> int:
     """A late payment completes the ended order: spend its released points again, from what is
     available now, or raise PointsUnavailable (then the payment is refunded)."""
-    await _move(session, order, "burnt", str(order.id), order.points, -order.points, 0)
+    moved = await _move(session, order, "burnt", str(order.id), order.points, -order.points, 0)
+    return order.points if moved else 0
 
 
 async def _held(session: AsyncSession, order: Order) -> bool:
@@ -173,11 +178,12 @@ async def _held(session: AsyncSession, order: Order) -> bool:
     return "held" in kinds and not kinds & {"released", "burnt"}
 
 
-async def accrue(session: AsyncSession, order: Order) -> None:
-    """Points for a PAID order, at the tier of what was paid before it. The caller holds the account lock."""
+async def accrue(session: AsyncSession, order: Order) -> int:
+    """Points for a PAID order, at the tier of what was paid before it (how many returned). The
+    caller holds the account lock."""
     tier = tier_for(await paid_spend(session, order.user_id, utcnow(), excluding=order.id))
     points = order.total * tier.rate_percent // 100
-    await _move(session, order, "accrued", str(order.id), points, points, 0)
+    return points if await _move(session, order, "accrued", str(order.id), points, points, 0) else 0
 
 
 async def _movement_points(session: AsyncSession, order_id: uuid.UUID, kind: str) -> int:

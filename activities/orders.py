@@ -109,12 +109,15 @@ async def create_from_cart(
     session.add(order)
     await session.flush()
     session.add_all(OrderLine(order_id=order_id, **vars(line)) for line in priced.basket.lines)
-    session.add(OrderEvent(order_id=order_id, from_status=None, status="CREATED"))
+    held: dict[str, Any] = {}
     if priced.promo is not None or order.points:
         await loyalty.lock_account(session, user_id)
         if priced.promo is not None:
             await promos.hold(session, priced.promo, order_id, user_id, order.discount)
+            held["promo_held"] = priced.promo.code
         await loyalty.hold(session, order)
+        held["points_held"] = order.points
+    session.add(OrderEvent(order_id=order_id, from_status=None, status="CREATED", detail=_moved(held)))
     return order
 
 
@@ -171,29 +174,33 @@ async def transition(
         raise IllegalTransition(
             "illegal_transition", f"Order {order_id} is {current}; it cannot become {to_status}.", order_status=current
         )
-    session.add(OrderEvent(order_id=order_id, from_status=current, status=to_status, reason=reason, detail=detail or {}))
-    await _settle_benefits(session, moved, current)
+    benefits = await _settle_benefits(session, moved, current)
+    event_detail = (detail or {}) | benefits
+    session.add(OrderEvent(order_id=order_id, from_status=current, status=to_status, reason=reason, detail=event_detail))
     return moved
 
 
-async def _settle_benefits(session: AsyncSession, order: Order, from_status: str) -> None:
-    """The promo use and the points follow the order's move. A late payment (PAID from an unpaid
-    ending) takes them again, or raises PromoUnavailable / PointsUnavailable if it cannot."""
+async def _settle_benefits(session: AsyncSession, order: Order, from_status: str) -> dict[str, Any]:
+    """The promo use and the points follow the order's move; what moved goes on its event row.
+    A late payment (PAID from an unpaid ending) takes them again, or raises PromoUnavailable /
+    PointsUnavailable if it cannot."""
     if order.status != "PAID" and order.status not in UNPAID_ENDINGS:
-        return
+        return {}
     # The customer's account first, then the promo code: the order create_from_cart takes them in.
     await loyalty.lock_account(session, order.user_id)
-    if order.status == "PAID":
-        if from_status in UNPAID_ENDINGS:
-            await promos.reclaim(session, order.id)
-            await loyalty.reclaim(session, order)
-        else:
-            await promos.finalise(session, order.id)
-            await loyalty.burn(session, order)
-        await loyalty.accrue(session, order)
+    if order.status != "PAID":
+        return _moved(
+            {"promo_released": await promos.release(session, order.id), "points_released": await loyalty.release(session, order)}
+        )
+    if from_status in UNPAID_ENDINGS:
+        spent = {"promo_final": await promos.reclaim(session, order.id), "points_burnt": await loyalty.reclaim(session, order)}
     else:
-        await promos.release(session, order.id)
-        await loyalty.release(session, order)
+        spent = {"promo_final": await promos.finalise(session, order.id), "points_burnt": await loyalty.burn(session, order)}
+    return _moved(spent | {"points_accrued": await loyalty.accrue(session, order)})
+
+
+def _moved(movements: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in movements.items() if value}
 
 
 async def extend_hold(session: AsyncSession, order_id: uuid.UUID, hold_expires_at: datetime) -> None:

@@ -143,8 +143,8 @@ async def _move_use(session: AsyncSession, order_id: uuid.UUID, from_status: str
     return moved.scalar_one_or_none()
 
 
-async def finalise(session: AsyncSession, order_id: uuid.UUID) -> None:
-    """The order is PAID: its held use is final. Idempotent: a final use is left as it is."""
+async def finalise(session: AsyncSession, order_id: uuid.UUID) -> str | None:
+    """The order is PAID: its held use is final (its code returned). Idempotent: a final use is left as it is."""
     code = await _move_use(session, order_id, "held", "final")
     if code is not None:
         await session.exec(
@@ -152,22 +152,24 @@ async def finalise(session: AsyncSession, order_id: uuid.UUID) -> None:
             .where(col(PromoCode.code) == code)
             .values(uses_held=col(PromoCode.uses_held) - 1, uses_final=col(PromoCode.uses_final) + 1)
         )
+    return code
 
 
-async def release(session: AsyncSession, order_id: uuid.UUID) -> None:
-    """The order ended unpaid: its held use goes back to the code. Idempotent."""
+async def release(session: AsyncSession, order_id: uuid.UUID) -> str | None:
+    """The order ended unpaid: its held use goes back to the code (returned). Idempotent."""
     code = await _move_use(session, order_id, "held", "released")
     if code is not None:
         await session.exec(update(PromoCode).where(col(PromoCode.code) == code).values(uses_held=col(PromoCode.uses_held) - 1))
+    return code
 
 
-async def reclaim(session: AsyncSession, order_id: uuid.UUID) -> None:
+async def reclaim(session: AsyncSession, order_id: uuid.UUID) -> str | None:
     """A late payment completes the ended order: its released use becomes final if the limits
     still allow it (the validity window is not asked again: the order was made within it);
     otherwise PromoUnavailable. The caller holds the customer's account lock."""
     use = await session.get(PromoUse, order_id)
     if use is None or use.status != "released":
-        return
+        return None
     promo = await session.get_one(PromoCode, use.code)
     over_customer_limit = (
         promo.max_uses_per_customer is not None
@@ -181,4 +183,4 @@ async def reclaim(session: AsyncSession, order_id: uuid.UUID) -> None:
     )
     if over_customer_limit or taken.scalar_one_or_none() is None:
         raise PromoUnavailable(promo.code, CUSTOMER_LIMIT if over_customer_limit else USED_UP)
-    await _move_use(session, order_id, "released", "final")
+    return await _move_use(session, order_id, "released", "final")

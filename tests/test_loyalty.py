@@ -8,11 +8,12 @@ import uuid
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlmodel import col, select
 
 from activities import loyalty
 from activities.loyalty import PointsUnavailable
 from kassa.db import session_scope
-from kassa.tables import LoyaltyAccount, Order
+from kassa.tables import LoyaltyAccount, Order, OrderEvent
 from tests.conftest import Customer, Kassa
 from tests.flow import CARD, CARD_3DS, CARD_DECLINED, order_reaches
 from tests.late_payments import events_reach, late_success, reconcile
@@ -83,6 +84,11 @@ async def test_points_redeemed_paid_and_refunded_come_back_and_the_accrual_is_re
         order = (await http.get(f"/orders/{order_id}")).json()
     assert (order["points"], order["total"]) == (30_000, 70_000)
     assert (await points_of(customer))["balance"] == 90_000 - 30_000 + 3_500  # 5 % of the 70 000 paid
+    async with session_scope(kassa.engine) as session:
+        events = await session.exec(select(OrderEvent).where(OrderEvent.order_id == uuid.UUID(order_id)).order_by(col(OrderEvent.id)))
+        moved = {event.status: event.detail for event in events}
+    assert moved["CREATED"] == {"points_held": 30_000}
+    assert moved["PAID"] == {"points_burnt": 30_000, "points_accrued": 3_500}
     admin = await kassa.account("admin")
     async with admin.http() as http:
         half = await http.post(f"/admin/orders/{order_id}/refund", json={"amount": 35_000}, headers={"Idempotency-Key": f"half-{order_id}"})

@@ -6,8 +6,10 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from sqlmodel import select
+
 from kassa.db import session_scope
-from kassa.tables import Order, Product, PromoCode, utcnow
+from kassa.tables import Order, OrderEvent, Product, PromoCode, utcnow
 from tests.conftest import Customer, Kassa
 from tests.flow import CARD, CARD_3DS, cart_reopened, pay_now
 from tests.late_payments import events_reach, late_success, reconcile
@@ -83,6 +85,10 @@ async def test_brand_promo_discounts_its_lines_and_the_paid_order_keeps_the_use(
         cart["subtotal"], cart["discount"], cart["vat"], cart["total"]
     )
     assert order["promo_code"] == code
+    async with session_scope(kassa.engine) as session:
+        events = await session.exec(select(OrderEvent).where(OrderEvent.order_id == uuid.UUID(order["id"])))
+        moved = {event.status: event.detail for event in events}
+    assert moved["CREATED"] == {"promo_held": code} and moved["PAID"]["promo_final"] == code
     promo = await promo_row(kassa, code)
     assert (promo.uses_held, promo.uses_final) == (0, 1)
 
