@@ -1,0 +1,300 @@
+"""Search over the catalog, on PostgreSQL alone.
+
+- Full text: `products.search_vector` (title A, brand B, description C, the `russian`
+  configuration, which stems Latin words in English), matched with every query word (the last one
+  also as a prefix, for search as you type) and ranked by ts_rank.
+- Typos: in queries of up to three words, a word that no title or brand has is also searched as its
+  nearest vocabulary word by trigram similarity (pg_trgm, `search_words`), and the answer says so.
+- Filters: category with its subtree, brands, price range, attributes, in stock.
+- Keyset paging: the cursor carries the sort keys of the last product shown, so a page never
+  repeats or skips a product when products are added meanwhile.
+- Facets: counts of brands, categories, price buckets and attribute values over the whole
+  filtered result, in one pass over it.
+"""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from activities.catalog import WORD, ProductView, category_names, normalized, subtree
+from kassa.errors import Invalid
+
+MAX_QUERY_WORDS = 8
+MAX_WORD_LENGTH = 64
+TYPO_QUERY_WORDS = 3  # longer queries say enough without guessing at their words
+TYPO_MIN_LENGTH = 4
+# Bucket bounds in kopecks: under 1 000 ₽, 1 000 – 3 000 ₽, … 100 000 ₽ and more.
+PRICE_BOUNDS = (100_000, 300_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000)
+FACET_VALUES = 30  # per facet, the most frequent
+
+
+@dataclass(frozen=True)
+class SortKey:
+    expression: str  # SQL over `p` (products) and `rank`
+    descending: bool
+    kind: type
+
+
+RANK = SortKey("rank", True, float)
+POPULARITY = SortKey("p.popularity", True, int)
+SORTS: dict[str, tuple[SortKey, ...]] = {
+    "relevance": (RANK, POPULARITY),
+    "popularity": (POPULARITY,),
+    "price_asc": (SortKey("p.price", False, int),),
+    "price_desc": (SortKey("p.price", True, int),),
+    "rating": (SortKey("p.rating", True, float), SortKey("p.review_count", True, int)),
+    "newest": (SortKey("p.created_at", True, datetime),),
+}
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    text: str = ""
+    category: str | None = None
+    brands: tuple[str, ...] = ()
+    price_min: int | None = None
+    price_max: int | None = None
+    attributes: tuple[tuple[str, str], ...] = ()  # (name, value); values of one name are alternatives
+    in_stock: bool = False
+    sort: str = "relevance"
+    cursor: str | None = None
+    limit: int = 20
+
+
+@dataclass(frozen=True)
+class FacetValue:
+    value: str
+    count: int
+    name: str | None = None  # a category's name
+
+
+@dataclass(frozen=True)
+class PriceBucket:
+    min: int | None  # kopecks, inclusive; None: no lower bound
+    max: int | None  # kopecks, exclusive; None: no upper bound
+    count: int
+
+
+@dataclass(frozen=True)
+class Facets:
+    brands: list[FacetValue] = field(default_factory=list)
+    categories: list[FacetValue] = field(default_factory=list)
+    price: list[PriceBucket] = field(default_factory=list)
+    attributes: dict[str, list[FacetValue]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    items: list[ProductView]
+    facets: Facets
+    total: int
+    next_cursor: str | None
+    corrections: dict[str, str]  # query word -> the vocabulary word also searched for
+
+
+@dataclass
+class _Where:
+    """SQL conditions over `p` and their parameters, built from the query, never from its text."""
+
+    conditions: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, condition: str, **params: Any) -> None:
+        self.conditions.append(condition)
+        self.params.update(params)
+
+    def sql(self) -> str:
+        return " AND ".join(self.conditions) or "TRUE"
+
+
+async def search(session: AsyncSession, query: SearchQuery) -> SearchResult:
+    _check(query)
+    terms = [word[:MAX_WORD_LENGTH] for word in WORD.findall(normalized(query.text))][:MAX_QUERY_WORDS]
+    corrections = await _corrections(session, terms) if 0 < len(terms) <= TYPO_QUERY_WORDS else {}
+    where = _Where()
+    if terms:
+        where.add("p.search_vector @@ to_tsquery('russian', :tsquery)", tsquery=_tsquery(terms, corrections))
+    if query.category is not None:
+        where.add("p.category = ANY(:categories)", categories=await subtree(session, query.category))
+    if query.brands:
+        where.add("p.brand = ANY(:brands)", brands=list(query.brands))
+    if query.price_min is not None:
+        where.add("p.price >= :price_min", price_min=query.price_min)
+    if query.price_max is not None:
+        where.add("p.price <= :price_max", price_max=query.price_max)
+    for n, (name, values) in enumerate(_grouped(query.attributes).items()):
+        alternatives = {f"attribute_{n}_{m}": json.dumps({name: value}) for m, value in enumerate(values)}
+        where.add("(" + " OR ".join(f"p.attributes @> CAST(:{key} AS jsonb)" for key in alternatives) + ")", **alternatives)
+    if query.in_stock:
+        where.add("EXISTS (SELECT 1 FROM stock s WHERE s.sku = p.sku AND s.on_hand > s.reserved)")
+
+    sort = "popularity" if query.sort == "relevance" and not terms else query.sort
+    items, next_cursor = await _page(session, query, where, SORTS[sort], ranked=bool(terms))
+    facets, total = await _facets(session, where)
+    return SearchResult(items, facets, total, next_cursor, corrections)
+
+
+def _check(query: SearchQuery) -> None:
+    if query.sort not in SORTS:
+        raise Invalid("unknown_sort", f"sort must be one of {', '.join(SORTS)}.")
+    if not 1 <= query.limit <= 100:
+        raise Invalid("invalid_limit", "limit must be between 1 and 100.")
+    if query.price_min is not None and query.price_max is not None and query.price_min > query.price_max:
+        raise Invalid("invalid_price_range", "price_min is above price_max: swap them.")
+
+
+def _grouped(attributes: tuple[tuple[str, str], ...]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for name, value in attributes:
+        grouped.setdefault(name, []).append(value)
+    return grouped
+
+
+def _tsquery(terms: list[str], corrections: dict[str, str]) -> str:
+    """`to_tsquery` input from words of letters and digits only, so no operator of the user's gets in."""
+    parts = []
+    for n, term in enumerate(terms):
+        spelled = f"{term}:*" if n == len(terms) - 1 and len(term) >= 3 else term
+        parts.append(f"({spelled} | {corrections[term]})" if term in corrections else spelled)
+    return " & ".join(parts)
+
+
+CORRECTIONS = text("""
+SELECT t.term, nearest.word
+FROM unnest(CAST(:terms AS text[])) AS t(term)
+CROSS JOIN LATERAL (
+    SELECT word FROM search_words WHERE word % t.term ORDER BY word <-> t.term, word LIMIT 1
+) AS nearest
+""")
+
+
+async def _corrections(session: AsyncSession, terms: list[str]) -> dict[str, str]:
+    unsure = [term for term in terms if len(term) >= TYPO_MIN_LENGTH and not term.isdigit()]
+    if not unsure:
+        return {}
+    rows = await session.exec(CORRECTIONS, params={"terms": unsure})  # type: ignore[call-overload]
+    return {term: word for term, word in rows if word != term}
+
+
+async def _page(
+    session: AsyncSession, query: SearchQuery, where: _Where, keys: tuple[SortKey, ...], ranked: bool
+) -> tuple[list[ProductView], str | None]:
+    rank = "ts_rank(p.search_vector, to_tsquery('russian', :tsquery))::float8" if ranked else "0::float8"
+    params = dict(where.params, limit=query.limit + 1)
+    after = "TRUE"
+    if query.cursor is not None:
+        after = _after(keys, _decode_cursor(query.cursor, query.sort, keys), params)
+    order = ", ".join(f"{key.expression} {'DESC' if key.descending else 'ASC'}" for key in keys)
+    key_columns = ", ".join(f"{key.expression} AS key_{n}" for n, key in enumerate(keys))
+    rows = (
+        await session.exec(  # type: ignore[call-overload]
+            text(f"""
+            SELECT p.sku, p.title, p.brand, p.category, p.price, p.old_price, p.currency, p.vat_rate,
+                   p.rating, p.review_count, p.images->>0 AS image,
+                   coalesce((SELECT s.on_hand - s.reserved FROM stock s WHERE s.sku = p.sku), 0) AS available,
+                   {key_columns}
+            FROM (SELECT p.*, {rank} AS rank FROM products p WHERE {where.sql()}) AS p
+            WHERE {after}
+            ORDER BY {order}, p.sku
+            LIMIT :limit
+            """),
+            params=params,
+        )
+    ).all()
+    items = [ProductView(*row[:12]) for row in rows[: query.limit]]
+    if len(rows) <= query.limit:
+        return items, None
+    last = rows[query.limit - 1]
+    return items, _encode_cursor(query.sort, [*last[12:], last.sku])
+
+
+def _after(keys: tuple[SortKey, ...], after: list[Any], params: dict[str, Any]) -> str:
+    """Rows after the cursor in the order of `keys` then SKU: (k0 past c0) or (k0 = c0 and k1
+    past c1) … or (all equal and sku > c_sku); plus k0 at or past c0 alone, which an index can use."""
+    *values, sku = after
+    params.update({f"after_{n}": value for n, value in enumerate(values)}, after_sku=sku)
+    past = [f"{key.expression} {'<' if key.descending else '>'} :after_{n}" for n, key in enumerate(keys)]
+    past.append("p.sku > :after_sku")
+    equal = [f"{key.expression} = :after_{n}" for n, key in enumerate(keys)]
+    alternatives = [" AND ".join([*equal[:n], past[n]]) for n in range(len(past))]
+    first = f"{keys[0].expression} {'<=' if keys[0].descending else '>='} :after_0"
+    return f"{first} AND ({' OR '.join(f'({a})' for a in alternatives)})"
+
+
+def _encode_cursor(sort: str, after: list[Any]) -> str:
+    plain = [value.isoformat() if isinstance(value, datetime) else value for value in after]
+    return base64.urlsafe_b64encode(json.dumps({"sort": sort, "after": plain}).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort: str, keys: tuple[SortKey, ...]) -> list[Any]:
+    wrong = Invalid("invalid_cursor", "This cursor is not one this search gave: start again without it.")
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        after = decoded["after"]
+        if decoded["sort"] != sort or not isinstance(after, list) or len(after) != len(keys) + 1:
+            raise wrong
+        values = [_cursor_value(value, key.kind) for value, key in zip(after, keys, strict=False)]
+        if not isinstance(after[-1], str):
+            raise wrong
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        raise wrong from None
+    return [*values, after[-1]]
+
+
+def _cursor_value(value: Any, kind: type) -> Any:
+    if kind is datetime and isinstance(value, str):
+        return datetime.fromisoformat(value)
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63:
+        return value
+    raise ValueError("a cursor value of the wrong type")
+
+
+async def _facets(session: AsyncSession, where: _Where) -> tuple[Facets, int]:
+    rows = await session.exec(  # type: ignore[call-overload]
+        text(f"""
+        WITH matched AS MATERIALIZED (SELECT p.brand, p.category, p.price, p.attributes FROM products p WHERE {where.sql()})
+        SELECT 'brand' AS facet, NULL AS name, brand AS value, count(*) AS count FROM matched GROUP BY brand
+        UNION ALL
+        SELECT 'category', NULL, category, count(*) FROM matched GROUP BY category
+        UNION ALL
+        SELECT 'price', NULL, width_bucket(price, CAST(:price_bounds AS int[]))::text, count(*) FROM matched GROUP BY 3
+        UNION ALL
+        SELECT 'attribute', a.key, a.value, count(*) FROM matched, jsonb_each_text(matched.attributes) AS a GROUP BY a.key, a.value
+        """),
+        params=dict(where.params, price_bounds=list(PRICE_BOUNDS)),
+    )
+    brands: list[FacetValue] = []
+    categories: list[FacetValue] = []
+    buckets: dict[int, int] = {}
+    attributes: dict[str, list[FacetValue]] = {}
+    for facet, name, value, count in rows:
+        if facet == "brand":
+            brands.append(FacetValue(value, count))
+        elif facet == "category":
+            categories.append(FacetValue(value, count))
+        elif facet == "price":
+            buckets[int(value)] = count
+        else:
+            attributes.setdefault(name, []).append(FacetValue(value, count))
+    names = await category_names(session, [c.value for c in categories])
+    bounds = (None, *PRICE_BOUNDS, None)
+    facets = Facets(
+        brands=_most_frequent(brands),
+        categories=_most_frequent([FacetValue(c.value, c.count, names.get(c.value)) for c in categories]),
+        price=[PriceBucket(bounds[n], bounds[n + 1], buckets[n]) for n in sorted(buckets)],
+        attributes={name: _most_frequent(values) for name, values in sorted(attributes.items())},
+    )
+    return facets, sum(brand.count for brand in brands)
+
+
+def _most_frequent(values: list[FacetValue]) -> list[FacetValue]:
+    return sorted(values, key=lambda v: (-v.count, v.value))[:FACET_VALUES]
+
