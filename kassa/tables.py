@@ -116,7 +116,10 @@ class Product(SQLModel, table=True):
         CheckConstraint("old_price IS NULL OR old_price > price", name="products_old_price_above_price"),
         Index("products_search", "search_vector", postgresql_using="gin"),
         Index("products_attributes", "attributes", postgresql_using="gin", postgresql_ops={"attributes": "jsonb_path_ops"}),
+        # A category's shelf sorted the two usual ways; alone, the price index would walk past
+        # every cheaper product of other categories first.
         Index("products_category_popularity", "category", text("popularity DESC"), "sku"),
+        Index("products_category_price", "category", "price", "sku"),
         Index("products_popularity", text("popularity DESC"), "sku"),
         Index("products_price", "price", "sku"),
         Index("products_created_at", text("created_at DESC"), "sku"),

@@ -36,6 +36,7 @@ async def search_products(
         "items": found.items,
         "facets": found.facets,
         "total": found.total,
+        "exact": found.exact,
         "next_cursor": found.next_cursor,
         "corrections": found.corrections,
     }
