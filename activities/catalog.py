@@ -100,7 +100,7 @@ async def get_product(session: AsyncSession, sku: str) -> ProductDetails:
     product, stock = row
     listed = view_of(product, stock.on_hand - stock.reserved if stock else 0)
     ancestry = (await category_ancestry(session, [sku]))[sku]
-    names = await category_names(session, ancestry)
+    names = await _category_names(session, ancestry)
     return ProductDetails(
         **{f.name: getattr(listed, f.name) for f in fields(ProductView)},
         description=product.description,
@@ -139,7 +139,7 @@ async def category_ancestry(session: AsyncSession, skus: list[str]) -> dict[str,
     return ancestry
 
 
-async def category_names(session: AsyncSession, slugs: Iterable[str]) -> dict[str, str]:
+async def _category_names(session: AsyncSession, slugs: Iterable[str]) -> dict[str, str]:
     rows = await session.exec(select(Category.slug, Category.name).where(col(Category.slug).in_(list(slugs))))
     return dict(rows.all())
 
@@ -194,9 +194,12 @@ class ProductChange:
     old_price: int | None = None
     vat_rate: int | None = None
     images: list[str] | None = None
+    end_discount: bool = False  # old_price back to none
 
     def given(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "end_discount"}
+        given = {name: value for name, value in values.items() if value is not None}
+        return given | {"old_price": None} if self.end_discount else given
 
 
 async def create_product(session: AsyncSession, sku: str, product: ProductChange, on_hand: int) -> ProductDetails:

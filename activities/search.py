@@ -17,12 +17,12 @@ import binascii
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from activities.catalog import WORD, ProductView, category_names, normalized, subtree
+from activities.catalog import WORD, ProductView, normalized, subtree
 from kassa.errors import Invalid
 
 MAX_QUERY_WORDS = 8
@@ -76,7 +76,14 @@ class SearchQuery:
 class FacetValue:
     value: str
     count: int
-    name: str | None = None  # a category's name
+
+
+@dataclass(frozen=True)
+class CategoryCount(FacetValue):
+    name: str  # the value is the slug
+
+
+F = TypeVar("F", bound=FacetValue)
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,7 @@ class PriceBucket:
 @dataclass(frozen=True)
 class Facets:
     brands: list[FacetValue] = field(default_factory=list)
-    categories: list[FacetValue] = field(default_factory=list)
+    categories: list[CategoryCount] = field(default_factory=list)
     price: list[PriceBucket] = field(default_factory=list)
     attributes: dict[str, list[FacetValue]] = field(default_factory=dict)
 
@@ -305,19 +312,23 @@ async def _counted(session: AsyncSession, where: _Where, sample: str, scale: flo
     `scale`, and their total."""
     rows = await session.exec(  # type: ignore[call-overload]
         text(f"""
-        WITH matched AS MATERIALIZED (SELECT p.brand, p.category, p.price, p.attributes FROM products p {sample} WHERE {where.sql()})
+        WITH matched AS MATERIALIZED (
+            SELECT p.brand, p.category, p.price, p.attributes FROM products p {sample} WHERE {where.sql()}
+        )
         SELECT 'brand' AS facet, NULL AS name, brand AS value, count(*) AS count FROM matched GROUP BY brand
         UNION ALL
-        SELECT 'category', NULL, category, count(*) FROM matched GROUP BY category
+        SELECT 'category', min(c.name), matched.category, count(*)
+        FROM matched JOIN categories c ON c.slug = matched.category GROUP BY matched.category
         UNION ALL
         SELECT 'price', NULL, width_bucket(price, CAST(:price_bounds AS int[]))::text, count(*) FROM matched GROUP BY 3
         UNION ALL
-        SELECT 'attribute', a.key, a.value, count(*) FROM matched, jsonb_each_text(matched.attributes) AS a GROUP BY a.key, a.value
+        SELECT 'attribute', a.key, a.value, count(*)
+        FROM matched, jsonb_each_text(matched.attributes) AS a GROUP BY a.key, a.value
         """),
         params=dict(where.params, price_bounds=list(PRICE_BOUNDS)),
     )
     brands: list[FacetValue] = []
-    categories: list[FacetValue] = []
+    categories: list[CategoryCount] = []
     buckets: dict[int, int] = {}
     attributes: dict[str, list[FacetValue]] = {}
     for facet, name, value, exact_count in rows:
@@ -325,22 +336,21 @@ async def _counted(session: AsyncSession, where: _Where, sample: str, scale: flo
         if facet == "brand":
             brands.append(FacetValue(value, count))
         elif facet == "category":
-            categories.append(FacetValue(value, count))
+            categories.append(CategoryCount(value, count, name))
         elif facet == "price":
             buckets[int(value)] = count
         else:
             attributes.setdefault(name, []).append(FacetValue(value, count))
-    names = await category_names(session, [c.value for c in categories])
     bounds = (None, *PRICE_BOUNDS, None)
     facets = Facets(
         brands=_most_frequent(brands),
-        categories=_most_frequent([FacetValue(c.value, c.count, names.get(c.value)) for c in categories]),
+        categories=_most_frequent(categories),
         price=[PriceBucket(bounds[n], bounds[n + 1], buckets[n]) for n in sorted(buckets)],
         attributes={name: _most_frequent(values) for name, values in sorted(attributes.items())},
     )
     return facets, sum(brand.count for brand in brands)
 
 
-def _most_frequent(values: list[FacetValue]) -> list[FacetValue]:
+def _most_frequent(values: list[F]) -> list[F]:
     return sorted(values, key=lambda v: (-v.count, v.value))[:FACET_VALUES]
 

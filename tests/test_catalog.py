@@ -259,6 +259,9 @@ async def test_admin_product_changes_are_validated_and_priced_in_the_cart(kassa:
     product = changed.json()
     assert (product["price"], product["old_price"], product["attributes"]) == (149_000, 199_000, {"colour": "white"})
     assert [crumb["slug"] for crumb in product["breadcrumbs"]] == [s.root, s.leaf("kitchen"), s.leaf("kettles")]
+    async with s.admin.http() as http:
+        ended = await http.patch(f"/admin/products/{sku}", json={"old_price": None})
+        assert ended.status_code == 200 and ended.json()["old_price"] is None, ended.text
     async with customer.http() as http:
         cart = (await http.get("/cart")).json()
     assert cart["items"][0]["unit_price"] == 149_000 and cart["subtotal"] == 298_000

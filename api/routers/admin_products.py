@@ -31,7 +31,7 @@ def _known_vat(rate: int) -> int:
 
 
 class ProductFields(BaseModel):
-    """Only what is sent changes."""
+    """Only what is sent changes; `"old_price": null` ends a discount."""
 
     title: Line | None = None
     description: Annotated[Text, Field(max_length=5000)] | None = None
@@ -44,7 +44,9 @@ class ProductFields(BaseModel):
     images: Annotated[list[ImageUrl], Field(max_length=10)] | None = None
 
     def change(self) -> ProductChange:
-        return ProductChange(**{name: getattr(self, name) for name in ProductFields.model_fields})
+        # "old_price": null sent on purpose ends a discount; a field left out changes nothing.
+        end_discount = "old_price" in self.model_fields_set and self.old_price is None
+        return ProductChange(**{name: getattr(self, name) for name in ProductFields.model_fields}, end_discount=end_discount)
 
 
 class NewProduct(ProductFields):
