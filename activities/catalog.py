@@ -75,8 +75,15 @@ async def remember_words(session: AsyncSession, words: Iterable[str]) -> None:
         await session.exec(insert(SearchWord).values(rows[start : start + 10_000]).on_conflict_do_nothing())
 
 
-def view_of(product: Product, available: int) -> ProductView:
-    return ProductView(
+async def get_product(session: AsyncSession, sku: str) -> ProductDetails:
+    query = select(Product, Stock).join(Stock, col(Stock.sku) == col(Product.sku), isouter=True).where(col(Product.sku) == sku)
+    row = (await session.exec(query)).one_or_none()
+    if row is None:
+        raise NotFound("unknown_sku", f"No product with SKU {sku!r}: check the catalog.")
+    product, stock = row
+    ancestry = (await category_ancestry(session, [sku]))[sku]
+    names = await _category_names(session, ancestry)
+    return ProductDetails(
         sku=product.sku,
         title=product.title,
         brand=product.brand,
@@ -88,21 +95,7 @@ def view_of(product: Product, available: int) -> ProductView:
         rating=product.rating,
         review_count=product.review_count,
         image=product.images[0] if product.images else None,
-        available=available,
-    )
-
-
-async def get_product(session: AsyncSession, sku: str) -> ProductDetails:
-    query = select(Product, Stock).join(Stock, col(Stock.sku) == col(Product.sku), isouter=True).where(col(Product.sku) == sku)
-    row = (await session.exec(query)).one_or_none()
-    if row is None:
-        raise NotFound("unknown_sku", f"No product with SKU {sku!r}: check the catalog.")
-    product, stock = row
-    listed = view_of(product, stock.on_hand - stock.reserved if stock else 0)
-    ancestry = (await category_ancestry(session, [sku]))[sku]
-    names = await _category_names(session, ancestry)
-    return ProductDetails(
-        **{f.name: getattr(listed, f.name) for f in fields(ProductView)},
+        available=stock.on_hand - stock.reserved if stock else 0,
         description=product.description,
         attributes=product.attributes,
         images=product.images,
