@@ -36,7 +36,7 @@ FACET_VALUES = 30  # per facet, the most frequent
 # _facets and the README's Search): so a search stays within 150 ms at a million products.
 COUNTED_UP_TO = 10_000
 PROBE_ROWS = 5_000
-SAMPLED_MATCHES = 500
+SAMPLED_MATCHES = 250
 
 
 @dataclass(frozen=True)
@@ -132,10 +132,11 @@ async def search(session: AsyncSession, query: SearchQuery) -> SearchResult:
     # and under load they take the cores other searches need.
     await session.exec(text("SET LOCAL max_parallel_workers_per_gather = 0"))  # type: ignore[call-overload]
     terms = [word[:MAX_WORD_LENGTH] for word in WORD.findall(normalized(query.text))][:MAX_QUERY_WORDS]
-    corrections = await _corrections(session, terms) if 0 < len(terms) <= TYPO_QUERY_WORDS else {}
+    nearest = await _nearest_words(session, terms) if 0 < len(terms) <= TYPO_QUERY_WORDS else {}
+    corrections = {term: word for term, word in nearest.items() if word != term}
     where = _Where()
     if terms:
-        where.add("p.search_vector @@ to_tsquery('russian', :tsquery)", tsquery=_tsquery(terms, corrections))
+        where.add("p.search_vector @@ to_tsquery('russian', :tsquery)", tsquery=_tsquery(terms, nearest))
     if query.category is not None:
         categories = await subtree(session, query.category)
         # Equality for a leaf, so that the planner sees one category and walks its index in order.
@@ -179,16 +180,19 @@ def _grouped(attributes: tuple[tuple[str, str], ...]) -> dict[str, list[str]]:
     return grouped
 
 
-def _tsquery(terms: list[str], corrections: dict[str, str]) -> str:
-    """`to_tsquery` input from words of letters and digits only, so no operator of the user's gets in."""
+def _tsquery(terms: list[str], nearest: dict[str, str]) -> str:
+    """`to_tsquery` input from words of letters and digits only, so no operator of the user's gets
+    in. The last word is also a prefix (typing goes on), unless it is a word of the vocabulary
+    already: a prefix costs the index a scan of every word it starts."""
     parts = []
     for n, term in enumerate(terms):
-        spelled = f"{term}:*" if n == len(terms) - 1 and len(term) >= 3 else term
-        parts.append(f"({spelled} | {corrections[term]})" if term in corrections else spelled)
+        typing = n == len(terms) - 1 and len(term) >= 3 and nearest.get(term) != term
+        spelled = f"{term}:*" if typing else term
+        parts.append(f"({spelled} | {nearest[term]})" if nearest.get(term, term) != term else spelled)
     return " & ".join(parts)
 
 
-CORRECTIONS = text("""
+NEAREST_WORDS = text("""
 SELECT t.term, nearest.word
 FROM unnest(CAST(:terms AS text[])) AS t(term)
 CROSS JOIN LATERAL (
@@ -197,18 +201,23 @@ CROSS JOIN LATERAL (
 """)
 
 
-async def _corrections(session: AsyncSession, terms: list[str]) -> dict[str, str]:
+async def _nearest_words(session: AsyncSession, terms: list[str]) -> dict[str, str]:
+    """For each term of 4+ letters, the vocabulary word nearest to it (itself, if it is one); a
+    term nothing is near enough to is left out."""
     unsure = [term for term in terms if len(term) >= TYPO_MIN_LENGTH and not term.isdigit()]
     if not unsure:
         return {}
-    rows = await session.exec(CORRECTIONS, params={"terms": unsure})  # type: ignore[call-overload]
-    return {term: word for term, word in rows if word != term}
+    rows = await session.exec(NEAREST_WORDS, params={"terms": unsure})  # type: ignore[call-overload]
+    return dict(rows.all())
 
 
 async def _page(
     session: AsyncSession, query: SearchQuery, where: _Where, keys: tuple[SortKey, ...], ranked: bool
 ) -> tuple[list[ProductView], str | None]:
     rank = "ts_rank(p.search_vector, to_tsquery('russian', :tsquery))::float8" if ranked else "0::float8"
+    # Every match is ranked anyway; OFFSET 0 keeps the cursor's conditions on `rank` out of the
+    # subquery, where PostgreSQL would rank each row again for each of them.
+    fence = "OFFSET 0" if ranked and keys[0] is RANK else ""
     params = dict(where.params, limit=query.limit + 1)
     after = "TRUE"
     if query.cursor is not None:
@@ -222,7 +231,7 @@ async def _page(
                    p.rating, p.review_count, p.images->>0 AS image,
                    coalesce((SELECT s.on_hand - s.reserved FROM stock s WHERE s.sku = p.sku), 0) AS available,
                    {key_columns}
-            FROM (SELECT p.*, {rank} AS rank FROM products p WHERE {where.sql()}) AS p
+            FROM (SELECT p.*, {rank} AS rank FROM products p WHERE {where.sql()} {fence}) AS p
             WHERE {after}
             ORDER BY {order}, p.sku
             LIMIT :limit

@@ -115,7 +115,6 @@ class Product(SQLModel, table=True):
         CheckConstraint("price > 0", name="products_price_positive"),
         CheckConstraint("old_price IS NULL OR old_price > price", name="products_old_price_above_price"),
         Index("products_search", "search_vector", postgresql_using="gin"),
-        Index("products_attributes", "attributes", postgresql_using="gin", postgresql_ops={"attributes": "jsonb_path_ops"}),
         # A category's shelf sorted the two usual ways; alone, the price index would walk past
         # every cheaper product of other categories first.
         Index("products_category_popularity", "category", text("popularity DESC"), "sku"),
@@ -131,6 +130,8 @@ class Product(SQLModel, table=True):
     brand: str = Field(max_length=128)
     category: str = Field(foreign_key="categories.slug", max_length=128)  # a leaf of the tree
     # Size, colour, material…: names and values as filters and facets take them ({"colour": "black"}).
+    # No index: an attribute narrows a category or a search, and a GIN index's posting list of a
+    # common value ("colour": "black", a tenth of the catalog) took longer to read than the rows.
     attributes: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}"))
     price: int  # VAT included
     old_price: int | None = None  # the crossed-out price of a discount
