@@ -9,7 +9,8 @@
 - Keyset paging: the cursor carries the sort keys of the last product shown, so a page never
   repeats or skips a product when products are added meanwhile.
 - Facets: counts of brands, categories, price buckets and attribute values over the whole
-  filtered result, in one pass over it.
+  filtered result; counted up to about COUNTED_UP_TO matches, estimated from a repeatable sample
+  of the table past that (`exact` says which).
 """
 
 import base64
@@ -133,7 +134,15 @@ async def search(session: AsyncSession, query: SearchQuery) -> SearchResult:
     await session.exec(text("SET LOCAL max_parallel_workers_per_gather = 0"))  # type: ignore[call-overload]
     terms = [word[:MAX_WORD_LENGTH] for word in WORD.findall(normalized(query.text))][:MAX_QUERY_WORDS]
     nearest = await _nearest_words(session, terms) if 0 < len(terms) <= TYPO_QUERY_WORDS else {}
+    where = await _conditions(session, query, terms, nearest)
+    sort = "popularity" if query.sort == "relevance" and not terms else query.sort
+    items, next_cursor = await _page(session, query, where, SORTS[sort], ranked=bool(terms))
+    facets, total, exact = await _facets(session, where)
     corrections = {term: word for term, word in nearest.items() if word != term}
+    return SearchResult(items, facets, total, exact, next_cursor, corrections)
+
+
+async def _conditions(session: AsyncSession, query: SearchQuery, terms: list[str], nearest: dict[str, str]) -> _Where:
     where = _Where()
     if terms:
         where.add("p.search_vector @@ to_tsquery('russian', :tsquery)", tsquery=_tsquery(terms, nearest))
@@ -157,11 +166,7 @@ async def search(session: AsyncSession, query: SearchQuery) -> SearchResult:
         # A lookup per candidate by primary key: as a semi-join, PostgreSQL misjudges how many
         # are in stock (it cannot estimate on_hand > reserved) and scans the whole stock table.
         where.add("(SELECT s.on_hand - s.reserved FROM stock s WHERE s.sku = p.sku) > 0")
-
-    sort = "popularity" if query.sort == "relevance" and not terms else query.sort
-    items, next_cursor = await _page(session, query, where, SORTS[sort], ranked=bool(terms))
-    facets, total, exact = await _facets(session, where)
-    return SearchResult(items, facets, total, exact, next_cursor, corrections)
+    return where
 
 
 def _check(query: SearchQuery) -> None:

@@ -14,6 +14,7 @@ Results: a table on stdout, a markdown table for the README, and bench/results/s
 import argparse
 import asyncio
 import json
+import os
 import platform
 import random
 import shutil
@@ -175,7 +176,13 @@ def main() -> None:
     results = asyncio.run(run(sizes, args.rounds))
     print("\n" + markdown(results))
     RESULTS.mkdir(exist_ok=True)
-    meta = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "python": platform.python_version(), "rounds": args.rounds}
+    meta = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "rounds": args.rounds,
+        "shared_buffers": SHARED_BUFFERS,
+    }
     (RESULTS / "search.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, ensure_ascii=False))
 
 

@@ -140,6 +140,7 @@ async def seed_generated(database_url: str, engine: AsyncEngine, count: int, pro
                 batch, stock = [], []
                 progress(number, count)
         if added:
+            print("seed: ordering products by category and vacuuming (a minute for a million)", file=sys.stderr, flush=True)
             await _tidy(connection)
     async with session_scope(engine) as session:
         await remember_words(session, vocabulary)
