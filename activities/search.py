@@ -155,10 +155,14 @@ async def _conditions(session: AsyncSession, query: SearchQuery, terms: list[str
             where.add("p.category = ANY(:categories)", categories=categories)
     if query.brands:
         where.add("p.brand = ANY(:brands)", brands=list(query.brands))
+    # With words or brands, a price range is checked on their rows: PostgreSQL would otherwise
+    # AND them with a bitmap of every product in the range (40 % of the catalog for "under
+    # 10 000 ₽": 30 ms of 35 at a million). A shelf or the catalog walks (category,) price indexes.
+    price = "(p.price + 0)" if terms or query.brands else "p.price"
     if query.price_min is not None:
-        where.add("p.price >= :price_min", price_min=query.price_min)
+        where.add(f"{price} >= :price_min", price_min=query.price_min)
     if query.price_max is not None:
-        where.add("p.price <= :price_max", price_max=query.price_max)
+        where.add(f"{price} <= :price_max", price_max=query.price_max)
     for n, (name, values) in enumerate(_grouped(query.attributes).items()):
         alternatives = {f"attribute_{n}_{m}": json.dumps({name: value}) for m, value in enumerate(values)}
         where.add("(" + " OR ".join(f"p.attributes @> CAST(:{key} AS jsonb)" for key in alternatives) + ")", **alternatives)
