@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench bench-search clean
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing Kassa (a minute on a fresh machine)"
@@ -21,6 +21,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.checkout
+
+bench-search: $(STAMP)
+	$(BIN)/python -m bench.search
 
 clean:
 	rm -rf $(VENV) .kassa

@@ -9,6 +9,7 @@ class Permission(StrEnum):
     ORDERS_READ_ANY = "orders:read_any"
     ORDERS_CANCEL_ANY = "orders:cancel_any"  # unpaid ones: the workflow refuses the rest
     STOCK_WRITE = "stock:write"
+    CATALOG_WRITE = "catalog:write"  # create and change products
     REFUNDS = "refunds"
     LEDGER_READ = "ledger:read"
     USERS_MANAGE = "users:manage"  # roles, blocking, lifting a lockout
@@ -19,8 +20,15 @@ _SUPPORT = frozenset({Permission.ORDERS_READ_ANY, Permission.ORDERS_CANCEL_ANY})
 PERMISSIONS_OF_ROLE: dict[str, frozenset[Permission]] = {
     "customer": frozenset({Permission.SHOP}),
     "support": _SUPPORT,
-    "admin": _SUPPORT | {Permission.STOCK_WRITE, Permission.REFUNDS, Permission.LEDGER_READ, Permission.USERS_MANAGE,
-                         Permission.PROMOS_MANAGE},
+    "admin": _SUPPORT
+    | {
+        Permission.STOCK_WRITE,
+        Permission.CATALOG_WRITE,
+        Permission.PROMOS_MANAGE,
+        Permission.REFUNDS,
+        Permission.LEDGER_READ,
+        Permission.USERS_MANAGE,
+    },
 }
 ROLES = tuple(PERMISSIONS_OF_ROLE)
 

@@ -7,7 +7,21 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import problems
-from api.routers import admin, admin_orders, admin_promos, admin_users, auth, cart, catalog, checkout, health, me, orders, webhooks
+from api.routers import (
+    admin,
+    admin_orders,
+    admin_products,
+    admin_promos,
+    admin_users,
+    auth,
+    cart,
+    catalog,
+    checkout,
+    health,
+    me,
+    orders,
+    webhooks,
+)
 from kassa.db import make_engine
 from kassa.settings import Settings, get_settings
 from kassa.temporal import connect
@@ -43,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks.router,
         admin.router,
         admin_orders.router,
+        admin_products.router,
         admin_promos.router,
         admin_users.router,
     ):

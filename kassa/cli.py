@@ -63,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="run the Temporal worker").set_defaults(command=_worker)
     commands.add_parser("acquirer", help="serve the sandbox acquirer").set_defaults(command=_acquirer)
     commands.add_parser("migrate", help="bring the database schema up to date").set_defaults(command=_migrate)
-    commands.add_parser("seed", help="add the demo catalog (never changes existing rows)").set_defaults(command=_seed)
+    seed = commands.add_parser("seed", help="add the category tree and the demo catalog (never changes existing rows)")
+    seed.add_argument("--products", type=_count, default=0, metavar="N", help="also N generated products (GEN-0000001…), e.g. 100000")
+    seed.set_defaults(command=_seed)
 
     users = commands.add_parser("users", help="manage accounts").add_subparsers(required=True, metavar="ACTION")
     admin = users.add_parser("create-admin", help="create an admin, or make an account an admin")
@@ -119,8 +121,14 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
-    dev.seed(database_url(_settings()))
+    dev.seed(database_url(_settings()), args.products)
     return 0
+
+
+def _count(value: str) -> int:
+    if not value.replace("_", "").isdigit() or not 0 <= int(value) <= 10_000_000:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of products from 0 to 10,000,000")
+    return int(value)
 
 
 def _create_admin(args: argparse.Namespace) -> int:

@@ -24,12 +24,13 @@ from temporalio.client import Client
 
 from kassa.db import make_engine, migrate
 from kassa.embedded import StartError, database_url, postgres_log, stop_postgres, temporal_dev_command
-from kassa.seed import DEMO_CATALOG, seed_demo_catalog
+from kassa.seed import DEMO_CATALOG, progress_bar, seed_category_tree, seed_demo_catalog, seed_generated
 from kassa.settings import SECRET_NAMES, Settings
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STARTUP_SECONDS = 60  # a cold first start: initdb, Temporal's schema, Python imports
 STOP_SECONDS = 10  # SIGTERM's grace before SIGKILL
+DEV_PRODUCTS = 5_000  # generated products `kassa dev` seeds besides the demo ones: enough to search
 NAME_WIDTH = 8
 
 T = TypeVar("T")
@@ -53,7 +54,7 @@ def run(settings: Settings) -> int:
     log_offset = _size(postgres_log(settings.data_dir))
     url = database_url(settings)
     apply_migrations(url)
-    seed(url)
+    seed(url, DEV_PRODUCTS)
     return asyncio.run(_supervise(settings, url, log_offset))
 
 
@@ -62,9 +63,19 @@ def apply_migrations(url: str) -> None:
     say("migrations: applied")
 
 
-def seed(url: str) -> None:
-    added = run_with_engine(url, seed_demo_catalog)
-    say(f"seed: {len(DEMO_CATALOG)} demo products ({added} new)")
+def seed(url: str, products: int) -> None:
+    """The category tree, the demo products and `products` generated ones."""
+
+    async def seed_all(engine: AsyncEngine) -> tuple[int, int]:
+        await seed_category_tree(engine)
+        demo = await seed_demo_catalog(engine)
+        generated = await seed_generated(url, engine, products, progress_bar("seed")) if products else 0
+        return demo, generated
+
+    demo, generated = run_with_engine(url, seed_all)
+    say(f"seed: {len(DEMO_CATALOG)} demo products ({demo} new)")
+    if products:
+        say(f"seed: {products:,} generated products ({generated:,} new)")
 
 
 def run_with_engine(url: str, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:

@@ -4,7 +4,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, DateTime, Index, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Computed, DateTime, Double, Index, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlmodel import Field, SQLModel
 
 LIVE_RESERVATION = "status IN ('held', 'committed')"
@@ -87,17 +88,71 @@ class Address(SQLModel, table=True):
     deleted_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
+class Category(SQLModel, table=True):
+    """A node of the category tree; a product belongs to one leaf, and a search in a category
+    covers its whole subtree."""
+
+    __tablename__ = "categories"
+    slug: str = Field(primary_key=True, max_length=128)
+    parent: str | None = Field(default=None, foreign_key="categories.slug", max_length=128, index=True)
+    name: str = Field(max_length=128)  # Russian, as the storefront shows it
+    name_en: str = Field(max_length=128)
+
+
+# Title over brand over description (weights A, B, C). The `russian` configuration stems Cyrillic
+# words in Russian and Latin ones in English, so one vector serves both languages; ё is folded to е
+# here and in queries, as people type either.
+SEARCH_VECTOR = (
+    "setweight(to_tsvector('russian'::regconfig, translate(title, 'ёЁ', 'еЕ')), 'A') || "
+    "setweight(to_tsvector('russian'::regconfig, translate(brand, 'ёЁ', 'еЕ')), 'B') || "
+    "setweight(to_tsvector('russian'::regconfig, translate(description, 'ёЁ', 'еЕ')), 'C')"
+)
+
+
 class Product(SQLModel, table=True):
     __tablename__ = "products"
+    __table_args__ = (
+        CheckConstraint("price > 0", name="products_price_positive"),
+        CheckConstraint("old_price IS NULL OR old_price > price", name="products_old_price_above_price"),
+        Index("products_search", "search_vector", postgresql_using="gin"),
+        # A category's shelf sorted the two usual ways; alone, the price index would walk past
+        # every cheaper product of other categories first.
+        Index("products_category_popularity", "category", text("popularity DESC"), "sku"),
+        Index("products_category_price", "category", "price", "sku"),
+        Index("products_popularity", text("popularity DESC"), "sku"),
+        Index("products_price", "price", "sku"),
+        Index("products_created_at", text("created_at DESC"), "sku"),
+        Index("products_brand", "brand"),
+    )
     sku: str = Field(primary_key=True, max_length=64)
     title: str
+    description: str = Field(default="", sa_column_kwargs={"server_default": ""})
     brand: str = Field(max_length=128)
-    category: str = Field(max_length=128)
+    category: str = Field(foreign_key="categories.slug", max_length=128)  # a leaf of the tree
+    # Size, colour, material…: names and values as filters and facets take them ({"colour": "black"}).
+    # No index: an attribute narrows a category or a search, and a GIN index's posting list of a
+    # common value ("colour": "black", a tenth of the catalog) took longer to read than the rows.
+    attributes: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}"))
     price: int  # VAT included
+    old_price: int | None = None  # the crossed-out price of a discount
     currency: str = Field(default="RUB", max_length=3)
     vat_rate: int = 20  # percent, included in price
     max_per_order: int | None = None  # how many one order may take; None: the cart's general limit
+    rating: float = Field(default=0, sa_column=Column(Double, nullable=False, server_default="0"))  # 0 to 5
+    review_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    popularity: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # purchases, recent ones weigh more
+    images: list[str] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False, server_default="[]"))
     created_at: datetime = _timestamp()
+    search_vector: str | None = Field(default=None, sa_column=Column(TSVECTOR, Computed(SEARCH_VECTOR, persisted=True)))
+
+
+class SearchWord(SQLModel, table=True):
+    """The words of titles and brands, for typo tolerance: a query word that is not one of them is
+    swapped for its nearest by trigram similarity (pg_trgm), as PostgreSQL's manual suggests."""
+
+    __tablename__ = "search_words"
+    __table_args__ = (Index("search_words_trigrams", "word", postgresql_using="gin", postgresql_ops={"word": "gin_trgm_ops"}),)
+    word: str = Field(primary_key=True, max_length=64)
 
 
 class Stock(SQLModel, table=True):

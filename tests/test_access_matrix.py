@@ -123,6 +123,15 @@ async def add_item(world: World, principal: str) -> Probe:
     return Probe("/cart/items", {"sku": world.sku, "quantity": 1})
 
 
+async def new_product(world: World, principal: str) -> Probe:
+    sku = f"NEW-{uuid.uuid4().hex[:10].upper()}"
+    return Probe("/admin/products", {"sku": sku, "title": "Probe", "brand": "Acme", "category": "test", "price": 100})
+
+
+async def change_product(world: World, principal: str) -> Probe:
+    return Probe(f"/admin/products/{world.sku}", {"title": f"Probe by {principal}"})
+
+
 async def count_stock(world: World, principal: str) -> Probe:
     return Probe(f"/admin/stock/{world.sku}", {"on_hand": 100})
 
@@ -245,6 +254,7 @@ ROUTES: dict[tuple[str, str], tuple[Build, Row]] = {
     ("DELETE", "/me/addresses/{address_id}"): (a_address, owner(204)),
     ("GET", "/catalog/products"): (fixed("/catalog/products"), everyone(200)),
     ("GET", "/catalog/products/{sku}"): (product, everyone(200)),
+    ("GET", "/catalog/categories"): (fixed("/catalog/categories"), everyone(200)),
     ("GET", "/cart"): (fixed("/cart"), shoppers(200)),
     ("POST", "/cart/items"): (add_item, shoppers(200)),
     ("PATCH", "/cart/items/{sku}"): (item_in_both_carts("change", {"quantity": 2}), shoppers(200)),
@@ -264,6 +274,8 @@ ROUTES: dict[tuple[str, str], tuple[Build, Row]] = {
     # Signed by the acquirer, not by a login: an unsigned event is refused for everyone alike.
     ("POST", "/webhooks/acquirer"): (fixed("/webhooks/acquirer", {}), everyone(400)),
     ("PUT", "/admin/stock/{sku}"): (count_stock, ADMIN_ONLY),
+    ("POST", "/admin/products"): (new_product, (401, 403, 403, 403, 201)),
+    ("PATCH", "/admin/products/{sku}"): (change_product, ADMIN_ONLY),
     # An order that does not exist: past the permission, the admin is told so.
     ("POST", "/admin/orders/{order_id}/refund"): (refund, (401, 403, 403, 403, 404)),
     ("GET", "/admin/ledger"): (fixed("/admin/ledger"), ADMIN_ONLY),

@@ -527,16 +527,15 @@ async def test_catalog_pages_and_shows_what_is_available(kassa: Kassa) -> None:
             cursor = body["next_cursor"]
             if cursor is None:
                 break
-            assert cursor == seen[-1]
-        for params in ({"limit": 0}, {"limit": 101}, {"limit": "many"}, {"cursor": "c" * 65}):
+        for params in ({"limit": 0}, {"limit": 101}, {"limit": "many"}, {"cursor": "c" * 513}):
             assert_problem(await http.get("/catalog/products", params=params), 422, "invalid_request")
         assert_problem(await http.get("/catalog/products/NO-SUCH-SKU"), 404, "unknown_sku")
         product = (await http.get(f"/catalog/products/{sku}")).json()
-    assert seen == sorted(set(seen)) and sku in seen
-    assert product == {
+    assert len(seen) == len(set(seen)) and sku in seen
+    assert product.items() >= {
         "sku": sku, "title": f"Test item {sku}", "brand": "Acme", "category": "test",
         "price": 99_900, "currency": "RUB", "available": 4,
-    }  # fmt: skip
+    }.items()  # fmt: skip
 
     customer = await kassa.customer()
     async with customer.http() as http:
