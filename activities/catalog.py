@@ -46,6 +46,7 @@ class ProductDetails(ProductView):
     attributes: dict[str, str]
     images: list[str]
     popularity: int
+    max_per_order: int | None  # None: the cart's general limit
     created_at: datetime
     breadcrumbs: list[dict[str, str]]  # root first: [{"slug", "name"}…]
 
@@ -100,6 +101,7 @@ async def get_product(session: AsyncSession, sku: str) -> ProductDetails:
         attributes=product.attributes,
         images=product.images,
         popularity=product.popularity,
+        max_per_order=product.max_per_order,
         created_at=product.created_at,
         breadcrumbs=[{"slug": slug, "name": names[slug]} for slug in reversed(ancestry)],
     )
@@ -187,6 +189,7 @@ class ProductChange:
     old_price: int | None = None
     vat_rate: int | None = None
     images: list[str] | None = None
+    max_per_order: int | None = None
     end_discount: bool = False  # old_price back to none
 
     def given(self) -> dict[str, Any]:

@@ -23,8 +23,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.pricing import PromoTerms
-from kassa.errors import Conflict, NotFound
-from kassa.tables import PromoCode, PromoUse, utcnow
+from kassa.errors import Conflict, Invalid, NotFound
+from kassa.tables import Category, PromoCode, PromoUse, utcnow
 
 NOT_STARTED, EXPIRED, USED_UP, CUSTOMER_LIMIT = "not_started", "expired", "used_up", "customer_limit_reached"
 COUNTED_USES = ("held", "final")
@@ -71,6 +71,11 @@ def terms(promo: PromoCode) -> PromoTerms:
 
 
 async def create(session: AsyncSession, fields: dict[str, Any]) -> PromoCode:
+    """Refused (409) if the code exists, so a repeated create changes nothing."""
+    categories = list(fields.get("categories") or [])
+    known = set((await session.exec(select(Category.slug).where(col(Category.slug).in_(categories)))).all())
+    if unknown := sorted(set(categories) - known):
+        raise Invalid("unknown_category", f"No category {unknown[0]!r}: GET /catalog/categories lists them.", categories=unknown)
     fields = fields | {"code": normalized(fields["code"]), "starts_at": fields.get("starts_at") or utcnow()}
     created = await session.exec(
         insert(PromoCode).values(**fields, uses_held=0, uses_final=0, created_at=utcnow()).on_conflict_do_nothing().returning(PromoCode)

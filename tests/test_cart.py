@@ -9,8 +9,11 @@ from tests.flow import CARD, pay_now
 
 async def test_a_sku_limit_caps_the_quantity_in_the_cart(kassa: Kassa) -> None:
     sku = await kassa.product(on_hand=50)
-    async with session_scope(kassa.engine) as session:
-        (await session.get_one(Product, sku)).max_per_order = 2
+    async with (await kassa.account("admin")).http() as http:
+        limited = await http.patch(f"/admin/products/{sku}", json={"max_per_order": 2})
+        assert limited.status_code == 200 and limited.json()["max_per_order"] == 2, limited.text
+        not_a_limit = await http.patch(f"/admin/products/{sku}", json={"max_per_order": 0})
+        assert not_a_limit.status_code == 422 and not_a_limit.json()["code"] == "invalid_request"
     customer = await kassa.customer()
     cart = await customer.cart_with((sku, 2))
     assert cart["items"][0]["max_quantity"] == 2

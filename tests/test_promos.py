@@ -9,7 +9,7 @@ from typing import Any
 from sqlmodel import select
 
 from kassa.db import session_scope
-from kassa.tables import Order, OrderEvent, Product, PromoCode, utcnow
+from kassa.tables import Category, Order, OrderEvent, Product, PromoCode, utcnow
 from tests.conftest import Customer, Kassa
 from tests.flow import CARD, CARD_3DS, cart_reopened, pay_now
 from tests.late_payments import events_reach, late_success, reconcile
@@ -232,3 +232,23 @@ async def test_a_late_payment_whose_promo_use_went_to_another_order_is_refunded(
     assert order["status"] == "CANCELLED"
     promo = await promo_row(kassa, code)
     assert (promo.uses_held, promo.uses_final) == (0, 1)
+
+
+async def test_a_category_scope_covers_the_subtree_and_unknown_categories_are_refused(kassa: Kassa) -> None:
+    parent, leaf = f"audio-{uuid.uuid4().hex[:8]}", f"earbuds-{uuid.uuid4().hex[:8]}"
+    async with session_scope(kassa.engine) as session:
+        session.add(Category(slug=parent, name="Аудио", name_en="Audio"))
+        await session.flush()
+        session.add(Category(slug=leaf, name="Наушники", name_en="Earbuds", parent=parent))
+    inside, outside = await kassa.product(on_hand=10, price=40_000), await kassa.product(on_hand=10, price=60_000)
+    async with session_scope(kassa.engine) as session:
+        (await session.get_one(Product, inside)).category = leaf
+    code = await new_promo(kassa, value=25, categories=[parent])
+    customer = await kassa.customer()
+    await customer.cart_with((inside, 1), (outside, 1))
+    cart = await apply(customer, code)
+    assert {i["sku"]: i["discount"] for i in cart["items"]} == {inside: 10_000, outside: 0}
+    admin = await kassa.account("admin")
+    async with admin.http() as http:
+        refused = await http.post("/admin/promo-codes", json={"code": "NOSUCHCAT", "kind": "percent", "value": 5, "categories": ["no-such-category"]})
+    assert refused.status_code == 422 and refused.json()["code"] == "unknown_category", refused.text

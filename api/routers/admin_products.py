@@ -42,6 +42,7 @@ class ProductFields(BaseModel):
     old_price: Kopecks | None = None
     vat_rate: Annotated[Count, AfterValidator(_known_vat)] | None = None
     images: Annotated[list[ImageUrl], Field(max_length=10)] | None = None
+    max_per_order: Annotated[Count, Field(ge=1, le=99, description="how many one order may take")] | None = None
 
     def change(self) -> ProductChange:
         # "old_price": null sent on purpose ends a discount; a field left out changes nothing.
