@@ -21,6 +21,7 @@ from activities.auth import password_hasher, register
 from activities.checkout import CheckoutActivities
 from activities.money import MoneyActivities
 from activities.payments import AcquirerClient
+from activities.sweeper import SweepActivities
 from activities.tokens import TokenPolicy, start_family
 from api.main import create_app as create_gateway
 from kassa.db import make_engine, migrate, session_scope
@@ -29,7 +30,7 @@ from kassa.settings import Settings
 from kassa.tables import Product, Stock, User
 from tests.servers import listening_socket, serving
 from worker import build_worker
-from workflows.checkout import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL
+from workflows.checkout import SEARCH_ATTRIBUTES
 
 PASSWORD = "correct horse battery"
 
@@ -121,7 +122,7 @@ def database_url(data_dir: Path) -> Iterator[str]:
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal"),
-        search_attributes=[ORDER_STATUS, CUSTOMER_ID, ORDER_TOTAL],
+        search_attributes=SEARCH_ATTRIBUTES,
     )
     yield env
     await env.shutdown()
@@ -153,6 +154,7 @@ async def kassa(data_dir: Path, database_url: str, dev_server: WorkflowEnvironme
         stack.push_async_callback(acquirer.aclose)
         activities = CheckoutActivities(engine, acquirer, f"{api_url}/checkout/return")
         money = MoneyActivities(engine, acquirer)
-        await stack.enter_async_context(build_worker(dev_server.client, settings, activities, money))
+        sweep = SweepActivities(engine, dev_server.client)
+        await stack.enter_async_context(build_worker(dev_server.client, settings, activities, money, sweep))
         yield Kassa(settings, engine, dev_server.client, api_url, activities, money)
     await engine.dispose()

@@ -118,6 +118,7 @@ async def pay_now(
                       str(body.address_id) if body.address_id else None),
         id=checkout_workflow_id(str(cart.id), cart.version),
         task_queue=settings.task_queue,
+        static_summary=f"Pay Now: cart {cart.id} v{cart.version} of customer {user.id}",
         # A double tap attaches to the running checkout; a finished one is never started again.
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
