@@ -114,8 +114,6 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
 async def main(settings: Settings) -> None:
     if not settings.database_url or not settings.acquirer_api_key:
         raise SystemExit("kassa worker: set KASSA_DATABASE_URL (or start everything with `kassa dev`).")
-    if settings.worker_metrics_port:
-        metrics.serve(settings.host, settings.worker_metrics_port)
     engine = make_engine(settings.database_url)
     acquirer = AcquirerClient(settings.acquirer_base_url, settings.acquirer_api_key)
     client = await connect(settings, interceptors=configure_tracing(settings, "worker"), runtime=metrics_runtime(settings))
@@ -123,6 +121,8 @@ async def main(settings: Settings) -> None:
     worker = build_worker(client, settings, checkout, MoneyActivities(engine, acquirer), SweepActivities(engine, client))
     for schedule_id in await ensure_schedules(client, settings):
         log.info("schedule created", extra={"schedule_id": schedule_id})
+    if settings.worker_metrics_port:  # once connected: compose's health check reads it
+        metrics.serve(settings.host, settings.worker_metrics_port)
     # SIGTERM (kassa dev, docker stop) lets running activities finish instead of cutting them off.
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

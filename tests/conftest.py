@@ -33,6 +33,8 @@ from worker import build_worker
 from workflows.checkout import SEARCH_ATTRIBUTES
 
 PASSWORD = "correct horse battery"
+# Where the admin API's links to runs point (the tests open no UI).
+TEMPORAL_UI_URL = "http://temporal-ui.test:8233"
 
 
 def binary(name: str) -> str:
@@ -140,6 +142,7 @@ async def kassa(data_dir: Path, database_url: str, dev_server: WorkflowEnvironme
         api_port=api_socket.getsockname()[1],
         acquirer_port=acquirer_socket.getsockname()[1],
         task_queue=f"test-{uuid.uuid4()}",
+        temporal_ui_url=TEMPORAL_UI_URL,
         # The cheapest argon2 there is: the tests hash hundreds of passwords, not one per login.
         password_time_cost=1,
         password_memory_cost=8,
