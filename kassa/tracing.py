@@ -1,7 +1,7 @@
 """OpenTelemetry tracing across api → workflow → activities → acquirer. Off unless
 `KASSA_OTLP_ENDPOINT` is set; then spans go to that collector over OTLP/HTTP.
 
-The api opens a span per request (api/observability.py); Temporal's TracingInterceptor carries
+FastAPI opens a span per request (from the caller's `traceparent`); Temporal's TracingInterceptor carries
 it in the workflow's headers to the workflow and its activities; the acquirer client opens a
 span per call and passes the trace on in a `traceparent` header.
 """
