@@ -64,8 +64,9 @@ class RefundRecord:
 
 
 @dataclass(frozen=True)
-class OrderDossier:
-    order: OrderView
+class OrderDossier(OrderView):
+    """The order as its customer sees it, and what only operators see."""
+
     customer_id: uuid.UUID
     workflow_id: str
     payments: list[PaymentRecord]
@@ -120,7 +121,7 @@ async def order_dossier(session: AsyncSession, order: Order) -> OrderDossier:
     payments = await session.exec(select(Payment).where(Payment.order_id == order.id).order_by(col(Payment.attempt)))
     refunds = await session.exec(select(Refund).where(Refund.order_id == order.id).order_by(col(Refund.created_at)))
     return OrderDossier(
-        order=await orders.view_order(session, order),
+        **vars(await orders.view_order(session, order)),
         customer_id=order.user_id,
         workflow_id=order.workflow_id,
         payments=[

@@ -310,6 +310,8 @@ def _announce(settings: Settings) -> None:
     ]
     if not settings.temporal_address:
         lines.append(f"  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}")
+    if settings.worker_metrics_port:
+        lines.append(f"  metrics      {api}/metrics, worker {_local_url(settings, settings.worker_metrics_port)}/metrics")
     lines += [
         "Create an admin in another terminal:  kassa users create-admin you@example.com --password …",
         f"Ctrl-C stops everything; the data stays in {settings.data_dir}",

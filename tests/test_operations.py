@@ -255,11 +255,11 @@ async def test_admin_finds_orders_by_customer_status_and_time_in_pages_and_reads
             assert (refused.status_code, refused.json()["code"]) == (422, code), refused.text
 
         dossier = (await http.get(f"/admin/orders/{paid_id}")).json()
-    assert dossier["order"]["status"] == "PAID" and dossier["customer_id"] == str(customer.user.id)
+    assert dossier["status"] == "PAID" and dossier["customer_id"] == str(customer.user.id)
     assert [p["status"] for p in dossier["payments"]] == ["succeeded"]
     assert [t["kind"] for t in dossier["ledger"]] == ["charge"]
     assert sum(posting["amount"] for posting in dossier["ledger"][0]["postings"]) == 0
-    assert [event["status"] for event in dossier["order"]["events"]] == ["CREATED", "PENDING_PAYMENT", "PAID"]
+    assert [event["status"] for event in dossier["events"]] == ["CREATED", "PENDING_PAYMENT", "PAID"]
     workflow = dossier["workflow"]
     assert workflow["id"] == dossier["workflow_id"] and workflow["status"] == "COMPLETED" and workflow["run_id"]
     assert workflow["url"] == f"{TEMPORAL_UI_URL}/namespaces/default/workflows/{workflow['id']}/{workflow['run_id']}/history"
