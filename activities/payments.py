@@ -115,7 +115,11 @@ class AcquirerClient:
     async def refund(self, idempotency_key: str, intent_id: str, amount: int) -> RefundState:
         """Idempotent on `idempotency_key`. The acquirer refuses more than was charged (Conflict)."""
         response = await self._call(
-            "refund", "POST", "/v1/refunds", json={"payment_intent": intent_id, "amount": amount}, headers={"Idempotency-Key": idempotency_key}
+            "refund",
+            "POST",
+            "/v1/refunds",
+            json={"payment_intent": intent_id, "amount": amount},
+            headers={"Idempotency-Key": idempotency_key},
         )
         if response.status_code >= 400:
             error = response.json().get("error", {})

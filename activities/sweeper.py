@@ -70,7 +70,12 @@ class SweepActivities:
                 HOLDS_REPAIRED.labels(why).inc()
                 log.warning(
                     "hold released by the sweeper",
-                    extra={"order_id": str(hold.order_id), "reservation_id": str(hold.reservation_id), "workflow_id": hold.workflow_id, "why": why},
+                    extra={
+                        "order_id": str(hold.order_id),
+                        "reservation_id": str(hold.reservation_id),
+                        "workflow_id": hold.workflow_id,
+                        "why": why,
+                    },
                 )
                 repaired.append(RepairedHold(str(hold.order_id), str(hold.reservation_id), why))
         return SweepResult(len(held), repaired)

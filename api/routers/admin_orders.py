@@ -64,7 +64,8 @@ class AdminOrder(OrderDossier):
 def workflow_url(settings: Settings, workflow_id: str, run_id: str | None = None) -> str | None:
     if settings.temporal_ui_base_url is None:
         return None
-    path = f"{settings.temporal_ui_base_url}/namespaces/{quote(settings.temporal_namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
+    namespace, workflow = quote(settings.temporal_namespace, safe=""), quote(workflow_id, safe="")
+    path = f"{settings.temporal_ui_base_url}/namespaces/{namespace}/workflows/{workflow}"
     return f"{path}/{quote(run_id, safe='')}/history" if run_id else path
 
 

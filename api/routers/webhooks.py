@@ -150,7 +150,10 @@ async def _signal_checkout(session: AsyncSession, temporal: Client, task_queue: 
         if status == "succeeded" and payment is not None:
             await _start_late_payment(temporal, task_queue, payment)
         return "late"
-    log.info("payment event signalled", extra={"order_id": str(order.id), "intent_id": intent.id, "status": status})
+    log.info(
+        "payment event signalled",
+        extra={"order_id": str(order.id), "workflow_id": order.workflow_id, "intent_id": intent.id, "status": status},
+    )
     return "signalled"
 
 
