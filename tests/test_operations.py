@@ -5,6 +5,9 @@ import asyncio
 import io
 import json
 import logging
+import os
+import signal
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,9 +16,11 @@ from datetime import timedelta
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
-from temporalio.client import ScheduleHandle
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import ScheduleHandle, WorkflowHandle
 from temporalio.service import RPCError
 
+from acquirer.faults import clear_faults, set_faults
 from activities.sweeper import DEADLINE_LONG_PAST, WORKFLOW_GONE, SweepHoldsInput, SweepResult
 from kassa.db import session_scope
 from kassa.logs import JsonFormatter
@@ -23,7 +28,7 @@ from kassa.tables import Reservation, utcnow
 from tests.conftest import TEMPORAL_UI_URL, Customer, Kassa
 from tests.flow import CARD, CARD_3DS, authenticate_3ds, order_reaches, pay_now
 from worker import HOLD_SWEEP_SCHEDULE, RECONCILE_SCHEDULE, ensure_schedules
-from workflows.checkout import checkout_workflow_id
+from workflows.checkout import CheckoutInput, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
 from workflows.sweeper import HoldSweepWorkflow
 
 CARD_NUMBER_3DS = "4000000000003220"
@@ -295,3 +300,68 @@ async def test_a_checkout_run_reads_as_its_story_in_temporal(kassa: Kassa) -> No
             break
         await asyncio.sleep(0.1)
     assert found == [handle.id]
+
+
+async def test_a_worker_stopped_with_sigterm_finishes_the_activity_it_is_running(kassa: Kassa) -> None:
+    """`kassa worker` as in production, on a task queue of its own; the bank answers slowly, so its
+    payment call is under way when SIGTERM comes: it completes, then the worker exits cleanly."""
+    settings = kassa.settings
+    task_queue = f"draining-{uuid.uuid4()}"
+    environment = {
+        "PATH": os.environ["PATH"],
+        "KASSA_ENV": "test",
+        "KASSA_DATA_DIR": str(settings.data_dir),
+        "KASSA_DATABASE_URL": settings.database_url or "",
+        "KASSA_TEMPORAL_ADDRESS": settings.temporal_target,
+        "KASSA_TASK_QUEUE": task_queue,
+        "KASSA_ACQUIRER_URL": settings.acquirer_base_url,
+        "KASSA_ACQUIRER_API_KEY": settings.acquirer_api_key or "",
+        "KASSA_ACQUIRER_WEBHOOK_SECRET": settings.acquirer_webhook_secret or "",
+        "KASSA_JWT_SECRET": settings.jwt_secret or "",
+        "KASSA_WORKER_METRICS_PORT": "0",
+        "KASSA_TEMPORAL_METRICS_PORT": "0",
+    }
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kassa.cli", "worker", env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    customer = await kassa.customer()
+    cart = await customer.cart_with((await kassa.product(on_hand=1), 1))
+    await set_faults(settings.acquirer_base_url, api={"latency_ms": 3000})
+    try:
+        handle = await kassa.temporal.start_workflow(
+            CheckoutWorkflow.run,
+            CheckoutInput(str(customer.user.id), cart["id"], cart["version"], PaymentMethod(**CARD), settings.hold_seconds),
+            id=checkout_workflow_id(cart["id"], cart["version"]),
+            task_queue=task_queue,
+        )
+        await _until_running(handle, "initiate_payment")
+        worker.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(worker.communicate(), timeout=30)
+    finally:
+        await clear_faults(settings.acquirer_base_url)
+        if worker.returncode is None:
+            worker.kill()
+    assert worker.returncode == 0, output.decode()
+    messages = [json.loads(line)["msg"] for line in output.decode().splitlines() if line.startswith("{")]
+    assert messages.index("worker stopping: finishing running activities") < messages.index("payment initiated")
+    assert messages[-1] == "worker stopped"
+    events = [event async for event in handle.fetch_history_events()]
+    (payment,) = [
+        e.event_id
+        for e in events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "initiate_payment"
+    ]
+    completed = [e.activity_task_completed_event_attributes.scheduled_event_id for e in events]
+    assert payment in completed  # completed: not failed, cancelled or timed out
+    await handle.terminate(reason="test over: its worker is gone")
+    await _sweep(kassa)  # and its hold goes back
+
+
+async def _until_running(handle: WorkflowHandle, activity_type: str) -> None:
+    for _ in range(200):
+        pending = (await handle.describe()).raw_description.pending_activities
+        if any(a.activity_type.name == activity_type and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED for a in pending):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{activity_type} never started")
