@@ -27,7 +27,8 @@ _TEMPORAL_EXTRAS = ("temporal_workflow", "temporal_activity")
 # Fields of the current request or activity, added to every line logged under it.
 _context: ContextVar[dict[str, str]] = ContextVar("kassa_log_context", default={})  # noqa: B039 — never mutated
 
-# 13 to 19 digits, maybe grouped by spaces or dashes: a card number (PAN) as people type it.
+# 13 to 19 digits, maybe grouped by spaces or dashes: a card number (PAN) as people type it
+# (masked when its Luhn check holds, so that long ids and timestamps stay readable).
 _CARD_NUMBER = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
 _SECRET_KEY = re.compile(r"secret|password|token|authorization|api_key|card_number|(^|_)(pan|cvc)(_|$)", re.IGNORECASE)
 _MASK = "[redacted]"
@@ -59,18 +60,27 @@ def _temporal_fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields
 
 
+def _luhn_valid(number: str) -> bool:
+    digits = [int(d) for d in reversed(number) if d.isdigit()]
+    return sum(d if i % 2 == 0 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(digits)) % 10 == 0
+
+
+def _without_cards(text: str) -> str:
+    return _CARD_NUMBER.sub(lambda found: _MASK if _luhn_valid(found.group()) else found.group(), text)
+
+
 def _masked(key: str, value: Any) -> Any:
     if _SECRET_KEY.search(key) and key not in ("token_type",):
         return _MASK
     if isinstance(value, str):
-        return _CARD_NUMBER.sub(_MASK, value)
+        return _without_cards(value)
     if isinstance(value, dict):
         return {k: _masked(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_masked(key, v) for v in value]
     if isinstance(value, int | float | bool) or value is None:
         return value
-    return _CARD_NUMBER.sub(_MASK, str(value))
+    return _without_cards(str(value))
 
 
 class JsonFormatter(logging.Formatter):
@@ -79,14 +89,14 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": _CARD_NUMBER.sub(_MASK, record.getMessage()),
+            "msg": _without_cards(record.getMessage()),
         }
         line |= _context.get() | _activity_fields() | _temporal_fields(record)
         for key, value in record.__dict__.items():
             if key not in _STANDARD and key not in _TEMPORAL_EXTRAS:
                 line[key] = _masked(key, value)
         if record.exc_info:
-            line["error"] = _CARD_NUMBER.sub(_MASK, self.formatException(record.exc_info).splitlines()[-1])
+            line["error"] = _without_cards(self.formatException(record.exc_info).splitlines()[-1])
         return json.dumps(line, default=str, ensure_ascii=False)
 
 

@@ -143,10 +143,17 @@ async def test_a_card_number_or_a_secret_passed_by_mistake_is_masked() -> None:
     with captured_logs() as output:
         logging.getLogger("kassa.test").info(
             "customer typed 4242 4242 4242 4242 in the wrong field",
-            extra={"order_id": "o-1", "note": "card 4000-0000-0000-0002", "api_key": "sk_live_x", "password": "p"},
+            extra={
+                "order_id": "o-1",
+                "note": "card 4000-0000-0000-0002",
+                "api_key": "sk_live_x",
+                "password": "p",
+                "at": "1764097000123",
+            },
         )
     line = json.loads(output.getvalue())
     assert "4242" not in line["msg"] and "0002" not in line["note"]
+    assert line["at"] == "1764097000123"  # a long number that is no card (Luhn) stays
     assert (line["api_key"], line["password"], line["order_id"]) == ("[redacted]", "[redacted]", "o-1")
 
 
@@ -322,7 +329,10 @@ async def test_a_worker_stopped_with_sigterm_finishes_the_activity_it_is_running
         "KASSA_TEMPORAL_METRICS_PORT": "0",
     }
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "kassa.cli", "worker", env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *(sys.executable, "-m", "kassa.cli", "worker"),
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     customer = await kassa.customer()
     cart = await customer.cart_with((await kassa.product(on_hand=1), 1))
@@ -361,7 +371,8 @@ async def test_a_worker_stopped_with_sigterm_finishes_the_activity_it_is_running
 async def _until_running(handle: WorkflowHandle, activity_type: str) -> None:
     for _ in range(200):
         pending = (await handle.describe()).raw_description.pending_activities
-        if any(a.activity_type.name == activity_type and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED for a in pending):
+        started = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+        if any(a.activity_type.name == activity_type and a.state == started for a in pending):
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{activity_type} never started")
