@@ -10,7 +10,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/kassa
 WORKDIR /src
 COPY . .
-# A plain install (no test extras, not editable); the cache mount keeps wheels between builds.
+# A plain install: no `dev` extra (embedded PostgreSQL, Temporal dev server) and no `test` extra,
+# not editable; the cache mount keeps wheels between builds.
 RUN --mount=type=cache,target=/root/.cache/pip \
     /opt/kassa/bin/pip install .
 

@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing Kassa (a minute on a fresh machine)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --progress-bar on --upgrade pip
-	$(BIN)/pip install --progress-bar on -e '.[test]'
+	$(BIN)/pip install --progress-bar on -e '.[dev,test]'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -1,4 +1,5 @@
-"""The Temporal worker: runs CheckoutWorkflow and the services as its activities."""
+"""The Temporal worker: runs the workflows and the services as their activities, keeps the
+schedules in place, and serves its metrics."""
 
 import asyncio
 import logging
@@ -15,73 +16,129 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
 )
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.checkout import CheckoutActivities
 from activities.money import MoneyActivities
 from activities.payments import AcquirerClient
+from activities.sweeper import SweepActivities, SweepHoldsInput
+from kassa import metrics
 from kassa.db import make_engine
-from kassa.logs import configure_logging
-from kassa.settings import Settings, get_settings
+from kassa.logs import ActivityLogContext
+from kassa.settings import Settings
 from kassa.temporal import connect
+from kassa.tracing import configure_tracing
 from workflows.checkout import CheckoutWorkflow
 from workflows.refunds import LatePaymentWorkflow, ReconcileWorkflow, RefundWorkflow
+from workflows.summaries import ActivitySummaries
+from workflows.sweeper import HoldSweepWorkflow
 
 log = logging.getLogger("kassa.worker")
 
 
 RECONCILE_SCHEDULE = "kassa-reconcile-payments"
-WORKFLOWS = [CheckoutWorkflow, RefundWorkflow, LatePaymentWorkflow, ReconcileWorkflow]
+HOLD_SWEEP_SCHEDULE = "kassa-sweep-holds"
+WORKFLOWS = [CheckoutWorkflow, RefundWorkflow, LatePaymentWorkflow, ReconcileWorkflow, HoldSweepWorkflow]
+# On shutdown (SIGTERM), running activities get this long to finish before they are cancelled.
+GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
 
-def build_worker(client: Client, settings: Settings, checkout: CheckoutActivities, money: MoneyActivities) -> Worker:
+def build_worker(
+    client: Client,
+    settings: Settings,
+    checkout: CheckoutActivities,
+    money: MoneyActivities,
+    sweep: SweepActivities | None = None,
+) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        activities=[*checkout.all(), *money.all()],
-        # On shutdown, running activities get this long to finish before they are cancelled.
-        graceful_shutdown_timeout=timedelta(seconds=10),
+        activities=[*checkout.all(), *money.all(), *(sweep.all() if sweep else [])],
+        interceptors=[ActivityLogContext(), ActivitySummaries()],
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 
 
-async def ensure_reconcile_schedule(client: Client, settings: Settings) -> None:
-    """Every minute, find successes that no checkout took (a lost webhook, a race at expiry)."""
-    try:
-        await client.create_schedule(
-            RECONCILE_SCHEDULE,
-            Schedule(
-                action=ScheduleActionStartWorkflow(ReconcileWorkflow.run, id="reconcile-payments", task_queue=settings.task_queue),
-                spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=1))]),
-                policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+def schedules(settings: Settings) -> dict[str, Schedule]:
+    """The schedules Kassa keeps, by id; each workflow id is fixed, so two runs never overlap."""
+    return {
+        # Every minute, find successes that no checkout took (a lost webhook, a race at expiry).
+        RECONCILE_SCHEDULE: Schedule(
+            action=ScheduleActionStartWorkflow(
+                ReconcileWorkflow.run,
+                id="reconcile-payments",
+                task_queue=settings.task_queue,
+                static_summary="Payment reconciliation: successes that no checkout took",
             ),
-        )
-    except ScheduleAlreadyRunningError:
-        pass  # another worker made it
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=1))]),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        ),
+        # The safety net under every checkout: holds whose workflow is gone, or long past due.
+        HOLD_SWEEP_SCHEDULE: Schedule(
+            action=ScheduleActionStartWorkflow(
+                HoldSweepWorkflow.run,
+                SweepHoldsInput(settings.hold_sweep_grace_seconds),
+                id="sweep-holds",
+                task_queue=settings.task_queue,
+                static_summary="Hold sweeper: holds whose checkout is gone or long past its deadline",
+            ),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.hold_sweep_interval_seconds))]),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        ),
+    }
 
 
-async def main() -> None:
-    configure_logging()
-    settings = get_settings()
+async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
+    """Creates the schedules that do not exist yet; returns the ids this call created. Safe with
+    any number of workers starting at once: the server keeps the first of each id."""
+    created = []
+    for schedule_id, schedule in schedules(settings).items():
+        try:
+            await client.create_schedule(schedule_id, schedule)
+            created.append(schedule_id)
+        except ScheduleAlreadyRunningError:
+            pass  # another worker made it
+    return created
+
+
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime whose SDK metrics (polls, task latencies, slots…) Prometheus can scrape."""
+    if not settings.temporal_metrics_port:
+        return None
+    address = f"{settings.host}:{settings.temporal_metrics_port}"
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+
+
+async def main(settings: Settings) -> None:
     if not settings.database_url or not settings.acquirer_api_key:
         raise SystemExit("kassa worker: set KASSA_DATABASE_URL (or start everything with `kassa dev`).")
     engine = make_engine(settings.database_url)
     acquirer = AcquirerClient(settings.acquirer_base_url, settings.acquirer_api_key)
-    checkout = CheckoutActivities(engine, acquirer, f"{settings.api_base_url}/checkout/return")
-    client = await connect(settings)
-    worker = build_worker(client, settings, checkout, MoneyActivities(engine, acquirer))
-    await ensure_reconcile_schedule(client, settings)
+    client = await connect(settings, interceptors=configure_tracing(settings, "worker"), runtime=metrics_runtime(settings))
+    checkout = CheckoutActivities(engine, acquirer, settings.return_url)
+    worker = build_worker(client, settings, checkout, MoneyActivities(engine, acquirer), SweepActivities(engine, client))
+    for schedule_id in await ensure_schedules(client, settings):
+        log.info("schedule created", extra={"schedule_id": schedule_id})
+    if settings.worker_metrics_port:  # once connected: compose's health check reads it
+        metrics.serve(settings.host, settings.worker_metrics_port)
     # SIGTERM (kassa dev, docker stop) lets running activities finish instead of cutting them off.
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    log.info("worker started", extra={"task_queue": settings.task_queue, "temporal": settings.temporal_target})
+    log.info(
+        "worker started",
+        extra={
+            "task_queue": settings.task_queue,
+            "temporal": settings.temporal_target,
+            "metrics_port": settings.worker_metrics_port,
+            "temporal_metrics_port": settings.temporal_metrics_port,
+        },
+    )
     async with worker:
         await stop.wait()
-        log.info("worker stopping: finishing running activities")
+        log.info("worker stopping: finishing running activities", extra={"grace_seconds": GRACEFUL_SHUTDOWN.total_seconds()})
+    log.info("worker stopped")
     await acquirer.aclose()
     await engine.dispose()
-
-
-if __name__ == "__main__":
-    asyncio.run(main())

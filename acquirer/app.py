@@ -323,7 +323,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         new_events = asyncio.Event()
         storage = Storage(
-            settings.data_dir / "acquirer.sqlite3", settings.acquirer_base_url, new_events.set
+            settings.data_dir / "acquirer.sqlite3", settings.acquirer_pages_url, new_events.set
         )
         async with httpx.AsyncClient(timeout=10) as client:
             deliverer = Deliverer(

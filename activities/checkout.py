@@ -18,10 +18,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import auth, carts, inventory, ledger, orders, payments
-from activities.inventory import StockLine
+from activities.inventory import OutOfStock, StockLine
 from activities.payments import AcquirerClient, IntentState
 from kassa.db import session_scope
 from kassa.errors import DomainError
+from kassa.metrics import CHECKOUTS_ENDED, CHECKOUTS_STARTED, ENDED_STATUSES, RESERVATION_CONFLICTS
 from kassa.tables import OrderLine
 
 log = logging.getLogger("kassa.checkout")
@@ -161,6 +162,8 @@ class CheckoutActivities:
 
     @activity.defn
     async def create_order(self, request: CreateOrderInput) -> CreatedOrder:
+        if activity.info().attempt == 1:  # counted once per checkout, not per retry
+            CHECKOUTS_STARTED.inc()
         async with refusals_are_final(), self._reopening_refused_cart(request):
             async with session_scope(self._engine) as session:
                 order = await orders.create_from_cart(
@@ -202,9 +205,13 @@ class CheckoutActivities:
     @activity.defn
     async def reserve_stock(self, request: ReserveStockInput) -> StockReserved:
         async with refusals_are_final(), session_scope(self._engine) as session:
-            reservation = await inventory.reserve(
-                session, uuid.UUID(request.order_id), request.lines, request.hold_expires_at
-            )
+            try:
+                reservation = await inventory.reserve(
+                    session, uuid.UUID(request.order_id), request.lines, request.hold_expires_at
+                )
+            except OutOfStock:
+                RESERVATION_CONFLICTS.inc()
+                raise
             reserved = StockReserved(str(reservation.id), reservation.hold_expires_at)
         log.info("stock reserved", extra={"order_id": request.order_id, "reservation_id": reserved.reservation_id})
         return reserved
@@ -251,6 +258,8 @@ class CheckoutActivities:
                 # order keeps its first success; any other is left to reconciliation to refund.
                 for payment in (await payments.succeeded(session, order.id))[:1]:
                     await ledger.record_charge(session, order.id, payment.intent_id, payment.amount, payment.currency)
+        if order.status in ENDED_STATUSES and activity.info().attempt == 1:
+            CHECKOUTS_ENDED.labels(order.status).inc()
         log.info("order marked", extra={"order_id": request.order_id, "status": order.status, "reason": request.reason})
         return OrderMarked(str(order.id), order.status)
 

@@ -1,16 +1,20 @@
 """Payments: the acquirer's API as the gateway and the worker use it, and our record of each attempt."""
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from opentelemetry import propagate, trace
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kassa.errors import Conflict, Invalid
+from kassa.metrics import ACQUIRER_ERRORS, ACQUIRER_SECONDS
+from kassa.tracing import tracer
 from kassa.tables import Payment, utcnow
 
 # Forward only: a settled intent never goes back to waiting, nor from one outcome to another.
@@ -55,12 +59,21 @@ class AcquirerClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = await self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as error:
-            raise AcquirerUnavailable(f"acquirer unreachable: {type(error).__name__}") from error
+    async def _call(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One call, timed and traced under `operation`; the trace goes on in `traceparent`."""
+        headers = dict(kwargs.pop("headers", {}))
+        started = time.perf_counter()
+        with tracer.start_as_current_span(f"acquirer {operation}", kind=trace.SpanKind.CLIENT):
+            propagate.inject(headers)
+            try:
+                response = await self._http.request(method, path, headers=headers, **kwargs)
+            except httpx.HTTPError as error:
+                ACQUIRER_ERRORS.labels(operation, "unreachable").inc()
+                raise AcquirerUnavailable(f"acquirer unreachable: {type(error).__name__}") from error
+            finally:
+                ACQUIRER_SECONDS.labels(operation).observe(time.perf_counter() - started)
         if response.status_code >= 500:
+            ACQUIRER_ERRORS.labels(operation, "server_error").inc()
             raise AcquirerUnavailable(f"acquirer answered {response.status_code}")
         return response
 
@@ -75,7 +88,9 @@ class AcquirerClient:
             "merchant_reference": merchant_reference,
             "return_url": return_url,
         }
-        response = await self._call("POST", "/v1/payment_intents", json=body, headers={"Idempotency-Key": idempotency_key})
+        response = await self._call(
+            "create_intent", "POST", "/v1/payment_intents", json=body, headers={"Idempotency-Key": idempotency_key}
+        )
         if response.status_code >= 400:
             error = response.json().get("error", {})
             raise PaymentMethodRejected(
@@ -84,13 +99,13 @@ class AcquirerClient:
         return IntentState.from_acquirer(response.json())
 
     async def get_intent(self, intent_id: str) -> IntentState:
-        response = await self._call("GET", f"/v1/payment_intents/{intent_id}")
+        response = await self._call("get_intent", "GET", f"/v1/payment_intents/{intent_id}")
         response.raise_for_status()
         return IntentState.from_acquirer(response.json())
 
     async def cancel_intent(self, intent_id: str) -> IntentState:
         """Idempotent. If the payment already went through, says so (status succeeded) instead of cancelling."""
-        response = await self._call("POST", f"/v1/payment_intents/{intent_id}/cancel")
+        response = await self._call("cancel_intent", "POST", f"/v1/payment_intents/{intent_id}/cancel")
         if response.status_code == 409 and "intent" in response.json():
             return IntentState.from_acquirer(response.json()["intent"])
         response.raise_for_status()
@@ -100,7 +115,11 @@ class AcquirerClient:
     async def refund(self, idempotency_key: str, intent_id: str, amount: int) -> RefundState:
         """Idempotent on `idempotency_key`. The acquirer refuses more than was charged (Conflict)."""
         response = await self._call(
-            "POST", "/v1/refunds", json={"payment_intent": intent_id, "amount": amount}, headers={"Idempotency-Key": idempotency_key}
+            "refund",
+            "POST",
+            "/v1/refunds",
+            json={"payment_intent": intent_id, "amount": amount},
+            headers={"Idempotency-Key": idempotency_key},
         )
         if response.status_code >= 400:
             error = response.json().get("error", {})

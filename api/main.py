@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import problems
+from api.observability import RequestContext
 from api.routers import (
     admin,
     admin_orders,
@@ -25,6 +26,7 @@ from api.routers import (
 from kassa.db import make_engine
 from kassa.settings import Settings, get_settings
 from kassa.temporal import connect
+from kassa.tracing import configure_tracing
 
 log = logging.getLogger("kassa.api")
 
@@ -39,13 +41,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = make_engine(settings.database_url, pool_size=20)
         # Lazy: the api starts (and /readyz says why it is not ready) while Temporal is still coming up.
-        app.state.temporal = await connect(settings, lazy=True)
+        app.state.temporal = await connect(settings, lazy=True, interceptors=configure_tracing(settings, "api"))
         log.info("api started", extra={"temporal": settings.temporal_target})
         yield
         await app.state.engine.dispose()
 
     app = FastAPI(title="Kassa", version="0.1.0", lifespan=lifespan)
     problems.install(app)
+    app.add_middleware(RequestContext)
     for router in (
         health.router,
         auth.router,

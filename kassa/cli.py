@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from activities.auth import create_admin, password_hasher
 from kassa import dev
 from kassa.db import session_scope
-from kassa.embedded import StartError, database_url
+from kassa.embedded import StartError
 from kassa.errors import DomainError
 from kassa.logs import configure_logging
 from kassa.settings import Settings, get_settings
@@ -28,7 +28,11 @@ DEV_FLAGS = {
     "temporal_port": int,
     "temporal_ui_port": int,
     "hold_seconds": int,
+    "worker_metrics_port": int,
+    "temporal_metrics_port": int,
 }
+# On SIGTERM the api stops taking requests and gives those in flight this long to finish.
+API_SHUTDOWN_SECONDS = 25
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,32 +100,49 @@ def _api(args: argparse.Namespace) -> int:
 
     configure_logging()
     settings = _settings()
-    # log_config=None keeps our key=value lines instead of uvicorn's own format.
-    uvicorn.run("api.main:create_app", factory=True, host=settings.host, port=settings.api_port, log_config=None)
+    # log_config=None keeps our JSON lines instead of uvicorn's own format.
+    uvicorn.run(
+        "api.main:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.api_port,
+        log_config=None,
+        timeout_graceful_shutdown=API_SHUTDOWN_SECONDS,
+    )
     return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
     import worker
 
-    asyncio.run(worker.main())
+    configure_logging()
+    asyncio.run(worker.main(_settings()))
     return 0
 
 
 def _acquirer(args: argparse.Namespace) -> int:
-    from acquirer.__main__ import main as serve_acquirer
+    from acquirer.server import serve
 
-    serve_acquirer()
+    configure_logging()
+    serve(_settings())
     return 0
 
 
+def _database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    from kassa.embedded import database_url  # the embedded server: dev machines only
+
+    return database_url(settings)
+
+
 def _migrate(args: argparse.Namespace) -> int:
-    dev.apply_migrations(database_url(_settings()))
+    dev.apply_migrations(_database_url(_settings()))
     return 0
 
 
 def _seed(args: argparse.Namespace) -> int:
-    dev.seed(database_url(_settings()), args.products)
+    dev.seed(_database_url(_settings()), args.products)
     return 0
 
 
@@ -138,7 +159,7 @@ def _create_admin(args: argparse.Namespace) -> int:
         async with session_scope(engine) as session:
             return (await create_admin(session, password_hasher(settings), args.email, args.password)).email
 
-    email = dev.run_with_engine(database_url(settings), create)
+    email = dev.run_with_engine(_database_url(settings), create)
     print(f"admin {email} ready")
     return 0
 

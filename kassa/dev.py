@@ -7,6 +7,7 @@ PostgreSQL; nothing is lost.
 """
 
 import asyncio
+import ctypes
 import os
 import signal
 import socket
@@ -29,7 +30,9 @@ from kassa.settings import SECRET_NAMES, Settings
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STARTUP_SECONDS = 60  # a cold first start: initdb, Temporal's schema, Python imports
-STOP_SECONDS = 10  # SIGTERM's grace before SIGKILL
+# SIGTERM's grace before SIGKILL: more than the api's (requests in flight) and the worker's own.
+STOP_SECONDS = 30
+PR_SET_PDEATHSIG = 1
 DEV_PRODUCTS = 5_000  # generated products `kassa dev` seeds besides the demo ones: enough to search
 NAME_WIDTH = 8
 
@@ -94,6 +97,11 @@ def run_with_engine(url: str, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
 def _ports(settings: Settings) -> list[tuple[str, int, str]]:
     """(what, port, the flag that moves it) for every port `kassa dev` listens on."""
     ports = [("api", settings.api_port, "--api-port"), ("acquirer", settings.acquirer_port, "--acquirer-port")]
+    metrics = [
+        ("worker metrics", settings.worker_metrics_port, "--worker-metrics-port"),
+        ("worker's Temporal metrics", settings.temporal_metrics_port, "--temporal-metrics-port"),
+    ]
+    ports += [(what, port, flag) for what, port, flag in metrics if port]
     if not settings.temporal_address:
         ports += [
             ("temporal", settings.temporal_port, "--temporal-port"),
@@ -162,6 +170,20 @@ class Child:
             os.killpg(self.process.pid, signum)
 
 
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """In the child before it runs: SIGTERM when the supervisor dies, even by SIGKILL (Linux).
+    Else a `kill -9` of `kassa dev` would leave its children, in their own groups, running."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def arm() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # it died before the line above: nobody would tell us
+            os._exit(1)
+
+    return arm
+
+
 class Children:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
@@ -179,6 +201,7 @@ class Children:
             stderr=asyncio.subprocess.STDOUT,
             # Its own process group: the terminal's Ctrl-C reaches only the supervisor.
             process_group=0,
+            preexec_fn=_die_with_parent(os.getpid()),
             limit=1 << 20,
         )
         child = Child(name, process)
@@ -298,6 +321,8 @@ def _announce(settings: Settings) -> None:
     ]
     if not settings.temporal_address:
         lines.append(f"  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}")
+    if settings.worker_metrics_port:
+        lines.append(f"  metrics      {api}/metrics, worker {_local_url(settings, settings.worker_metrics_port)}/metrics")
     lines += [
         "Create an admin in another terminal:  kassa users create-admin you@example.com --password …",
         f"Ctrl-C stops everything; the data stays in {settings.data_dir}",

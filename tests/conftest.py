@@ -22,6 +22,7 @@ from activities.auth import password_hasher, register
 from activities.checkout import CheckoutActivities
 from activities.money import MoneyActivities
 from activities.payments import AcquirerClient
+from activities.sweeper import SweepActivities
 from activities.tokens import TokenPolicy, start_family
 from api.main import create_app as create_gateway
 from kassa.db import make_engine, migrate, session_scope
@@ -30,9 +31,11 @@ from kassa.settings import Settings
 from kassa.tables import Category, Product, Stock, User
 from tests.servers import listening_socket, serving
 from worker import build_worker
-from workflows.checkout import CUSTOMER_ID, ORDER_STATUS, ORDER_TOTAL
+from workflows.checkout import SEARCH_ATTRIBUTES
 
 PASSWORD = "correct horse battery"
+# Where the admin API's links to runs point (the tests open no UI).
+TEMPORAL_UI_URL = "http://temporal-ui.test:8233"
 
 
 def binary(name: str) -> str:
@@ -123,7 +126,7 @@ def database_url(data_dir: Path) -> Iterator[str]:
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal"),
-        search_attributes=[ORDER_STATUS, CUSTOMER_ID, ORDER_TOTAL],
+        search_attributes=SEARCH_ATTRIBUTES,
     )
     yield env
     await env.shutdown()
@@ -141,6 +144,7 @@ async def kassa(data_dir: Path, database_url: str, dev_server: WorkflowEnvironme
         api_port=api_socket.getsockname()[1],
         acquirer_port=acquirer_socket.getsockname()[1],
         task_queue=f"test-{uuid.uuid4()}",
+        temporal_ui_url=TEMPORAL_UI_URL,
         # The cheapest argon2 there is: the tests hash hundreds of passwords, not one per login.
         password_time_cost=1,
         password_memory_cost=8,
@@ -155,6 +159,7 @@ async def kassa(data_dir: Path, database_url: str, dev_server: WorkflowEnvironme
         stack.push_async_callback(acquirer.aclose)
         activities = CheckoutActivities(engine, acquirer, f"{api_url}/checkout/return")
         money = MoneyActivities(engine, acquirer)
-        await stack.enter_async_context(build_worker(dev_server.client, settings, activities, money))
+        sweep = SweepActivities(engine, dev_server.client)
+        await stack.enter_async_context(build_worker(dev_server.client, settings, activities, money, sweep))
         yield Kassa(settings, engine, dev_server.client, api_url, activities, money)
     await engine.dispose()

@@ -243,6 +243,8 @@ ROUTES: dict[tuple[str, str], tuple[Build, Row]] = {
     ("GET", "/redoc"): (fixed("/redoc"), everyone(200)),
     ("GET", "/healthz"): (fixed("/healthz"), everyone(200)),
     ("GET", "/readyz"): (fixed("/readyz"), everyone(200)),
+    # For Prometheus on the inside network; the proxy in front keeps it from the internet.
+    ("GET", "/metrics"): (fixed("/metrics"), everyone(200)),
     ("POST", "/auth/register"): (register, everyone(201)),
     ("POST", "/auth/login"): (login, everyone(200)),
     ("POST", "/auth/refresh"): (with_refresh_token("/auth/refresh"), everyone(200)),

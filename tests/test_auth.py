@@ -364,7 +364,7 @@ async def test_support_reads_any_order_and_cancels_an_unpaid_one(kassa: Kassa) -
     assert (unpaid["status"], paid["status"]) == ("PENDING_PAYMENT", "PAID")
 
     async with support.http() as http:
-        pending = (await http.get("/admin/orders", params={"status": "PENDING_PAYMENT", "limit": 100})).json()
+        pending = (await http.get("/admin/orders", params={"status": "PENDING_PAYMENT", "limit": 100})).json()["items"]
         assert unpaid["order_id"] in [order["id"] for order in pending]
         assert all(order["status"] == "PENDING_PAYMENT" for order in pending)
         assert_problem(await http.get("/admin/orders", params={"status": "LOST"}), 422, "unknown_status")

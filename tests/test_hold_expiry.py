@@ -21,9 +21,7 @@ from tests.flow import CARD_3DS, authenticate_3ds
 from tests.test_replay import record
 from worker import build_worker
 from workflows.checkout import (
-    CUSTOMER_ID,
-    ORDER_STATUS,
-    ORDER_TOTAL,
+    SEARCH_ATTRIBUTES,
     CheckoutInput,
     CheckoutWorkflow,
     PaymentMethod,
@@ -37,10 +35,9 @@ GRACE_SECONDS = 120
 @pytest.fixture(scope="module")
 async def time_skipping(kassa: Kassa) -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=binary("temporal-test-server"))
-    kinds = {ORDER_STATUS: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD, CUSTOMER_ID: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-             ORDER_TOTAL: IndexedValueType.INDEXED_VALUE_TYPE_INT}
+    kinds = {key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in SEARCH_ATTRIBUTES}
     await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(namespace="default", search_attributes={key.name: kind for key, kind in kinds.items()})
+        AddSearchAttributesRequest(namespace="default", search_attributes=kinds)
     )
     async with build_worker(env.client, kassa.settings, kassa.activities, kassa.money):
         yield env

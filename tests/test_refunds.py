@@ -13,7 +13,6 @@ from kassa.db import session_scope
 from tests.conftest import Kassa
 from tests.flow import CARD, CARD_3DS, order_reaches, pay_now
 from tests.late_payments import late_success, reconcile
-from worker import RECONCILE_SCHEDULE
 from workflows.checkout import CheckoutInput, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
 
 
@@ -141,12 +140,3 @@ async def test_late_payment_after_expiry_is_refunded_once_when_the_stock_is_gone
             assert order["status"] == "EXPIRED" and order["events"][-1]["reason"] == "refunded_late_payment"
     assert (await kassa.stock(sku)).on_hand == 0
     await _ledger_balances(kassa)
-
-
-async def test_the_reconciliation_schedule_exists_once(kassa: Kassa) -> None:
-    from worker import ensure_reconcile_schedule
-
-    await ensure_reconcile_schedule(kassa.temporal, kassa.settings)
-    await ensure_reconcile_schedule(kassa.temporal, kassa.settings)
-    description = await kassa.temporal.get_schedule_handle(RECONCILE_SCHEDULE).describe()
-    assert description.schedule.spec.intervals[0].every.total_seconds() == 60

@@ -40,6 +40,9 @@ with workflow.unsafe.imports_passed_through():
 ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 ORDER_TOTAL = SearchAttributeKey.for_int("OrderTotal")
+PAYMENT_STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
+# Registered wherever the server is set up: kassa/embedded.py, tests/conftest.py, docker-compose.yml.
+SEARCH_ATTRIBUTES = (ORDER_STATUS, CUSTOMER_ID, ORDER_TOTAL, PAYMENT_STATUS)
 
 MAX_PAYMENT_ATTEMPTS = 3
 # Who cancelled, as the order's reason: the customer, or support on their behalf.
@@ -52,6 +55,7 @@ STATUS_POLL_FIRST = timedelta(seconds=5)
 STATUS_POLL_LONGEST = timedelta(minutes=1)
 # Versioning: runs recorded before these changes replay on their old path (tests/histories).
 POLL_PAYMENT_STATUS = "poll-payment-status"
+PAYMENT_STATUS_ATTRIBUTE = "payment-status-attribute"
 FINAL_STATUSES = ("PAID", "PAYMENT_FAILED", "EXPIRED", "CANCELLED", "REJECTED")
 
 
@@ -245,6 +249,7 @@ class CheckoutWorkflow:
         except ActivityError:
             intent = IntentState(intent_id="", status=UNAVAILABLE, decline_code="acquirer_unavailable")
         self._attempts.append(intent)
+        self._show_payment()
         return intent
 
     async def _record_webhook_payment(self, order: CreatedOrder, method: PaymentMethod) -> None:
@@ -273,6 +278,7 @@ class CheckoutWorkflow:
             # through, the payment won the race and the order is paid.
             intent = await self._payment_call(CheckoutActivities.cancel_payment, order_id, intent)
         self._attempts[-1] = intent
+        self._show_payment()
         return intent
 
     async def _poll_until_settled(self, checkout: CheckoutInput, order_id: str, intent: IntentState) -> IntentState:
@@ -374,6 +380,25 @@ class CheckoutWorkflow:
     def _set_status(self, status: str) -> None:
         self._status = status
         workflow.upsert_search_attributes([ORDER_STATUS.value_set(status)])
+        self._show_details()
+
+    # --- ops: what Temporal UI shows of this run (search attributes, current details) -----------
+
+    def _show_payment(self) -> None:
+        # Runs recorded before PaymentStatus existed replay without these upserts.
+        if workflow.patched(PAYMENT_STATUS_ATTRIBUTE):
+            workflow.upsert_search_attributes([PAYMENT_STATUS.value_set(self._attempts[-1].status)])
+        self._show_details()
+
+    def _show_details(self) -> None:
+        """The run's current details in the UI (not history: no effect on replay)."""
+        lines = [f"Order {self._order_id or '(not made)'}: {self._status}" + (f" ({self._reason})" if self._reason else "")]
+        if self._hold_expires_at is not None:
+            lines.append(f"Hold until {self._hold_expires_at:%Y-%m-%d %H:%M:%S} UTC")
+        if self._attempts:
+            last = self._attempts[-1]
+            lines.append(f"Payment attempt {len(self._attempts)}: {last.intent_id or '-'} {last.status}")
+        workflow.set_current_details("\n\n".join(lines))
 
     def _hold_remaining(self) -> timedelta:
         assert self._hold_expires_at is not None

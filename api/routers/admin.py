@@ -57,6 +57,7 @@ async def refund_order(
             request,
             id=refund_workflow_id(str(order_id), request.idempotency_key),
             task_queue=settings.task_queue,
+            static_summary=f"Refund of order {order_id}, asked by admin {admin.id}",
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )

@@ -1,18 +1,25 @@
-"""Any customer's orders, for staff: support and admins read them and cancel unpaid ones."""
+"""Any customer's orders, for staff: support and admins find and read them (with the link to
+their run in Temporal UI) and cancel unpaid ones."""
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
+from temporalio.client import Client
+from temporalio.service import RPCError
 
-from activities import orders
-from activities.orders import OrderView
+from activities import operations, orders
+from activities.operations import OrderDossier, OrderFilter
 from activities.roles import Permission
-from api.deps import EngineDep, SessionDep, TemporalDep, requires
+from api.deps import EngineDep, SessionDep, SettingsDep, TemporalDep, requires
 from api.routers.orders import cancel_unpaid, order_before_workflow_call
 from kassa.errors import Invalid
-from kassa.tables import User
+from kassa.settings import Settings
+from kassa.tables import Order, User
 from workflows.checkout import CANCELLED_BY_STAFF
 
 router = APIRouter(prefix="/admin/orders", tags=["admin"])
@@ -20,25 +27,98 @@ router = APIRouter(prefix="/admin/orders", tags=["admin"])
 ORDER_STATUSES = ("CREATED", *orders.ALLOWED_FROM)
 
 
+@dataclass(frozen=True)
+class OrderSummary:
+    id: uuid.UUID
+    status: str
+    reason: str | None
+    customer_id: uuid.UUID
+    total: int
+    currency: str
+    hold_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    workflow_id: str
+    workflow_url: str | None
+
+
+@dataclass(frozen=True)
+class OrderList:
+    items: list[OrderSummary]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class WorkflowLink:
+    id: str
+    run_id: str | None
+    status: str | None  # RUNNING, COMPLETED, TERMINATED…; None when Temporal did not answer
+    url: str | None  # the run in Temporal UI
+
+
+@dataclass(frozen=True)
+class AdminOrder(OrderDossier):
+    workflow: WorkflowLink
+
+
+def workflow_url(settings: Settings, workflow_id: str, run_id: str | None = None) -> str | None:
+    if settings.temporal_ui_base_url is None:
+        return None
+    namespace, workflow = quote(settings.temporal_namespace, safe=""), quote(workflow_id, safe="")
+    path = f"{settings.temporal_ui_base_url}/namespaces/{namespace}/workflows/{workflow}"
+    return f"{path}/{quote(run_id, safe='')}/history" if run_id else path
+
+
+def _summary(settings: Settings, order: Order) -> OrderSummary:
+    return OrderSummary(
+        order.id, order.status, order.reason, order.user_id, order.total, order.currency, order.hold_expires_at,
+        order.created_at, order.updated_at, order.workflow_id, workflow_url(settings, order.workflow_id),
+    )
+
+
+async def _workflow_link(temporal: Client, settings: Settings, workflow_id: str) -> WorkflowLink:
+    try:
+        described = await temporal.get_workflow_handle(workflow_id).describe()
+    except RPCError:  # gone from Temporal's retention, or Temporal is down: the link without its run
+        return WorkflowLink(workflow_id, None, None, workflow_url(settings, workflow_id))
+    status = described.status.name if described.status else None
+    return WorkflowLink(workflow_id, described.run_id, status, workflow_url(settings, workflow_id, described.run_id))
+
+
 @router.get("")
 async def list_orders(
     staff: Annotated[User, requires(Permission.ORDERS_READ_ANY)],
     session: SessionDep,
+    settings: SettingsDep,
     status: Annotated[str | None, Query(max_length=24)] = None,
+    customer_id: uuid.UUID | None = None,
+    created_from: datetime | None = None,
+    created_before: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> list[OrderView]:
-    """Newest first, of every customer; `status` keeps one state."""
+) -> OrderList:
+    """Newest first, of every customer; `status`, `customer_id` and the creation time
+    (`created_from` ≤ t < `created_before`, ISO 8601 with a zone) narrow it; `next_cursor` pages on."""
     if status is not None and status not in ORDER_STATUSES:
         raise Invalid("unknown_status", f"status is one of {', '.join(ORDER_STATUSES)}.")
-    found = await orders.list_orders(session, None, limit, status)
-    return [await orders.view_order(session, order) for order in found]
+    for name, moment in (("created_from", created_from), ("created_before", created_before)):
+        if moment is not None and moment.tzinfo is None:
+            raise Invalid("invalid_time", f"{name} needs a time zone, e.g. 2026-11-25T10:00:00Z.")
+    page = await operations.search_orders(session, OrderFilter(status, customer_id, created_from, created_before), limit, cursor)
+    return OrderList([_summary(settings, order) for order in page.items], page.next_cursor)
 
 
 @router.get("/{order_id}")
 async def get_order(
-    order_id: uuid.UUID, staff: Annotated[User, requires(Permission.ORDERS_READ_ANY)], session: SessionDep
-) -> OrderView:
-    return await orders.view_order(session, await orders.owned_order(session, None, order_id))
+    order_id: uuid.UUID,
+    staff: Annotated[User, requires(Permission.ORDERS_READ_ANY)],
+    session: SessionDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> AdminOrder:
+    """The order, its timeline, every payment attempt, refunds, ledger, and its run in Temporal UI."""
+    dossier = await operations.order_dossier(session, await orders.owned_order(session, None, order_id))
+    return AdminOrder(**vars(dossier), workflow=await _workflow_link(temporal, settings, dossier.workflow_id))
 
 
 @router.post("/{order_id}/cancel")

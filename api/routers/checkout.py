@@ -116,13 +116,15 @@ async def pay_now(
             orders.check_priced_cart(await carts.price_cart(session, cart, body.redeem_points))
         if body.address_id is not None:
             await addresses.owned_address(session, user.id, body.address_id)
+    workflow_id = checkout_workflow_id(str(cart.id), cart.version)
     start = WithStartWorkflowOperation(
         CheckoutWorkflow.run,
         CheckoutInput(str(user.id), str(cart.id), cart.version, body.payment_method.as_workflow_value(),
                       settings.hold_seconds, settings.hold_grace_seconds,
                       str(body.address_id) if body.address_id else None, body.redeem_points),
-        id=checkout_workflow_id(str(cart.id), cart.version),
+        id=workflow_id,
         task_queue=settings.task_queue,
+        static_summary=f"Pay Now: cart {cart.id} v{cart.version} of customer {user.id}",
         # A double tap attaches to the running checkout; a finished one is never started again.
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -141,7 +143,12 @@ async def pay_now(
         ) from None
     log.info(
         "pay now answered",
-        extra={"order_id": state.order_id, "status": state.status, "payment": state.payment.status if state.payment else None},
+        extra={
+            "order_id": state.order_id,
+            "workflow_id": workflow_id,
+            "status": state.status,
+            "payment": state.payment.status if state.payment else None,
+        },
     )
     return payment_answer(state, created=True)
 

@@ -1,10 +1,13 @@
 import asyncio
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from api.deps import EngineDep, TemporalDep
+from activities.operations import count_active_holds
+from api.deps import EngineDep, SessionDep, TemporalDep
+from kassa.metrics import HOLDS_ACTIVE
 
 router = APIRouter(tags=["infra"])
 
@@ -29,3 +32,10 @@ async def readyz(engine: EngineDep, temporal: TemporalDep) -> JSONResponse:
         checks["temporal"] = f"unreachable: {type(error).__name__}"
     ready = all(value == "ok" for value in checks.values())
     return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(session: SessionDep) -> Response:
+    """Prometheus text format: this process's counters, and the holds active read from the database."""
+    HOLDS_ACTIVE.set(await count_active_holds(session))
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

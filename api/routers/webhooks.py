@@ -23,6 +23,7 @@ from api.deps import EngineDep, SettingsDep, TemporalDep
 from api.fields import Text
 from api.problems import problem
 from kassa.db import session_scope
+from kassa.metrics import WEBHOOK_EVENTS
 from kassa.tables import Order, Payment, WebhookEvent, utcnow
 from workflows.checkout import CheckoutWorkflow, PaymentUpdate
 from workflows.refunds import LatePaymentWorkflow, late_payment_workflow_id
@@ -75,6 +76,7 @@ async def acquirer_event(
         verify(settings.acquirer_webhook_secret, signature, raw, int(time.time()))
     except SignatureError as bad:
         log.warning("webhook refused", extra={"code": bad.code})
+        WEBHOOK_EVENTS.labels("bad_signature").inc()
         return problem(400, bad.code, "The webhook signature is missing, wrong or too old.")
     try:
         payload: Any = json.loads(raw, parse_constant=_not_json)
@@ -82,6 +84,7 @@ async def acquirer_event(
         # Storable as a whole: no lone surrogates anywhere in it.
         json.dumps(payload, ensure_ascii=False).encode()
     except (ValueError, RecursionError):  # ValidationError and UnicodeError are ValueErrors
+        WEBHOOK_EVENTS.labels("malformed").inc()
         return problem(400, "malformed_event", "The event is not the acquirer's event format.")
     intent = event.data.object
 
@@ -95,15 +98,22 @@ async def acquirer_event(
     async with session_scope(engine) as session:
         stored = await session.get_one(WebhookEvent, event.id, with_for_update=True)
         if stored.processed_at is not None:
+            WEBHOOK_EVENTS.labels("duplicate").inc()
             return JSONResponse({"received": True, "duplicate": True})
         status = PAYMENT_STATUS_OF_EVENT.get(event.type)
-        if status is not None and await _news(session, intent.id, status, intent.decline_code):
+        if status is None:
+            outcome = "ignored"
+        elif not await _news(session, intent.id, status, intent.decline_code):
+            outcome = "stale"
+        else:
             try:
-                await _signal_checkout(session, temporal, settings.task_queue, intent, status)
+                outcome = await _signal_checkout(session, temporal, settings.task_queue, intent, status)
             except RPCError:
                 log.warning("temporal unreachable; the acquirer will retry", extra={"event_id": event.id})
+                WEBHOOK_EVENTS.labels("temporal_unavailable").inc()
                 return problem(503, "temporal_unavailable", "Could not hand the event on; retry later.")
         stored.processed_at = utcnow()
+    WEBHOOK_EVENTS.labels(outcome).inc()
     return JSONResponse({"received": True})
 
 
@@ -119,15 +129,16 @@ async def _news(session: AsyncSession, intent_id: str, status: str, decline_code
     return False
 
 
-async def _signal_checkout(session: AsyncSession, temporal: Client, task_queue: str, intent: Intent, status: str) -> None:
-    """Tell the order's workflow. If it has ended, a success is a late payment with a workflow of
-    its own (keyed by the intent, so it runs once). Temporal unreachable raises: the event stays
-    unprocessed and the acquirer's retry delivers it again."""
+async def _signal_checkout(session: AsyncSession, temporal: Client, task_queue: str, intent: Intent, status: str) -> str:
+    """Tell the order's workflow; returns the outcome (signalled, late, unknown_order). If it has
+    ended, a success is a late payment with a workflow of its own (keyed by the intent, so it runs
+    once). Temporal unreachable raises: the event stays unprocessed and the acquirer's retry
+    delivers it again."""
     order_id = _order_id(intent)
     order = await session.get(Order, order_id) if order_id else None
     if order is None:
         log.warning("webhook for unknown order", extra={"intent_id": intent.id})
-        return
+        return "unknown_order"
     handle = temporal.get_workflow_handle_for(CheckoutWorkflow.run, order.workflow_id)
     try:
         await handle.signal(CheckoutWorkflow.payment_updated, PaymentUpdate(intent.id, status, intent.decline_code))
@@ -138,8 +149,12 @@ async def _signal_checkout(session: AsyncSession, temporal: Client, task_queue: 
         payment = await session.get(Payment, intent.id)
         if status == "succeeded" and payment is not None:
             await _start_late_payment(temporal, task_queue, payment)
-        return
-    log.info("payment event signalled", extra={"order_id": str(order.id), "intent_id": intent.id, "status": status})
+        return "late"
+    log.info(
+        "payment event signalled",
+        extra={"order_id": str(order.id), "workflow_id": order.workflow_id, "intent_id": intent.id, "status": status},
+    )
+    return "signalled"
 
 
 async def _start_late_payment(temporal: Client, task_queue: str, payment: Payment) -> None:
@@ -149,6 +164,7 @@ async def _start_late_payment(temporal: Client, task_queue: str, payment: Paymen
             LatePaymentInput(str(payment.order_id), payment.intent_id, payment.amount, payment.currency),
             id=late_payment_workflow_id(payment.intent_id),
             task_queue=task_queue,
+            static_summary=f"Late payment {payment.intent_id} of order {payment.order_id}: complete or refund",
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except WorkflowAlreadyStartedError:
