@@ -43,6 +43,7 @@ async def run_load(stack: Stack, buyers: int, units: int, chaos) -> tuple[dict[s
     load = asyncio.create_task(check_out_all(stack, shoppers, DEADLINE))
     try:
         await chaos()
+        assert not load.done(), "the checkouts ended before the crash: it tested nothing"
     finally:
         await load
     return await final_states(stack, shoppers, DEADLINE), {sku: units}
