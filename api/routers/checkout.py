@@ -12,7 +12,7 @@ from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedEr
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from activities import addresses, carts, orders
+from activities import addresses, carts, inventory, orders
 from activities.roles import Permission
 from api.deps import EngineDep, SettingsDep, TemporalDep, requires
 from api.fields import Count
@@ -107,8 +107,14 @@ async def pay_now(
     # A short read, closed before the workflow call: no connection is held while the payment runs.
     async with session_scope(engine) as session:
         cart = await carts.owned_cart(session, user.id, body.cart_id)
-        if cart.status == "open" and not await carts.cart_quantities(session, cart.id):
-            raise Conflict("empty_cart", "The cart is empty: add something first.")
+        if cart.status == "open":
+            quantities = await carts.cart_quantities(session, cart.id)
+            if not quantities:
+                raise Conflict("empty_cart", "The cart is empty: add something first.")
+            # A sure loser of a flash sale learns it now, not after a whole checkout run; the
+            # workflow's reservation still decides for everyone else.
+            if short := await inventory.short_skus(session, quantities):
+                raise inventory.OutOfStock(short)
         if body.address_id is not None:
             await addresses.owned_address(session, user.id, body.address_id)
     start = WithStartWorkflowOperation(
