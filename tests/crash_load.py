@@ -29,15 +29,20 @@ class Shopper:
     taps: int = 0
 
 
-async def shoppers_with_carts(stack: Stack, http: httpx.AsyncClient, sku: str, count: int) -> list[Shopper]:
-    """`count` customers, each with one unit of `sku` in the cart; every third pays with 3-D Secure."""
+async def shoppers_with_carts(
+    stack: Stack, http: httpx.AsyncClient, sku: str, count: int, method: dict[str, str] | None = None
+) -> list[Shopper]:
+    """`count` customers, each with one unit of `sku` in the cart, paying with `method` (unset:
+    every third with 3-D Secure)."""
     tokens = await stack.customers(count)
+    slots = asyncio.Semaphore(64)
 
     async def with_cart(index: int, token: str) -> Shopper:
         headers = {"Authorization": f"Bearer {token}"}
-        response = await http.post("/cart/items", json={"sku": sku, "quantity": 1}, headers=headers)
+        async with slots:
+            response = await http.post("/cart/items", json={"sku": sku, "quantity": 1}, headers=headers)
         assert response.status_code == 200, response.text
-        return Shopper(headers, response.json(), CARD_3DS if index % 3 == 0 else CARD)
+        return Shopper(headers, response.json(), method or (CARD_3DS if index % 3 == 0 else CARD))
 
     return list(await asyncio.gather(*(with_cart(index, token) for index, token in enumerate(tokens))))
 
