@@ -33,6 +33,7 @@ from kassa.tables import Product, Stock, User
 
 STARTUP_SECONDS = 60  # a busy two-core machine: Python imports, Temporal's schema
 STOP_SECONDS = 10
+PORT_ATTEMPTS = 3
 PASSWORD = "correct horse battery"
 
 
@@ -115,18 +116,26 @@ class Stack:
             database_url=url,
             api_port=free_port(),
             acquirer_port=free_port(),
-            temporal_port=free_port(),
-            temporal_ui_port=free_port(),
             task_queue=name,
             password_time_cost=1,
             password_memory_cost=8,
             password_parallelism=1,
         ).with_secrets()
-        settings = settings.model_copy(update={"temporal_address": settings.temporal_target})
         stack = cls(settings, make_engine(url, pool_size=5), root / "logs")
         stack.logs.mkdir(exist_ok=True)
         try:
-            await stack.start_temporal()
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                # A free port may be taken by another process before Temporal binds it: new ports, again.
+                port = free_port()
+                stack.settings = settings.model_copy(
+                    update={"temporal_port": port, "temporal_ui_port": free_port(), "temporal_address": f"127.0.0.1:{port}"}
+                )
+                try:
+                    await stack.start_temporal()
+                    break
+                except RuntimeError:
+                    if attempt == PORT_ATTEMPTS:
+                        raise
             stack.spawn("acquirer", "acquirer")
             stack.spawn("api", "api")
             for number in range(1, workers + 1):
