@@ -43,8 +43,7 @@ async def run_load(stack: Stack, buyers: int, units: int, chaos) -> list[Shopper
         shoppers = await shoppers_with_carts(stack, http, sku, buyers)
     load = asyncio.create_task(check_out_all(stack, shoppers, DEADLINE))
     try:
-        await chaos()
-        assert not load.done(), "the checkouts ended before the crash: it tested nothing"
+        await chaos(lambda: mid_flight(shoppers, load))
     finally:
         await load
     states = await final_states(stack, shoppers, DEADLINE)
@@ -55,15 +54,23 @@ async def run_load(stack: Stack, buyers: int, units: int, chaos) -> list[Shopper
     return shoppers
 
 
+async def mid_flight(shoppers: list[Shopper], load: asyncio.Task[None]) -> None:
+    """Returns once the first Pay Now is answered while others are still in flight: when to crash."""
+    while not any(shopper.order_id for shopper in shoppers):
+        assert not load.done(), "the checkouts ended without an order"
+        await asyncio.sleep(0.02)
+    assert not load.done(), "the checkouts ended before the crash: it would test nothing"
+
+
 def live_workers(stack: Stack) -> list[str]:
     return [name for name, part in stack.parts.items() if name.startswith("worker") and part.process.poll() is None]
 
 
 @pytest.mark.parametrize(("buyers", "kills"), [QUICK, LONG])
 async def test_worker_killed_mid_checkout_loses_nothing(stack: Stack, buyers: int, kills: int) -> None:
-    async def kill_workers() -> None:
-        for _ in range(kills):
-            await asyncio.sleep(1.5)
+    async def kill_workers(in_flight) -> None:  # type: ignore[no-untyped-def]
+        for kill in range(kills):
+            await (in_flight() if kill == 0 else asyncio.sleep(1.5))
             for name in live_workers(stack):
                 await stack.restart_worker(name)
 
@@ -77,8 +84,8 @@ async def test_one_of_two_workers_killed_the_other_finishes(stack: Stack, buyers
     await stack.worker_ready(spare)
     victims = [name for name in live_workers(stack) if name != spare]
 
-    async def kill_the_first() -> None:
-        await asyncio.sleep(1.0)
+    async def kill_the_first(in_flight) -> None:  # type: ignore[no-untyped-def]
+        await in_flight()
         for name in victims:
             stack.parts[name].kill()
 
@@ -93,21 +100,20 @@ async def test_one_of_two_workers_killed_the_other_finishes(stack: Stack, buyers
 
 @pytest.mark.parametrize(("buyers", "restarts"), [QUICK, LONG])
 async def test_temporal_and_postgres_restarted_under_load(stack: Stack, data_dir: Path, buyers: int, restarts: int) -> None:
-    async def restart_both() -> None:
-        for _ in range(restarts):
-            await asyncio.sleep(1.5)
-            await stack.restart_temporal()
-            await asyncio.sleep(1.5)
+    async def restart_both(in_flight) -> None:  # type: ignore[no-untyped-def]
+        for restart in range(restarts):
+            await (in_flight() if restart == 0 else asyncio.sleep(1.5))
             await asyncio.to_thread(restart_postgres, data_dir)
+            await stack.restart_temporal()
 
     await run_load(stack, buyers, buyers * 3 // 4, restart_both)
 
 
 @pytest.mark.parametrize(("buyers", "restarts"), [QUICK, LONG])
 async def test_api_restarted_mid_pay_now_a_retried_tap_gets_the_same_order(stack: Stack, buyers: int, restarts: int) -> None:
-    async def restart_api() -> None:
-        for _ in range(restarts):
-            await asyncio.sleep(0.3)
+    async def restart_api(in_flight) -> None:  # type: ignore[no-untyped-def]
+        for restart in range(restarts):
+            await (in_flight() if restart == 0 else asyncio.sleep(0.3))
             stack.parts["api"].kill()
             stack.spawn("api", "api")
             await stack.answers("api", stack.api_url)
@@ -117,7 +123,7 @@ async def test_api_restarted_mid_pay_now_a_retried_tap_gets_the_same_order(stack
         shoppers = await shoppers_with_carts(stack, http, sku, buyers)
     load = asyncio.create_task(check_out_all(stack, shoppers, DEADLINE))
     try:
-        await restart_api()
+        await restart_api(lambda: mid_flight(shoppers, load))
     finally:
         await load
     assert any(shopper.taps > 1 for shopper in shoppers), "no tap was cut by the restart: the test proved nothing"
@@ -172,5 +178,5 @@ async def test_the_invariant_checker_sees_each_kind_of_violation(stack: Stack, t
     await stack.invariants(stocked)
 
 
-async def _nothing() -> None:
+async def _nothing(in_flight) -> None:  # type: ignore[no-untyped-def]
     pass
