@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-search clean
+.PHONY: run test chaos bench bench-search clean
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing Kassa (a minute on a fresh machine)"
@@ -18,6 +18,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+chaos: $(STAMP)
+	$(BIN)/python -m pytest -q -m chaos tests/test_crashes.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.checkout

@@ -64,12 +64,22 @@ async def reserve(
         insert(Reservation)
         .values(id=uuid.uuid4(), order_id=order_id, status="held", hold_expires_at=hold_expires_at)
         .on_conflict_do_nothing(index_elements=["order_id"], index_where=text(LIVE_RESERVATION))
-        .returning(Reservation.id)
+        .returning(Reservation)
     )
-    reservation_id = claimed.scalar_one_or_none()
-    if reservation_id is None:
+    reservation = claimed.scalar_one_or_none()
+    if reservation is None:
         live = select(Reservation).where(Reservation.order_id == order_id, col(Reservation.status).in_(("held", "committed")))
         return (await session.exec(live)).one()
+    stocked = set((await session.exec(select(Stock.sku).where(col(Stock.sku).in_([line.sku for line in lines])))).all())
+    if unstocked := [line.sku for line in lines if line.sku not in stocked]:
+        raise OutOfStock(unstocked)
+    # The lines first, the stock last: a hot SKU's row stays locked only from its UPDATE to the
+    # commit, not across the other statements (under a flash sale, that lock is the queue).
+    await session.exec(
+        insert(ReservationLine).values(
+            [{"reservation_id": reservation.id, "sku": line.sku, "quantity": line.quantity} for line in lines]
+        )
+    )
     short = []
     for line in lines:
         held = await session.exec(
@@ -82,8 +92,15 @@ async def reserve(
             short.append(line.sku)
     if short:
         raise OutOfStock(short)
-    session.add_all(ReservationLine(reservation_id=reservation_id, sku=line.sku, quantity=line.quantity) for line in lines)
-    return await session.get_one(Reservation, reservation_id)
+    return reservation
+
+
+async def short_skus(session: AsyncSession, quantities: dict[str, int]) -> list[str]:
+    """The SKUs of which fewer than `quantities` are available right now. A hint, read without
+    locks: `reserve` decides; this only spares a sure loser the whole checkout."""
+    levels = await session.exec(select(Stock.sku, Stock.on_hand - Stock.reserved).where(col(Stock.sku).in_(list(quantities))))
+    available = dict(levels.all())
+    return sorted(sku for sku, quantity in quantities.items() if available.get(sku, 0) < quantity)
 
 
 async def _settle(session: AsyncSession, reservation_id: uuid.UUID, to_status: str) -> Reservation:

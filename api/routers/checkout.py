@@ -12,7 +12,7 @@ from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedEr
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from activities import addresses, carts, orders
+from activities import addresses, carts, inventory, orders
 from activities.roles import Permission
 from api.deps import EngineDep, SettingsDep, TemporalDep, requires
 from api.fields import Count
@@ -113,7 +113,12 @@ async def pay_now(
             )
         if cart.status == "open":
             # What create_order would refuse, refused here at once; it checks again, holding.
-            orders.check_priced_cart(await carts.price_cart(session, cart, body.redeem_points))
+            priced = await carts.price_cart(session, cart, body.redeem_points)
+            orders.check_priced_cart(priced)
+            # A sure loser of a flash sale learns it now, not after a whole checkout run; the
+            # workflow's reservation still decides for everyone else.
+            if short := await inventory.short_skus(session, {line.sku: line.quantity for line in priced.lines}):
+                raise inventory.OutOfStock(short)
         if body.address_id is not None:
             await addresses.owned_address(session, user.id, body.address_id)
     workflow_id = checkout_workflow_id(str(cart.id), cart.version)

@@ -35,8 +35,8 @@ async def order_before_workflow_call(engine: AsyncEngine, customer_id: uuid.UUID
         return await orders.owned_order(session, customer_id, order_id)
 
 
-def _closed(order: Order) -> Conflict:
-    return Conflict("order_closed", f"The order is {order.status}: it takes no more changes.", order_status=order.status)
+def _closed(status: str) -> Conflict:
+    return Conflict("order_closed", f"The order is {status}: it takes no more changes.", order_status=status)
 
 
 @router.get("")
@@ -66,7 +66,14 @@ async def pay_again(
     except WorkflowUpdateFailedError as refused:
         return refusal_problem(refused)
     except RPCError:
-        raise _closed(order) from None
+        # The run ended as the request came in ("aborted by closing workflow"): paid by the
+        # webhook of the last attempt, perhaps. Its final state is the answer.
+        try:
+            state = await handle.query(CheckoutWorkflow.status)
+        except RPCError:
+            raise _closed(order.status) from None
+        if state.status != "PAID":
+            raise _closed(state.status) from None
     return payment_answer(state, created=False)
 
 
@@ -86,7 +93,7 @@ async def cancel_unpaid(temporal: Client, order: Order, reason: str) -> JSONResp
     except WorkflowUpdateFailedError as refused:
         return refusal_problem(refused)
     except RPCError:
-        raise _closed(order) from None
+        raise _closed(order.status) from None
     if state.status != "CANCELLED":
         return problem(409, "order_not_cancellable", f"The order became {state.status} first.", order_status=state.status)
     return JSONResponse({"order_id": state.order_id, "status": state.status})

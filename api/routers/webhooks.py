@@ -9,7 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
@@ -106,13 +108,25 @@ async def acquirer_event(
         elif not await _news(session, intent.id, status, intent.decline_code):
             outcome = "stale"
         else:
-            try:
+            outcome = "news"
+    # The payment's new status is committed before the workflow hears of it: the workflow's next
+    # steps (the charge on the ledger when the order is PAID) read it at once. A crash in between
+    # leaves the event unprocessed, and the acquirer's retry signals again (a repeat is harmless).
+    if outcome == "news":
+        assert status is not None
+        try:
+            async with session_scope(engine) as session:
                 outcome = await _signal_checkout(session, temporal, settings.task_queue, intent, status)
-            except RPCError:
-                log.warning("temporal unreachable; the acquirer will retry", extra={"event_id": event.id})
-                WEBHOOK_EVENTS.labels("temporal_unavailable").inc()
-                return problem(503, "temporal_unavailable", "Could not hand the event on; retry later.")
-        stored.processed_at = utcnow()
+        except RPCError:
+            log.warning("temporal unreachable; the acquirer will retry", extra={"event_id": event.id})
+            WEBHOOK_EVENTS.labels("temporal_unavailable").inc()
+            return problem(503, "temporal_unavailable", "Could not hand the event on; retry later.")
+    async with session_scope(engine) as session:
+        await session.exec(
+            update(WebhookEvent)
+            .where(col(WebhookEvent.id) == event.id, col(WebhookEvent.processed_at).is_(None))
+            .values(processed_at=utcnow())
+        )
     WEBHOOK_EVENTS.labels(outcome).inc()
     return JSONResponse({"received": True})
 
