@@ -210,7 +210,7 @@ class CheckoutActivities:
                     session, uuid.UUID(request.order_id), request.lines, request.hold_expires_at
                 )
             except OutOfStock:
-                RESERVATION_CONFLICTS.inc()
+                RESERVATION_CONFLICTS.labels("reservation").inc()
                 raise
             reserved = StockReserved(str(reservation.id), reservation.hold_expires_at)
         log.info("stock reserved", extra={"order_id": request.order_id, "reservation_id": reserved.reservation_id})

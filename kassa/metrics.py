@@ -21,7 +21,11 @@ PAY_NOW_SECONDS = Histogram(
     buckets=(0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30),
 )
 HOLDS_ACTIVE = Gauge("kassa_holds_active", "Reservations holding stock right now (read from the database at each scrape).")
-RESERVATION_CONFLICTS = Counter("kassa_reservation_conflicts", "Reservations refused for lack of stock (out_of_stock).")
+RESERVATION_CONFLICTS = Counter(
+    "kassa_reservation_conflicts",
+    "Pay Now refused for lack of stock: by the gateway's availability check, or by the reservation itself.",
+    ["stage"],  # gateway | reservation
+)
 HOLDS_REPAIRED = Counter(
     "kassa_holds_repaired", "Holds the sweeper released: workflow gone, or deadline long past.", ["reason"]
 )

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -28,7 +27,8 @@ from api.main import create_app as create_gateway
 from kassa.db import make_engine, migrate, session_scope
 from kassa.embedded import start_postgres, stop_postgres
 from kassa.settings import Settings
-from kassa.tables import Category, Product, Stock, User
+from kassa.tables import Stock, User
+from tests.products import stocked_product
 from tests.servers import listening_socket, serving
 from worker import build_worker
 from workflows.checkout import SEARCH_ATTRIBUTES
@@ -74,13 +74,7 @@ class Kassa:
             return (await start_family(session, TokenPolicy.from_settings(self.settings), user.id)).access_token
 
     async def product(self, on_hand: int, price: int = 150_000) -> str:
-        sku = f"SKU-{uuid.uuid4().hex[:10].upper()}"
-        async with session_scope(self.engine) as session:
-            await session.exec(insert(Category).values(slug="test", name="Тест", name_en="Test").on_conflict_do_nothing())
-            session.add(Product(sku=sku, title=f"Test item {sku}", brand="Acme", category="test", price=price))
-            await session.flush()
-            session.add(Stock(sku=sku, on_hand=on_hand, reserved=0))
-        return sku
+        return await stocked_product(self.engine, on_hand, price)
 
     async def stock(self, sku: str) -> Stock:
         async with session_scope(self.engine) as session:

@@ -29,7 +29,8 @@ from kassa.db import make_engine, migrate, session_scope
 from kassa.embedded import temporal_dev_command
 from kassa.invariants import InvariantReport, check_invariants
 from kassa.settings import Settings
-from kassa.tables import Product, Stock, User
+from kassa.tables import User
+from tests.products import stocked_product
 
 STARTUP_SECONDS = 60  # a busy two-core machine: Python imports, Temporal's schema
 STOP_SECONDS = 10
@@ -117,6 +118,9 @@ class Stack:
             api_port=free_port(),
             acquirer_port=free_port(),
             task_queue=name,
+            # Several workers run side by side here: none serves metrics, so no two fight for a port.
+            worker_metrics_port=0,
+            temporal_metrics_port=0,
             password_time_cost=1,
             password_memory_cost=8,
             password_parallelism=1,
@@ -236,12 +240,7 @@ class Stack:
     # --- what a test needs from the stack ---------------------------------------------------------
 
     async def product(self, on_hand: int, price: int = 150_000) -> str:
-        sku = f"SKU-{uuid.uuid4().hex[:10].upper()}"
-        async with session_scope(self.engine) as session:
-            session.add(Product(sku=sku, title=f"Item {sku}", brand="Acme", category="test", price=price))
-            await session.flush()
-            session.add(Stock(sku=sku, on_hand=on_hand, reserved=0))
-        return sku
+        return await stocked_product(self.engine, on_hand, price)
 
     async def customers(self, count: int) -> list[str]:
         """Access tokens of `count` new customers (one password hash for all: argon2 is slow)."""

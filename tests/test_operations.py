@@ -68,9 +68,10 @@ async def test_metrics_move_when_a_checkout_runs(kassa: Kassa) -> None:
         assert (await pay_now(http, late_cart, CARD)).status_code == 409
     after = await scrape(kassa)
 
-    assert moved(before, after, "kassa_checkouts_started_total") >= 2
+    assert moved(before, after, "kassa_checkouts_started_total") >= 1
     assert moved(before, after, "kassa_checkouts_ended_total", status="PAID") >= 1
-    assert moved(before, after, "kassa_reservation_conflicts_total") >= 1
+    # The last unit was held when the second buyer tapped: the gateway's check refused at once.
+    assert moved(before, after, "kassa_reservation_conflicts_total", stage="gateway") >= 1
     assert moved(before, after, "kassa_pay_now_seconds_count", status="201") >= 1
     assert moved(before, after, "kassa_pay_now_seconds_count", status="409") >= 1
     assert moved(before, after, "kassa_webhook_events_total", outcome="signalled") >= 1
@@ -296,7 +297,9 @@ async def test_a_checkout_run_reads_as_its_story_in_temporal(kassa: Kassa) -> No
     summaries = [
         event.user_metadata.summary.data.decode()
         async for event in handle.fetch_history_events()
+        # Local activities (the database steps) are markers; the bank calls are scheduled activities.
         if event.HasField("activity_task_scheduled_event_attributes")
+        or event.marker_recorded_event_attributes.marker_name == "core_local_activity"
     ]
     assert summaries[0].startswith(f'"Create the order from cart {cart["id"]}')
     assert any("Payment attempt 1:" in summary for summary in summaries)

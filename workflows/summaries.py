@@ -12,6 +12,7 @@ from temporalio import workflow
 from temporalio.worker import (
     Interceptor,
     StartActivityInput,
+    StartLocalActivityInput,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
     WorkflowOutboundInterceptor,
@@ -72,4 +73,11 @@ class _Outbound(WorkflowOutboundInterceptor):
         if input.summary is None and describe is not None and input.args:
             input.summary = describe(input.args[0])
         return super().start_activity(input)
+
+    def start_local_activity(self, input: StartLocalActivityInput) -> workflow.ActivityHandle[Any]:
+        # The checkout's database steps run as local activities: their markers read the same way.
+        describe = SUMMARIES.get(input.activity)
+        if input.summary is None and describe is not None and input.args:
+            input.summary = describe(input.args[0])
+        return super().start_local_activity(input)
 

@@ -19,6 +19,7 @@ from api.fields import Count
 from api.problems import problem
 from kassa.db import session_scope
 from kassa.errors import Conflict
+from kassa.metrics import RESERVATION_CONFLICTS
 from kassa.tables import User
 from workflows.checkout import UNAVAILABLE, CheckoutInput, CheckoutState, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
 
@@ -117,7 +118,8 @@ async def pay_now(
             orders.check_priced_cart(priced)
             # A sure loser of a flash sale learns it now, not after a whole checkout run; the
             # workflow's reservation still decides for everyone else.
-            if short := await inventory.short_skus(session, {line.sku: line.quantity for line in priced.lines}):
+            if short := await inventory.short_skus(session, {line.sku: line.quantity for line in priced.basket.lines}):
+                RESERVATION_CONFLICTS.labels("gateway").inc()
                 raise inventory.OutOfStock(short)
         if body.address_id is not None:
             await addresses.owned_address(session, user.id, body.address_id)
