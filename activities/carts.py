@@ -117,8 +117,10 @@ async def price_cart(session: AsyncSession, cart: Cart, redeem_points: int = 0) 
     quantities = await cart_quantities(session, cart.id)
     skus = list(quantities)
     products = await products_by_sku(session, skus)
-    lines = basket_lines(quantities, products, await category_ancestry(session, skus))
     promo = await session.get(PromoCode, cart.promo_code) if cart.promo_code else None
+    # The ancestry serves only a promo's category scope: no recursive query for other carts.
+    ancestry = await category_ancestry(session, skus) if promo is not None and promo.categories else {}
+    lines = basket_lines(quantities, products, ancestry)
     unavailable = None
     if promo is not None and cart.status == "open":  # a cart being paid for has its use held by its order
         unavailable = await promos.unavailable_reason(session, promo, cart.user_id, utcnow())

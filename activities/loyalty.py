@@ -115,10 +115,12 @@ async def _move(
 ) -> bool:
     """One movement, guarded: the account changes only if it stays `0 <= held <= balance`.
     False if this (kind, reference) was recorded before; PointsUnavailable if the guard refuses."""
+    if points <= 0:
+        return False
     done = await session.exec(
         select(LoyaltyMovement.id).where(LoyaltyMovement.kind == kind, LoyaltyMovement.reference == reference)
     )
-    if points <= 0 or done.one_or_none() is not None:
+    if done.one_or_none() is not None:
         return False
     balance, held = col(LoyaltyAccount.balance) + balance_change, col(LoyaltyAccount.held) + held_change
     moved = (
@@ -149,7 +151,7 @@ async def hold(session: AsyncSession, order: Order) -> None:
 
 async def release(session: AsyncSession, order: Order) -> int:
     """The order ended unpaid: its held points are the customer's again (how many returned)."""
-    if not await _held(session, order):
+    if not order.points or not await _held(session, order):
         return 0
     moved = await _move(session, order, "released", str(order.id), order.points, 0, -order.points)
     return order.points if moved else 0
@@ -157,7 +159,7 @@ async def release(session: AsyncSession, order: Order) -> int:
 
 async def burn(session: AsyncSession, order: Order) -> int:
     """The order is PAID: its held points are spent (how many returned)."""
-    if not await _held(session, order):
+    if not order.points or not await _held(session, order):
         return 0
     moved = await _move(session, order, "burnt", str(order.id), order.points, -order.points, -order.points)
     return order.points if moved else 0

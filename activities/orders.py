@@ -115,7 +115,8 @@ async def create_from_cart(
         if priced.promo is not None:
             await promos.hold(session, priced.promo, order_id, user_id, order.discount)
             held["promo_held"] = priced.promo.code
-        await loyalty.hold(session, order)
+        if order.points:
+            await loyalty.hold(session, order)
         held["points_held"] = order.points
     session.add(OrderEvent(order_id=order_id, from_status=None, status="CREATED", detail=_moved(held)))
     return order

@@ -6,6 +6,7 @@ import uuid
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.dialects.postgresql import insert
 
 from activities import carts, loyalty, orders, promos
 from activities.pricing import (
@@ -22,7 +23,7 @@ from activities.pricing import (
 )
 from kassa.db import session_scope
 from kassa.money import vat_included
-from kassa.tables import Order, OrderLine, Product, Stock
+from kassa.tables import Category, Order, OrderLine, Product, Stock
 from tests.conftest import Kassa
 
 BRANDS = ("Acme", "Apple", "Sony")
@@ -155,6 +156,7 @@ async def test_the_order_shows_the_numbers_of_its_cart(
     code = f"P{uuid.uuid4().hex[:10]}"
     async with session_scope(kassa.engine) as session:
         await promos.create(session, {"code": code, "kind": "percent", "value": percent, "brands": ["Apple", "Sony"]})
+        await session.exec(insert(Category).values(slug="audio", name="Аудио", name_en="Audio").on_conflict_do_nothing())
         for price, vat_rate, brand, quantity in basket:
             sku = f"PR-{uuid.uuid4().hex[:10]}"
             session.add(Product(sku=sku, title=sku, brand=brand, category="audio", price=price, vat_rate=vat_rate))
