@@ -281,8 +281,11 @@ def _decode_cursor(cursor: str, sort: str, keys: tuple[SortKey, ...]) -> list[An
         if decoded["sort"] != sort or not isinstance(after, list) or len(after) != len(keys) + 1:
             raise wrong
         values = [_cursor_value(value, key.kind) for value, key in zip(after, keys, strict=False)]
-        if not isinstance(after[-1], str):
+        sku = after[-1]
+        # A SKU as the catalog has them: a forged one must not reach PostgreSQL (NUL) or the driver (surrogates).
+        if not isinstance(sku, str) or len(sku) > 64 or "\x00" in sku:
             raise wrong
+        sku.encode()  # UnicodeEncodeError is a ValueError: invalid_cursor
     except (ValueError, TypeError, KeyError, binascii.Error):
         raise wrong from None
     return [*values, after[-1]]

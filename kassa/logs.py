@@ -27,9 +27,10 @@ _TEMPORAL_EXTRAS = ("temporal_workflow", "temporal_activity")
 # Fields of the current request or activity, added to every line logged under it.
 _context: ContextVar[dict[str, str]] = ContextVar("kassa_log_context", default={})  # noqa: B039 — never mutated
 
-# 13 to 19 digits, maybe grouped by spaces or dashes: a card number (PAN) as people type it
-# (masked when its Luhn check holds, so that long ids and timestamps stay readable).
-_CARD_NUMBER = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")
+# Runs of 13 or more digits, maybe grouped by spaces, dashes or slashes: a card number (PAN) as
+# people type it, perhaps with its expiry or CVC beside it. A run is masked when some 13 to 19 of
+# its digits pass the Luhn check, so that ids and timestamps stay readable.
+_CARD_NUMBER = re.compile(r"(?<!\d)\d(?:[ /-]?\d){12,}(?!\d)")
 _SECRET_KEY = re.compile(r"secret|password|token|authorization|api_key|card_number|(^|_)(pan|cvc)(_|$)", re.IGNORECASE)
 _MASK = "[redacted]"
 
@@ -65,8 +66,18 @@ def _luhn_valid(number: str) -> bool:
     return sum(d if i % 2 == 0 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(digits)) % 10 == 0
 
 
+def _holds_a_card(run: str) -> bool:
+    """A card number anywhere in this run of digits: an expiry, a CVC or an id may sit next to one."""
+    digits = "".join(ch for ch in run if ch.isdigit())
+    return any(
+        _luhn_valid(digits[start : start + length])
+        for length in range(13, min(len(digits), 19) + 1)
+        for start in range(len(digits) - length + 1)
+    )
+
+
 def _without_cards(text: str) -> str:
-    return _CARD_NUMBER.sub(lambda found: _MASK if _luhn_valid(found.group()) else found.group(), text)
+    return _CARD_NUMBER.sub(lambda found: _MASK if _holds_a_card(found.group()) else found.group(), text)
 
 
 def _masked(key: str, value: Any) -> Any:

@@ -78,6 +78,8 @@ async def check_out(http: httpx.AsyncClient, shopper: Shopper, deadline: float) 
         return
     assert response.status_code in (200, 201, 503), response.text
     while answer.get("code") == "payment_unavailable":
+        assert time.monotonic() < deadline, f"the bank stayed unavailable for order {shopper.order_id}"
+        await asyncio.sleep(RETRY_PAUSE)
         pay = {"payment_method": shopper.method}
         response = await answered(lambda: http.post(f"/orders/{shopper.order_id}/pay", json=pay, headers=shopper.headers), deadline)
         answer = response.json()

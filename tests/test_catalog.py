@@ -202,6 +202,10 @@ HOSTILE = [
     {"cursor": "eyJzb3J0IjoibmV3ZXN0IiwiYWZ0ZXIiOlsibm90IGEgZGF0ZSIsIkEiXX0"},  # not a date
     {"cursor": "eyJzb3J0IjoicG9wdWxhcml0eSIsImFmdGVyIjpbMWU0MDAsIkEiXX0"},  # a float where an integer goes
     {"cursor": "W10"}, {"cursor": "bnVsbA"}, {"cursor": "c" * 600},
+    # Well-formed cursors of the right sort whose SKU is a NUL, a lone surrogate, or too long.
+    {"sort": "popularity", "cursor": "eyJzb3J0IjogInBvcHVsYXJpdHkiLCAiYWZ0ZXIiOiBbNSwgIlx1MDAwMCJdfQ"},
+    {"sort": "popularity", "cursor": "eyJzb3J0IjogInBvcHVsYXJpdHkiLCAiYWZ0ZXIiOiBbNSwgIlx1ZDgwMCJdfQ"},
+    {"sort": "popularity", "cursor": "eyJzb3J0IjogInBvcHVsYXJpdHkiLCAiYWZ0ZXIiOiBbNSwgIkFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBIl19"},
     {"sort": "price"}, {"sort": "price_asc; DROP TABLE products"}, {"sort": ""}, {"sort": "x" * 100},
     {"price_min": -1}, {"price_max": -5}, {"price_min": 10**30}, {"price_min": 500, "price_max": 100},
     {"price_min": "cheap"}, {"price_max": 1.5},

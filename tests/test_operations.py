@@ -150,10 +150,14 @@ async def test_a_card_number_or_a_secret_passed_by_mistake_is_masked() -> None:
                 "api_key": "sk_live_x",
                 "password": "p",
                 "at": "1764097000123",
+                "with_expiry": "4242 4242 4242 4242 12/30",
+                "with_cvc": "4242424242424242 123",
+                "after_an_id": "order 1 4242 4242 4242 4242",
             },
         )
     line = json.loads(output.getvalue())
     assert "4242" not in line["msg"] and "0002" not in line["note"]
+    assert not any("4242" in line[key] for key in ("with_expiry", "with_cvc", "after_an_id"))
     assert line["at"] == "1764097000123"  # a long number that is no card (Luhn) stays
     assert (line["api_key"], line["password"], line["order_id"]) == ("[redacted]", "[redacted]", "o-1")
 
@@ -338,7 +342,8 @@ async def test_a_worker_stopped_with_sigterm_finishes_the_activity_it_is_running
         stderr=asyncio.subprocess.STDOUT,
     )
     customer = await kassa.customer()
-    cart = await customer.cart_with((await kassa.product(on_hand=1), 1))
+    sku = await kassa.product(on_hand=1)
+    cart = await customer.cart_with((sku, 1))
     await set_faults(settings.acquirer_base_url, api={"latency_ms": 3000})
     try:
         handle = await kassa.temporal.start_workflow(
@@ -368,7 +373,8 @@ async def test_a_worker_stopped_with_sigterm_finishes_the_activity_it_is_running
     completed = [e.activity_task_completed_event_attributes.scheduled_event_id for e in events]
     assert payment in completed  # completed: not failed, cancelled or timed out
     await handle.terminate(reason="test over: its worker is gone")
-    await _sweep(kassa)  # and its hold goes back
+    await _sweep(kassa)
+    assert (await kassa.stock(sku)).reserved == 0  # its hold went back
 
 
 async def _until_running(handle: WorkflowHandle, activity_type: str) -> None:

@@ -1,14 +1,18 @@
 import asyncio
+import logging
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from activities.operations import count_active_holds
-from api.deps import EngineDep, SessionDep, TemporalDep
+from api.deps import EngineDep, TemporalDep
+from kassa.db import session_scope
 from kassa.metrics import HOLDS_ACTIVE
 
+log = logging.getLogger("kassa.api")
 router = APIRouter(tags=["infra"])
 
 
@@ -35,7 +39,12 @@ async def readyz(engine: EngineDep, temporal: TemporalDep) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(session: SessionDep) -> Response:
-    """Prometheus text format: this process's counters, and the holds active read from the database."""
-    HOLDS_ACTIVE.set(await count_active_holds(session))
+async def metrics(engine: EngineDep) -> Response:
+    """Prometheus text format: this process's counters, and the holds active read from the database
+    (left as last read while the database is down: the counters matter most on that day)."""
+    try:
+        async with session_scope(engine) as session:
+            HOLDS_ACTIVE.set(await count_active_holds(session))
+    except (SQLAlchemyError, OSError):
+        log.warning("metrics: holds active not read, the database is unreachable")
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
