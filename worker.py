@@ -113,7 +113,9 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
 
 async def main(settings: Settings) -> None:
     if not settings.database_url or not settings.acquirer_api_key:
-        raise SystemExit("kassa worker: set KASSA_DATABASE_URL (or start everything with `kassa dev`).")
+        raise SystemExit(
+            "kassa worker: set KASSA_DATABASE_URL and KASSA_ACQUIRER_API_KEY (or start everything with `kassa dev`)."
+        )
     engine = make_engine(settings.database_url)
     acquirer = AcquirerClient(settings.acquirer_base_url, settings.acquirer_api_key)
     client = await connect(settings, interceptors=configure_tracing(settings, "worker"), runtime=metrics_runtime(settings))

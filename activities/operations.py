@@ -152,20 +152,27 @@ async def held_reservations(session: AsyncSession, created_before: datetime, lim
     ]
 
 
-async def release_left_hold(session: AsyncSession, reservation_id: uuid.UUID, why: str) -> bool:
+@dataclass(frozen=True)
+class HoldRepair:
+    ended: str | None  # the status the order was ended in here; None if it had ended already
+
+
+async def release_left_hold(session: AsyncSession, reservation_id: uuid.UUID, why: str) -> HoldRepair | None:
     """Stock back on the shelf, the unpaid order ended (reason `hold_swept`, `why` in the event's
     detail), its cart back to the customer.
 
-    For a hold no checkout will settle any more. Idempotent: False if the hold was settled
+    For a hold no checkout will settle any more. Idempotent: None if the hold was settled
     already (by its checkout after all, or by an earlier sweep), and then nothing changes.
     """
     # Locked first: its checkout, if it is still about, settles it either before or after us, never both.
     held = await session.get(Reservation, reservation_id, with_for_update=True, populate_existing=True)
     if held is None or held.status != "held":
-        return False
+        return None
     reservation = await inventory.release(session, reservation_id)
     order = await session.get_one(Order, reservation.order_id)
-    if order.status in ENDED_BY_SWEEPER:
-        await orders.transition(session, order.id, ENDED_BY_SWEEPER[order.status], SWEPT, {"why": why})
-        await carts.reopen(session, order.cart_id, order.cart_version)
-    return True
+    if order.status not in ENDED_BY_SWEEPER:
+        return HoldRepair(ended=None)
+    ended = ENDED_BY_SWEEPER[order.status]
+    await orders.transition(session, order.id, ended, SWEPT, {"why": why})
+    await carts.reopen(session, order.cart_id, order.cart_version)
+    return HoldRepair(ended)

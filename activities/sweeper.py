@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities import operations
 from activities.operations import HeldReservation
 from kassa.db import session_scope
-from kassa.metrics import HOLDS_REPAIRED
+from kassa.metrics import CHECKOUTS_ENDED, HOLDS_REPAIRED
 
 log = logging.getLogger("kassa.sweeper")
 
@@ -65,9 +65,11 @@ class SweepActivities:
             if why is None:
                 continue
             async with session_scope(self._engine) as session:
-                released = await operations.release_left_hold(session, hold.reservation_id, why)
-            if released:
+                repair = await operations.release_left_hold(session, hold.reservation_id, why)
+            if repair is not None:
                 HOLDS_REPAIRED.labels(why).inc()
+                if repair.ended:  # the order ended here, not in its checkout
+                    CHECKOUTS_ENDED.labels(repair.ended).inc()
                 log.warning(
                     "hold released by the sweeper",
                     extra={

@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import psycopg
-from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+from activities.auth import password_hasher
 from activities.tokens import TokenPolicy, start_family
 from kassa.db import make_engine, migrate, session_scope
 from kassa.embedded import temporal_dev_command
@@ -244,7 +244,7 @@ class Stack:
 
     async def customers(self, count: int) -> list[str]:
         """Access tokens of `count` new customers (one password hash for all: argon2 is slow)."""
-        password_hash = PasswordHasher().hash(PASSWORD)
+        password_hash = password_hasher(self.settings).hash(PASSWORD)
         users = [User(email=f"c-{uuid.uuid4().hex[:12]}@example.com", password_hash=password_hash) for _ in range(count)]
         policy = TokenPolicy.from_settings(self.settings)
         async with session_scope(self.engine) as session:

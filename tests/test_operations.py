@@ -195,7 +195,9 @@ async def test_the_sweeper_releases_a_hold_left_by_a_workflow_terminated_from_ou
         order = (await http.get(f"/orders/{order_id}")).json()
         assert (order["status"], order["reason"]) == ("EXPIRED", "hold_swept")
         assert (await http.get("/cart")).json()["version"] == cart["version"] + 1  # the cart is theirs again
-    assert moved(before, await scrape(kassa), "kassa_holds_repaired_total", reason=WORKFLOW_GONE) >= 1
+    after = await scrape(kassa)
+    assert moved(before, after, "kassa_holds_repaired_total", reason=WORKFLOW_GONE) >= 1
+    assert moved(before, after, "kassa_checkouts_ended_total", status="EXPIRED") >= 1  # ended here, counted here
     repairs = [json.loads(line) for line in output.getvalue().splitlines() if order_id in line]
     assert [(line["msg"], line["why"]) for line in repairs if line["logger"] == "kassa.sweeper"] == [
         ("hold released by the sweeper", WORKFLOW_GONE)

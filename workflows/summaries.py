@@ -69,15 +69,17 @@ class _Inbound(WorkflowInboundInterceptor):
 
 class _Outbound(WorkflowOutboundInterceptor):
     def start_activity(self, input: StartActivityInput) -> workflow.ActivityHandle[Any]:
-        describe = SUMMARIES.get(input.activity)
-        if input.summary is None and describe is not None and input.args:
-            input.summary = describe(input.args[0])
+        _summarise(input)
         return super().start_activity(input)
 
     def start_local_activity(self, input: StartLocalActivityInput) -> workflow.ActivityHandle[Any]:
         # The checkout's database steps run as local activities: their markers read the same way.
-        describe = SUMMARIES.get(input.activity)
-        if input.summary is None and describe is not None and input.args:
-            input.summary = describe(input.args[0])
+        _summarise(input)
         return super().start_local_activity(input)
+
+
+def _summarise(input: StartActivityInput | StartLocalActivityInput) -> None:
+    describe = SUMMARIES.get(input.activity)
+    if input.summary is None and describe is not None and input.args:
+        input.summary = describe(input.args[0])
 
