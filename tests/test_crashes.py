@@ -35,10 +35,8 @@ async def stack(data_dir: Path, database_url: str) -> AsyncIterator[Stack]:
         await stack.stop()
 
 
-async def run_load(stack: Stack, buyers: int, units: int, chaos) -> list[Shopper]:  # type: ignore[no-untyped-def]
-    """`buyers` race for `units` of a new SKU while `chaos()` runs; then every order is sold out
-    right (exactly `units` PAID, the others refused) and the invariants hold."""
-    sku = await stack.product(on_hand=units)
+async def shop_while(stack: Stack, sku: str, buyers: int, chaos) -> list[Shopper]:  # type: ignore[no-untyped-def]
+    """`buyers` each put one `sku` in a cart and tap Pay Now while `chaos(in_flight)` runs."""
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
         shoppers = await shoppers_with_carts(stack, http, sku, buyers)
     load = asyncio.create_task(check_out_all(stack, shoppers, DEADLINE))
@@ -46,6 +44,14 @@ async def run_load(stack: Stack, buyers: int, units: int, chaos) -> list[Shopper
         await chaos(lambda: mid_flight(shoppers, load))
     finally:
         await load
+    return shoppers
+
+
+async def run_load(stack: Stack, buyers: int, units: int, chaos) -> list[Shopper]:  # type: ignore[no-untyped-def]
+    """`buyers` race for `units` of a new SKU while `chaos()` runs; then every order is sold out
+    right (exactly `units` PAID, the others refused) and the invariants hold."""
+    sku = await stack.product(on_hand=units)
+    shoppers = await shop_while(stack, sku, buyers, chaos)
     states = await final_states(stack, shoppers, DEADLINE)
     losers = [shopper.answer for shopper in shoppers].count("out_of_stock")
     assert (states.get("PAID", 0), losers) == (min(buyers, units), max(0, buyers - units)), (states, losers)
@@ -119,13 +125,7 @@ async def test_api_restarted_mid_pay_now_a_retried_tap_gets_the_same_order(stack
             await stack.answers("api", stack.api_url)
 
     sku = await stack.product(on_hand=buyers)
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
-        shoppers = await shoppers_with_carts(stack, http, sku, buyers)
-    load = asyncio.create_task(check_out_all(stack, shoppers, DEADLINE))
-    try:
-        await restart_api(lambda: mid_flight(shoppers, load))
-    finally:
-        await load
+    shoppers = await shop_while(stack, sku, buyers, restart_api)
     assert any(shopper.taps > 1 for shopper in shoppers), "no tap was cut by the restart: the test proved nothing"
     states = await final_states(stack, shoppers, DEADLINE)  # also: every answered order id is its cart's one order
     assert states == {"PAID": buyers}, states
