@@ -31,7 +31,7 @@ HOLDS_REPAIRED = Counter(
 )
 WEBHOOK_EVENTS = Counter(
     "kassa_webhook_events",
-    "Acquirer webhooks by outcome: signalled, late, stale, duplicate, ignored, unknown_order, bad_signature, malformed,"
+    "Acquirer webhooks by outcome: signalled, known, late, stale, duplicate, ignored, unknown_order, bad_signature, malformed,"
     " temporal_unavailable.",
     ["outcome"],
 )

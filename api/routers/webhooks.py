@@ -92,11 +92,14 @@ async def acquirer_event(
 
     # Stored and committed first: once we answer 2xx the event is ours, even if we crash next.
     async with session_scope(engine) as session:
-        await session.exec(
-            insert(WebhookEvent)
-            .values(id=event.id, type=event.type, intent_id=intent.id, payload=payload, received_at=utcnow())
-            .on_conflict_do_nothing()
-        )
+        first_delivery = (
+            await session.exec(
+                insert(WebhookEvent)
+                .values(id=event.id, type=event.type, intent_id=intent.id, payload=payload, received_at=utcnow())
+                .on_conflict_do_nothing()
+                .returning(col(WebhookEvent.id))
+            )
+        ).first() is not None
     async with session_scope(engine) as session:
         stored = await session.get_one(WebhookEvent, event.id, with_for_update=True)
         if stored.processed_at is not None:
@@ -105,10 +108,8 @@ async def acquirer_event(
         status = PAYMENT_STATUS_OF_EVENT.get(event.type)
         if status is None:
             outcome = "ignored"
-        elif not await _news(session, intent.id, status, intent.decline_code):
-            outcome = "stale"
         else:
-            outcome = "news"
+            outcome = await _news(session, intent.id, status, intent.decline_code, first_delivery)
     # The payment's new status is committed before the workflow hears of it: the workflow's next
     # steps (the charge on the ledger when the order is PAID) read it at once. A crash in between
     # leaves the event unprocessed, and the acquirer's retry signals again (a repeat is harmless).
@@ -131,16 +132,23 @@ async def acquirer_event(
     return JSONResponse({"received": True})
 
 
-async def _news(session: AsyncSession, intent_id: str, status: str, decline_code: str | None) -> bool:
-    """Whether the workflow should hear this status: it moved our record, or agrees with it (a
-    redelivery after a crash). A stale, contradicting status (failed after succeeded) is not news."""
+async def _news(session: AsyncSession, intent_id: str, status: str, decline_code: str | None, first_delivery: bool) -> str:
+    """Whether the workflow should hear this status: "news" if it moved our record, or if the
+    record is not written yet. Otherwise only the webhook handler and the workflow's own payment
+    activities move a record, and those activities hand the status to the workflow themselves:
+    a status agreeing with the record is news only when redelivered (the handler that moved it may
+    have crashed before signalling), and "known" on a first delivery (a frictionless payment's
+    webhook, answered by the bank within milliseconds of the intent: signalling it cost the
+    workflow a task thrown away and its last steps run twice). A contradicting status is "stale"."""
     if await payments.advance(session, intent_id, status, decline_code):
-        return True
+        return "news"
     recorded = await session.get(Payment, intent_id)
-    if recorded is None or recorded.status == status:
-        return True
+    if recorded is None:
+        return "news"
+    if recorded.status == status:
+        return "known" if first_delivery else "news"
     log.info("stale payment event ignored", extra={"order_id": str(recorded.order_id), "intent_id": intent_id, "status": status})
-    return False
+    return "stale"
 
 
 async def _signal_checkout(session: AsyncSession, temporal: Client, task_queue: str, intent: Intent, status: str) -> str:
