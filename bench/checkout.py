@@ -7,7 +7,8 @@ baseline measured in the same run on the same servers:
 
 - Pay Now (POST /checkout) p50/p99 and completed checkouts per second, at fixed offered loads and
   at saturation, with a frictionless card and with 3-D Secure (the challenge approved over HTTP
-  as the bank's page would); baseline: update-with-start of an empty workflow on the same Temporal.
+  as the bank's page would); baselines on the same Temporal: update-with-start of an empty
+  workflow, and of a workflow with one activity (the least a Pay Now that calls a bank can be).
 - Cost: the worker's CPU seconds and peak memory per 1,000 checkouts (from /proc).
 - Flash sale: N buyers race for K units of one SKU through the API: exactly K sold, none
   oversold, reservations per second; baseline: a bare conditional UPDATE on one row from as many
@@ -32,13 +33,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
-from temporalio import workflow
+from temporalio import activity, workflow
 from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
@@ -71,6 +72,34 @@ class EmptyWorkflow:
     async def answer(self) -> str:
         self._answered = True
         return "ok"
+
+
+@activity.defn(name="bench_pretend_charge")
+async def pretend_charge() -> str:
+    return "succeeded"
+
+
+@workflow.defn(sandboxed=False)
+class OneActivityWorkflow:
+    """The second baseline: the least a frictionless Pay Now must be on Temporal, with none of
+    Kassa's work. One update-with-start, one activity (where Kassa calls the bank), answered when
+    it is done; two workflow tasks and an activity task, as Kassa's checkout has."""
+
+    def __init__(self) -> None:
+        self._charged = ""
+
+    @workflow.run
+    async def run(self) -> None:
+        self._charged = await workflow.execute_activity(pretend_charge, start_to_close_timeout=timedelta(seconds=10))
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+    @workflow.update
+    async def answer(self) -> str:
+        await workflow.wait_condition(lambda: bool(self._charged))
+        return self._charged
+
+
+BASELINES = {"empty_workflow": EmptyWorkflow, "one_activity_workflow": OneActivityWorkflow}
 
 
 def progress(line: str) -> None:
@@ -163,25 +192,27 @@ async def pay_now_runs(stack: Stack, http: httpx.AsyncClient, args: argparse.Nam
     return results
 
 
-async def empty_workflow_runs(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
-    """The baseline, on the same Temporal server, with a worker in this process."""
+async def baseline_runs(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """The baselines, on the same Temporal server, with a worker in this process."""
     assert stack.temporal is not None
-    client, queue, results = stack.temporal, f"bench-empty-{uuid.uuid4().hex[:6]}", {}
+    client, queue, results = stack.temporal, f"bench-baseline-{uuid.uuid4().hex[:6]}", {}
 
-    async def one(_: int) -> float:
-        start = WithStartWorkflowOperation(
-            EmptyWorkflow.run, id=f"empty-{uuid.uuid4()}", task_queue=queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
-        )
-        began = time.perf_counter()
-        await client.execute_update_with_start_workflow(EmptyWorkflow.answer, start_workflow_operation=start)
-        return time.perf_counter() - began
+    async with Worker(client, task_queue=queue, workflows=list(BASELINES.values()), activities=[pretend_charge]):
+        for name, baseline in BASELINES.items():
 
-    async with Worker(client, task_queue=queue, workflows=[EmptyWorkflow]):
-        for rate in [*args.loads, None]:
-            count = args.saturation if rate is None else int(rate * args.seconds)
-            label = f"empty_workflow_{'saturation' if rate is None else f'{rate:g}_per_second'}"
-            print(f"{label}: {count} update-with-starts", flush=True)
-            results[label] = {"offered_per_second": rate, **(await offered(rate, count, args.concurrency, one)).figures()}
+            async def one(_: int) -> float:
+                start = WithStartWorkflowOperation(
+                    baseline.run, id=f"{name}-{uuid.uuid4()}", task_queue=queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
+                )
+                began = time.perf_counter()
+                await client.execute_update_with_start_workflow(baseline.answer, start_workflow_operation=start)
+                return time.perf_counter() - began
+
+            for rate in [*args.loads, None]:
+                count = args.saturation if rate is None else int(rate * args.seconds)
+                label = f"{name}_{'saturation' if rate is None else f'{rate:g}_per_second'}"
+                print(f"{label}: {count} update-with-starts", flush=True)
+                results[label] = {"offered_per_second": rate, **(await offered(rate, count, args.concurrency, one)).figures()}
     return results
 
 
@@ -282,7 +313,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 sku = await stack.product(on_hand=PLENTY)
                 warm = await shoppers_with_carts(stack, http, sku, 2 * args.concurrency, CARD)
                 await offered(None, len(warm), args.concurrency, lambda index: checkout(http, warm[index]))
-                results = {**await empty_workflow_runs(stack, args), **await pay_now_runs(stack, http, args)}
+                results = {**await baseline_runs(stack, args), **await pay_now_runs(stack, http, args)}
                 results["flash_sale"] = await flash_sale(stack, http, args.buyers, args.units)
                 results["conditional_update"] = await update_race(stack, args.buyers, args.units)
             return results
@@ -296,10 +327,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 def ratios(results: dict[str, Any], loads: list[float]) -> dict[str, float]:
     out = {}
-    for card in CARDS:
+    for name in ("one_activity_workflow", *(f"pay_now_{card}" for card in CARDS)):
         for rate in [*[f"{rate:g}_per_second" for rate in loads], "saturation"]:
-            kassa, empty = results[f"pay_now_{card}_{rate}"], results[f"empty_workflow_{rate}"]
-            out[f"pay_now_{card}_{rate}_p50_over_empty_workflow"] = kassa["p50_ms"] / empty["p50_ms"]
+            measured, empty = results[f"{name}_{rate}"], results[f"empty_workflow_{rate}"]
+            out[f"{name}_{rate}_p50_over_empty_workflow"] = measured["p50_ms"] / empty["p50_ms"]
     out["flash_sale_over_conditional_update"] = (
         results["flash_sale"]["reservations_per_second"] / results["conditional_update"]["reservations_per_second"]
     )
@@ -310,7 +341,7 @@ def table(result: dict[str, Any]) -> str:
     figures, parameters = result["figures"], result["parameters"]
     lines = ["| | offered | p50 | p99 | completed/s | p50 ÷ empty workflow | 503 busy, tapped again |", "|---|---:|---:|---:|---:|---:|---:|"]
     for rate in [*[f"{rate:g}_per_second" for rate in parameters["loads"]], "saturation"]:
-        for name in ("empty_workflow", *(f"pay_now_{card}" for card in CARDS)):
+        for name in (*BASELINES, *(f"pay_now_{card}" for card in CARDS)):
             row = figures[f"{name}_{rate}"]
             offered_text = f"{row['offered_per_second']:g}/s" if row["offered_per_second"] else f"saturation ({parameters['concurrency']} at a time)"
             ratio = "1" if name == "empty_workflow" else f"{result['ratios'][f'{name}_{rate}_p50_over_empty_workflow']:.1f}"

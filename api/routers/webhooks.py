@@ -90,7 +90,8 @@ async def acquirer_event(
         return problem(400, "malformed_event", "The event is not the acquirer's event format.")
     intent = event.data.object
 
-    # Stored and committed first: once we answer 2xx the event is ours, even if we crash next.
+    # Stored, and our record of the payment moved, in one transaction: once we answer 2xx the
+    # event is ours. An event that needs no signal is processed in it too.
     async with session_scope(engine) as session:
         first_delivery = (
             await session.exec(
@@ -100,16 +101,14 @@ async def acquirer_event(
                 .returning(col(WebhookEvent.id))
             )
         ).first() is not None
-    async with session_scope(engine) as session:
         stored = await session.get_one(WebhookEvent, event.id, with_for_update=True)
         if stored.processed_at is not None:
             WEBHOOK_EVENTS.labels("duplicate").inc()
             return JSONResponse({"received": True, "duplicate": True})
         status = PAYMENT_STATUS_OF_EVENT.get(event.type)
-        if status is None:
-            outcome = "ignored"
-        else:
-            outcome = await _news(session, intent.id, status, intent.decline_code, first_delivery)
+        outcome = "ignored" if status is None else await _news(session, intent.id, status, intent.decline_code, first_delivery)
+        if outcome != "news":
+            stored.processed_at = utcnow()
     # The payment's new status is committed before the workflow hears of it: the workflow's next
     # steps (the charge on the ledger when the order is PAID) read it at once. A crash in between
     # leaves the event unprocessed, and the acquirer's retry signals again (a repeat is harmless).
@@ -118,16 +117,15 @@ async def acquirer_event(
         try:
             async with session_scope(engine) as session:
                 outcome = await _signal_checkout(session, temporal, settings.task_queue, intent, status)
+                await session.exec(
+                    update(WebhookEvent)
+                    .where(col(WebhookEvent.id) == event.id, col(WebhookEvent.processed_at).is_(None))
+                    .values(processed_at=utcnow())
+                )
         except RPCError:
             log.warning("temporal unreachable; the acquirer will retry", extra={"event_id": event.id})
             WEBHOOK_EVENTS.labels("temporal_unavailable").inc()
             return problem(503, "temporal_unavailable", "Could not hand the event on; retry later.")
-    async with session_scope(engine) as session:
-        await session.exec(
-            update(WebhookEvent)
-            .where(col(WebhookEvent.id) == event.id, col(WebhookEvent.processed_at).is_(None))
-            .values(processed_at=utcnow())
-        )
     WEBHOOK_EVENTS.labels(outcome).inc()
     return JSONResponse({"received": True})
 
