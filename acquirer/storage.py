@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from kassa.cards import luhn_valid
+
 log = logging.getLogger(__name__)
 
 Behaviour = Literal["approve", "three_ds", "decline"]
@@ -177,12 +179,6 @@ class Event:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
-
-
-def luhn_valid(number: str) -> bool:
-    digits = [int(d) for d in reversed(number)]
-    doubled = [d * 2 - 9 if d * 2 > 9 else d * 2 for d in digits[1::2]]
-    return (sum(digits[0::2]) + sum(doubled)) % 10 == 0
 
 
 def card_brand(number: str) -> str:

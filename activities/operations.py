@@ -6,9 +6,6 @@
     release_left_hold  — a hold whose checkout will never end it: stock back, order ended, cart back
 """
 
-import base64
-import binascii
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from activities import carts, inventory, ledger, orders
 from activities.ledger import TransactionView
 from activities.orders import OrderView
+from kassa.cursors import decode_cursor, encode_cursor
 from kassa.errors import Invalid
 from kassa.tables import Order, Payment, Refund, Reservation
 
@@ -83,15 +81,14 @@ class HeldReservation:
 
 
 def _cursor_of(order: Order) -> str:
-    raw = json.dumps([order.created_at.isoformat(), str(order.id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_cursor([order.created_at.isoformat(), str(order.id)])
 
 
 def _position(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
-        created_at, order_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        created_at, order_id = decode_cursor(cursor)
         return datetime.fromisoformat(created_at), uuid.UUID(order_id)
-    except (ValueError, TypeError, binascii.Error):
+    except (ValueError, TypeError):
         raise Invalid("invalid_cursor", "The cursor is not one this API gave: start again without it.") from None
 
 

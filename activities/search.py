@@ -13,8 +13,6 @@
   of the table past that (`exact` says which).
 """
 
-import base64
-import binascii
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +22,7 @@ from sqlalchemy import text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities.catalog import WORD, ProductView, normalized, subtree
+from kassa.cursors import decode_cursor, encode_cursor
 from kassa.errors import Invalid
 
 MAX_QUERY_WORDS = 8
@@ -270,13 +269,13 @@ def _after(keys: tuple[SortKey, ...], after: list[Any], params: dict[str, Any]) 
 
 def _encode_cursor(sort: str, after: list[Any]) -> str:
     plain = [value.isoformat() if isinstance(value, datetime) else value for value in after]
-    return base64.urlsafe_b64encode(json.dumps({"sort": sort, "after": plain}).encode()).decode().rstrip("=")
+    return encode_cursor({"sort": sort, "after": plain})
 
 
 def _decode_cursor(cursor: str, sort: str, keys: tuple[SortKey, ...]) -> list[Any]:
     wrong = Invalid("invalid_cursor", "This cursor is not one this search gave: start again without it.")
     try:
-        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        decoded = decode_cursor(cursor)
         after = decoded["after"]
         if decoded["sort"] != sort or not isinstance(after, list) or len(after) != len(keys) + 1:
             raise wrong
@@ -286,7 +285,7 @@ def _decode_cursor(cursor: str, sort: str, keys: tuple[SortKey, ...]) -> list[An
         if not isinstance(sku, str) or len(sku) > 64 or "\x00" in sku:
             raise wrong
         sku.encode()  # UnicodeEncodeError is a ValueError: invalid_cursor
-    except (ValueError, TypeError, KeyError, binascii.Error):
+    except (ValueError, TypeError, KeyError):
         raise wrong from None
     return [*values, after[-1]]
 

@@ -20,6 +20,8 @@ from typing import Any
 from temporalio import activity
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
+from kassa.cards import luhn_valid
+
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
 # The SDK's own loggers attach these dicts; their ids are picked out below.
 _TEMPORAL_EXTRAS = ("temporal_workflow", "temporal_activity")
@@ -61,16 +63,11 @@ def _temporal_fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields
 
 
-def _luhn_valid(number: str) -> bool:
-    digits = [int(d) for d in reversed(number) if d.isdigit()]
-    return sum(d if i % 2 == 0 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(digits)) % 10 == 0
-
-
 def _holds_a_card(run: str) -> bool:
     """A card number anywhere in this run of digits: an expiry, a CVC or an id may sit next to one."""
     digits = "".join(ch for ch in run if ch.isdigit())
     return any(
-        _luhn_valid(digits[start : start + length])
+        luhn_valid(digits[start : start + length])
         for length in range(13, min(len(digits), 19) + 1)
         for start in range(len(digits) - length + 1)
     )
