@@ -150,17 +150,15 @@ async def hold(session: AsyncSession, order: Order) -> None:
 
 
 async def release(session: AsyncSession, order: Order) -> int:
-    """The order ended unpaid: its held points are the customer's again (how many returned)."""
-    if not order.points or not await _held(session, order):
-        return 0
+    """The order ended unpaid: its held points are the customer's again (how many returned).
+    Orders end unpaid only from CREATED or PENDING_PAYMENT (orders.ALLOWED_FROM), so their points
+    were held when they were created, in the same transaction, and not yet released or burnt."""
     moved = await _move(session, order, "released", str(order.id), order.points, 0, -order.points)
     return order.points if moved else 0
 
 
 async def burn(session: AsyncSession, order: Order) -> int:
-    """The order is PAID: its held points are spent (how many returned)."""
-    if not order.points or not await _held(session, order):
-        return 0
+    """The order is PAID from PENDING_PAYMENT: its held points are spent (how many returned)."""
     moved = await _move(session, order, "burnt", str(order.id), order.points, -order.points, -order.points)
     return order.points if moved else 0
 
@@ -170,14 +168,6 @@ async def reclaim(session: AsyncSession, order: Order) -> int:
     available now, or raise PointsUnavailable (then the payment is refunded)."""
     moved = await _move(session, order, "burnt", str(order.id), order.points, -order.points, 0)
     return order.points if moved else 0
-
-
-async def _held(session: AsyncSession, order: Order) -> bool:
-    """The order's points are held and not yet released or burnt."""
-    kinds = set(
-        await session.exec(select(LoyaltyMovement.kind).where(LoyaltyMovement.reference == str(order.id)))
-    )
-    return "held" in kinds and not kinds & {"released", "burnt"}
 
 
 async def accrue(session: AsyncSession, order: Order) -> int:

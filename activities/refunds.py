@@ -86,11 +86,12 @@ async def record_refund(session: AsyncSession, order_id: uuid.UUID, refund: Refu
     if not await ledger.record_refund(session, order_id, refund.refund_id, refund.amount, currency):
         return
     if order.status == "PAID":
+        left = await ledger.charged(session, order_id)
         # The refunded share of the points it earned goes too; a full refund gives back those it spent.
-        await loyalty.reverse_for_refund(session, order, refund.refund_id, await ledger.charged(session, order_id))
-    if order.status == "PAID" and await ledger.charged(session, order_id) <= 0:
-        await orders.transition(session, order_id, "REFUNDED", reason, {"refund_id": refund.refund_id, "amount": refund.amount})
-        return
+        await loyalty.reverse_for_refund(session, order, refund.refund_id, left)
+        if left <= 0:
+            await orders.transition(session, order_id, "REFUNDED", reason, {"refund_id": refund.refund_id, "amount": refund.amount})
+            return
     # Partial, or the refund of a payment the order never kept: on the timeline, status unchanged.
     session.add(
         OrderEvent(

@@ -4,7 +4,8 @@ A PostgreSQL of its own (embedded, in a short temp dir under /tmp, removed at th
 with the generated catalog (`kassa seed --products N`; the 1M catalog extends the 100k one, whose
 products are the same), and the gateway serves it on loopback. A fixed mix of searches runs one at
 a time through GET /catalog/products; the baseline, measured in the same run, is the product page
-GET /catalog/products/{sku}: one row by primary key through the same gateway.
+GET /catalog/products/{sku} through the same gateway: three queries (the product joined to its
+stock, by primary key; its category and those above it, a recursive query; their names).
 
     python -m bench.search [--sizes 100000,1000000] [--rounds 15]
 

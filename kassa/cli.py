@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from activities.auth import create_admin, password_hasher
 from kassa import dev
 from kassa.db import session_scope
-from kassa.embedded import StartError
+from kassa.embedded import StartError, database_url
 from kassa.errors import DomainError
 from kassa.logs import configure_logging
 from kassa.settings import Settings, get_settings
@@ -140,21 +140,13 @@ def _acquirer(args: argparse.Namespace) -> int:
     return 0
 
 
-def _database_url(settings: Settings) -> str:
-    if settings.database_url:
-        return settings.database_url
-    from kassa.embedded import database_url  # the embedded server: dev machines only
-
-    return database_url(settings)
-
-
 def _migrate(args: argparse.Namespace) -> int:
-    dev.apply_migrations(_database_url(_settings()))
+    dev.apply_migrations(database_url(_settings()))
     return 0
 
 
 def _seed(args: argparse.Namespace) -> int:
-    dev.seed(_database_url(_settings()), args.products)
+    dev.seed(database_url(_settings()), args.products)
     return 0
 
 
@@ -171,7 +163,7 @@ def _create_admin(args: argparse.Namespace) -> int:
         async with session_scope(engine) as session:
             return (await create_admin(session, password_hasher(settings), args.email, args.password)).email
 
-    email = dev.run_with_engine(_database_url(settings), create)
+    email = dev.run_with_engine(database_url(settings), create)
     print(f"admin {email} ready")
     return 0
 

@@ -15,8 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from activities.ledger import RECEIVABLE
+from activities.orders import UNPAID_ENDINGS
 
-FINAL_STATUSES = ("PAID", "PAYMENT_FAILED", "EXPIRED", "CANCELLED", "REFUNDED")
+FINAL_STATUSES = ("PAID", *UNPAID_ENDINGS, "REFUNDED")
 # Orders whose stock left for good: a refund gives the money back, not the goods.
 SOLD_STATUSES = ("PAID", "REFUNDED")
 

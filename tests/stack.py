@@ -155,11 +155,11 @@ class Stack:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.api_port}"
+        return self.settings.api_base_url
 
     @property
     def acquirer_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.acquirer_port}"
+        return self.settings.acquirer_base_url
 
     @property
     def acquirer_db(self) -> Path:

@@ -12,12 +12,14 @@ import httpx
 import pytest
 from sqlmodel import col, select
 from temporalio.api.enums.v1 import EventType
+from temporalio.service import RPCError, RPCStatusCode
 
 from acquirer.signing import sign
 from kassa.db import session_scope
 from kassa.tables import Order, Payment, WebhookEvent
 from tests.conftest import Customer, Kassa
 from tests.flow import CARD, CARD_3DS, authenticate_3ds, order_reaches, pay_now
+from workflows.refunds import late_payment_workflow_id
 
 
 @dataclass
@@ -278,22 +280,42 @@ async def test_unknown_but_well_formed_event_is_taken_once(kassa: Kassa) -> None
     assert kept is not None and kept.payload == event and kept.processed_at is not None
 
 
+async def late_payment_started(kassa: Kassa, intent_id: str) -> bool:
+    try:
+        await kassa.temporal.get_workflow_handle(late_payment_workflow_id(intent_id)).describe()
+    except RPCError as error:
+        assert error.status == RPCStatusCode.NOT_FOUND, error
+        return False
+    return True
+
+
 async def test_a_frictionless_payment_is_not_signalled_twice(kassa: Kassa) -> None:
     """The bank's webhook for a payment that went through at once arrives milliseconds after the
     workflow's own call told it so. Signalling it anyway made the workflow's last task fail
     (a new event during it) and its last steps run twice; a first delivery agreeing with the
-    record is taken as known."""
+    record is taken as known. A redelivery of it is signalled still: the handler that moved the
+    record may have crashed before signalling."""
     sku = await kassa.product(on_hand=1)
     customer = await kassa.customer()
     async with customer.http() as http:
         response = await pay_now(http, await customer.cart_with((sku, 1)), CARD)
     assert response.status_code == 201 and response.json()["status"] == "PAID", response.text
     order_id, intent_id = response.json()["order_id"], response.json()["payment"]["intent_id"]
-    await processed_event(kassa, intent_id, "payment_intent.succeeded")
+    event = await processed_event(kassa, intent_id, "payment_intent.succeeded")
     async with session_scope(kassa.engine) as session:
         workflow_id = (await session.get_one(Order, uuid.UUID(order_id))).workflow_id
     history = await kassa.temporal.get_workflow_handle(workflow_id).fetch_history()
-    types = [event.event_type for event in history.events]
+    types = [e.event_type for e in history.events]
     assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED not in types
     assert EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED not in types
     assert types[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+    # Signalled after the run completed, it would have started a late payment (NOT_FOUND).
+    assert not await late_payment_started(kassa, intent_id)
+
+    # As if the first delivery had crashed after moving the record: stored, not processed.
+    async with session_scope(kassa.engine) as session:
+        (await session.get_one(WebhookEvent, event.id)).processed_at = None
+    redelivered = await deliver(kassa, event.payload)
+    assert redelivered.status_code == 200 and redelivered.json() == {"received": True}, redelivered.text
+    # Signalled: the run has ended, so it is a late payment, which finds it the order's own.
+    assert await late_payment_started(kassa, intent_id)

@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
         ReserveStockInput,
         VerifyCustomerInput,
     )
-    from activities.payments import OPEN_STATUSES, IntentState
+    from activities.payments import OPEN_STATUSES, SETTLED_STATUSES, IntentState
     from workflows.retries import ACQUIRER_RETRY, DATABASE_RETRY
 
 ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
@@ -500,7 +500,7 @@ class CheckoutWorkflow:
     @workflow.signal
     def payment_updated(self, update: PaymentUpdate) -> None:
         # Replays of a webhook are harmless: the first settled word on an intent stands.
-        if update.status in ("succeeded", "failed", "canceled") and update.intent_id not in self._webhook_updates:
+        if update.status in SETTLED_STATUSES and update.intent_id not in self._webhook_updates:
             self._webhook_updates[update.intent_id] = update
 
     @workflow.query

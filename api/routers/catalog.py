@@ -1,6 +1,6 @@
 """The storefront's catalog: search with facets and cursor paging, product pages, the category tree."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
@@ -29,17 +29,9 @@ async def search_products(
     sort: Annotated[Text, Query(max_length=32, description=", ".join(search.SORTS))] = "relevance",
     cursor: Annotated[Text | None, Query(max_length=512)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> dict[str, Any]:
+) -> search.SearchResult:
     query = SearchQuery(q, category, tuple(brand), price_min, price_max, _attributes(attr), in_stock, sort, cursor, limit)
-    found = await search.search(session, query)
-    return {
-        "items": found.items,
-        "facets": found.facets,
-        "total": found.total,
-        "exact": found.exact,
-        "next_cursor": found.next_cursor,
-        "corrections": found.corrections,
-    }
+    return await search.search(session, query)
 
 
 def _attributes(filters: list[str]) -> tuple[tuple[str, str], ...]:

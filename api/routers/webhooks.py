@@ -101,14 +101,14 @@ async def acquirer_event(
                 .returning(col(WebhookEvent.id))
             )
         ).first() is not None
-        stored = await session.get_one(WebhookEvent, event.id, with_for_update=True)
-        if stored.processed_at is not None:
+        # A row this transaction did not insert may be another delivery's, being handled or done.
+        if not first_delivery and (await session.get_one(WebhookEvent, event.id, with_for_update=True)).processed_at:
             WEBHOOK_EVENTS.labels("duplicate").inc()
             return JSONResponse({"received": True, "duplicate": True})
         status = PAYMENT_STATUS_OF_EVENT.get(event.type)
         outcome = "ignored" if status is None else await _news(session, intent.id, status, intent.decline_code, first_delivery)
         if outcome != "news":
-            stored.processed_at = utcnow()
+            await _mark_processed(session, event.id)
     # The payment's new status is committed before the workflow hears of it: the workflow's next
     # steps (the charge on the ledger when the order is PAID) read it at once. A crash in between
     # leaves the event unprocessed, and the acquirer's retry signals again (a repeat is harmless).
@@ -117,17 +117,21 @@ async def acquirer_event(
         try:
             async with session_scope(engine) as session:
                 outcome = await _signal_checkout(session, temporal, settings.task_queue, intent, status)
-                await session.exec(
-                    update(WebhookEvent)
-                    .where(col(WebhookEvent.id) == event.id, col(WebhookEvent.processed_at).is_(None))
-                    .values(processed_at=utcnow())
-                )
+                await _mark_processed(session, event.id)
         except RPCError:
             log.warning("temporal unreachable; the acquirer will retry", extra={"event_id": event.id})
             WEBHOOK_EVENTS.labels("temporal_unavailable").inc()
             return problem(503, "temporal_unavailable", "Could not hand the event on; retry later.")
     WEBHOOK_EVENTS.labels(outcome).inc()
     return JSONResponse({"received": True})
+
+
+async def _mark_processed(session: AsyncSession, event_id: str) -> None:
+    await session.exec(
+        update(WebhookEvent)
+        .where(col(WebhookEvent.id) == event_id, col(WebhookEvent.processed_at).is_(None))
+        .values(processed_at=utcnow())
+    )
 
 
 async def _news(session: AsyncSession, intent_id: str, status: str, decline_code: str | None, first_delivery: bool) -> str:
@@ -137,7 +141,12 @@ async def _news(session: AsyncSession, intent_id: str, status: str, decline_code
     a status agreeing with the record is news only when redelivered (the handler that moved it may
     have crashed before signalling), and "known" on a first delivery (a frictionless payment's
     webhook, answered by the bank within milliseconds of the intent: signalling it cost the
-    workflow a task thrown away and its last steps run twice). A contradicting status is "stale"."""
+    workflow a task thrown away and its last steps run twice). A contradicting status is "stale".
+
+    The one way a "known" status is not known to the workflow: every try of a payment attempt
+    outlived its activity's timeout after writing the record, so the workflow holds the attempt as
+    unanswered. The customer's next tap pays under the same attempt key and gets it; if none comes,
+    reconciliation finds the success once the order has ended (a late payment)."""
     if await payments.advance(session, intent_id, status, decline_code):
         return "news"
     recorded = await session.get(Payment, intent_id)

@@ -1,7 +1,7 @@
 """cart promo codes and loyalty
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-25 18:15:29.463706
 
 """
