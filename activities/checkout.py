@@ -23,7 +23,7 @@ from activities.payments import AcquirerClient, IntentState
 from kassa.db import session_scope
 from kassa.errors import DomainError
 from kassa.metrics import CHECKOUTS_ENDED, CHECKOUTS_STARTED, ENDED_STATUSES, RESERVATION_CONFLICTS
-from kassa.tables import OrderLine
+from kassa.tables import Order, OrderLine
 
 log = logging.getLogger("kassa.checkout")
 
@@ -69,6 +69,20 @@ class ReserveStockInput:
 class StockReserved:
     reservation_id: str
     hold_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    """An order the gateway placed with its stock held (activities/placement.py): its run starts at payment."""
+
+    order: CreatedOrder
+    reservation: StockReserved
+
+    @classmethod
+    def of(cls, order: Order, lines: list[StockLine]) -> "PlacedOrder":
+        assert order.reservation_id is not None and order.hold_expires_at is not None, "placed orders are held"
+        created = CreatedOrder(str(order.id), order.total, order.currency, lines)
+        return cls(created, StockReserved(str(order.reservation_id), order.hold_expires_at))
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,11 @@ def _merged(lines: list[StockLine]) -> list[StockLine]:
 
 
 async def reserve(
-    session: AsyncSession, order_id: uuid.UUID, lines: list[StockLine], hold_expires_at: datetime
+    session: AsyncSession,
+    order_id: uuid.UUID,
+    lines: list[StockLine],
+    hold_expires_at: datetime,
+    reservation_id: uuid.UUID | None = None,  # chosen by a caller that names it on the order first
 ) -> Reservation:
     """Hold every line of the order, or none (raises OutOfStock naming the short SKUs).
 
@@ -62,7 +66,7 @@ async def reserve(
         raise Invalid("empty_order", "Nothing to reserve.")
     claimed = await session.exec(
         insert(Reservation)
-        .values(id=uuid.uuid4(), order_id=order_id, status="held", hold_expires_at=hold_expires_at)
+        .values(id=reservation_id or uuid.uuid4(), order_id=order_id, status="held", hold_expires_at=hold_expires_at)
         .on_conflict_do_nothing(index_elements=["order_id"], index_where=text(LIVE_RESERVATION))
         .returning(Reservation)
     )

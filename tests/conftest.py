@@ -1,6 +1,7 @@
 """The real parts, started once per test session: embedded PostgreSQL, the Temporal dev server,
 the sandbox acquirer, the gateway (uvicorn on loopback) and a worker. Nothing is mocked."""
 
+import asyncio
 import shutil
 import sys
 import tempfile
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -98,6 +100,18 @@ class Customer:
                 response = await http.post("/cart/items", json={"sku": sku, "quantity": quantity})
                 assert response.status_code == 200, response.text
             return response.json()
+
+
+async def until_a_lock_is_awaited(kassa: Kassa, statement: str) -> None:
+    """Until a statement starting with `statement` waits for a row lock (another test's hold on it)."""
+    waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND starts_with(query, :statement)")
+    async with asyncio.timeout(10):
+        while True:
+            # Each time in a new transaction: one sees pg_stat_activity as it was at its first read.
+            async with session_scope(kassa.engine) as session:
+                if (await session.exec(waiting, params={"statement": statement})).scalar_one():
+                    return
+            await asyncio.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

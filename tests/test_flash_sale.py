@@ -24,9 +24,15 @@ async def _buyers(kassa: Kassa, count: int) -> list[str]:
     return list(await asyncio.gather(*(kassa.token_for(user) for user in users)))
 
 
-async def _buy(kassa: Kassa, token: str, sku: str) -> int:
+async def _cart(kassa: Kassa, token: str, sku: str) -> dict:
     async with kassa.http(token) as http:
-        cart = (await http.post("/cart/items", json={"sku": sku, "quantity": 1})).json()
+        response = await http.post("/cart/items", json={"sku": sku, "quantity": 1})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+async def _buy(kassa: Kassa, token: str, cart: dict) -> int:
+    async with kassa.http(token) as http:
         response = await pay_now(http, cart, CARD)
         assert response.status_code in (201, 409), response.text
         if response.status_code == 409:
@@ -37,7 +43,9 @@ async def _buy(kassa: Kassa, token: str, sku: str) -> int:
 async def test_flash_sale_through_pay_now_sells_exactly_the_units(kassa: Kassa) -> None:
     sku = await kassa.product(on_hand=UNITS)
     tokens = await _buyers(kassa, BUYERS)
-    statuses = await asyncio.gather(*(_buy(kassa, token, sku) for token in tokens))
+    # Every cart filled before the sale opens: once sold out, a cart cannot take the SKU any more.
+    carts = await asyncio.gather(*(_cart(kassa, token, sku) for token in tokens))
+    statuses = await asyncio.gather(*(_buy(kassa, token, cart) for token, cart in zip(tokens, carts, strict=True)))
     assert statuses.count(201) == UNITS
     assert statuses.count(409) == BUYERS - UNITS
     stock = await kassa.stock(sku)

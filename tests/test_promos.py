@@ -185,15 +185,21 @@ async def test_a_hundred_checkouts_for_ten_uses_make_exactly_ten_discounted_orde
     code = await new_promo(kassa, value=25, max_uses=USES)
     tokens = await _buyers(kassa, BUYERS)
 
-    async def buy(token: str) -> tuple[int, dict]:
+    async def cart_with_promo(token: str) -> dict:
         async with kassa.http(token) as http:
             await http.post("/cart/items", json={"sku": sku, "quantity": 1})
             cart = (await http.post("/cart/promo", json={"code": code})).json()
             assert cart["discount"] == 5_000, cart
+            return cart
+
+    async def buy(token: str, cart: dict) -> tuple[int, dict]:
+        async with kassa.http(token) as http:
             answer = await pay_now(http, cart, CARD)
             return answer.status_code, answer.json()
 
-    answers = await asyncio.gather(*(buy(token) for token in tokens))
+    # Every cart takes the code before anyone pays: once its uses are gone, a cart cannot take it.
+    carts = await asyncio.gather(*(cart_with_promo(token) for token in tokens))
+    answers = await asyncio.gather(*(buy(token, cart) for token, cart in zip(tokens, carts, strict=True)))
     statuses = [status for status, _ in answers]
     assert statuses.count(201) == USES and statuses.count(409) == BUYERS - USES
     assert {body["code"] for status, body in answers if status == 409} == {"promo_unavailable"}

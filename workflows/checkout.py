@@ -7,6 +7,10 @@ is in:
     → initiate payment → wait for the outcome (webhook signal, customer, or the hold's end)
     → paid: commit the stock          not paid: cancel the intent, release the stock, reopen the cart
 
+The first four steps are one transaction, taken by the gateway before it starts the run
+(activities/placement.py), which then begins at payment; a run started without a placed order
+takes them itself, one step at a time.
+
 One workflow per cart version (the id says which), so a double tap on Pay Now attaches to the
 same run: one order, one reservation, at most one charge.
 """
@@ -29,9 +33,11 @@ with workflow.unsafe.imports_passed_through():
         IntentInput,
         MarkOrderInput,
         MarkPendingPaymentInput,
+        PlacedOrder,
         ReopenCartInput,
         ReservationInput,
         ReserveStockInput,
+        StockReserved,
         VerifyCustomerInput,
     )
     from activities.payments import OPEN_STATUSES, SETTLED_STATUSES, IntentState
@@ -82,6 +88,8 @@ class CheckoutInput:
     hold_grace_seconds: int = 0
     address_id: str | None = None  # the customer's own, checked by the gateway
     redeem_points: int = 0  # loyalty points to pay with, held with the order
+    # The order and its hold, placed by the gateway; None: the run places them itself.
+    placed: PlacedOrder | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,44 @@ class CheckoutWorkflow:
     @workflow.run
     async def run(self, checkout: CheckoutInput) -> CheckoutResult:
         self._local_steps = workflow.patched(LOCAL_DATABASE_STEPS)
+        if checkout.placed is not None:
+            order, reservation = checkout.placed.order, checkout.placed.reservation
+            self._adopt(checkout, order, reservation)
+        else:
+            placed = await self._place_order(checkout)
+            if placed is None:
+                return await self._finished()
+            order, reservation = placed
+
+        outcome, reason = await self._collect_payment(checkout, order)
+
+        if outcome == "PAID":
+            await self._database_step(
+                CheckoutActivities.commit_stock,
+                ReservationInput(reservation.reservation_id),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=DATABASE_RETRY,
+            )
+            await self._mark(outcome, None)
+        else:
+            await self._end_unpaid(checkout, reservation.reservation_id, outcome, reason)
+        return await self._finished()
+
+    def _adopt(self, checkout: CheckoutInput, order: CreatedOrder, reservation: StockReserved) -> None:
+        """The gateway placed the order and held its stock in one transaction, before starting
+        this run (activities/placement.py): the run starts at payment, owning both."""
+        self._order_id, self._reservation_id = order.order_id, reservation.reservation_id
+        self._hold_expires_at = reservation.hold_expires_at
+        self._status = "PENDING_PAYMENT"
+        workflow.upsert_search_attributes(
+            [CUSTOMER_ID.value_set(checkout.customer_id), ORDER_TOTAL.value_set(order.total), ORDER_STATUS.value_set(self._status)]
+        )
+        self._show_details()
+
+    async def _place_order(self, checkout: CheckoutInput) -> tuple[CreatedOrder, StockReserved] | None:
+        """Runs started without a placed order (and those recorded before the gateway placed
+        orders): make the order, check the customer, hold the stock, step by step. None if the
+        order was refused or could not be held; the run has then ended it."""
         order_id = str(workflow.uuid4())
         workflow.upsert_search_attributes([CUSTOMER_ID.value_set(checkout.customer_id)])
 
@@ -152,7 +198,7 @@ class CheckoutWorkflow:
             # The cart changed or is empty: no order was made, nothing to undo.
             self._refuse(error)
             self._set_status("REJECTED")
-            return await self._finished()
+            return None
         self._order_id = order_id
         workflow.upsert_search_attributes([ORDER_TOTAL.value_set(order.total)])
         self._set_status("CREATED")
@@ -166,7 +212,7 @@ class CheckoutWorkflow:
             )
         except ActivityError as error:
             await self._end_unpaid(checkout, None, "CANCELLED", self._refuse(error).type)
-            return await self._finished()
+            return None
 
         self._hold_expires_at = workflow.now() + timedelta(seconds=checkout.hold_seconds)
         try:
@@ -180,7 +226,7 @@ class CheckoutWorkflow:
             refusal = self._refuse(error)
             skus = refusal.details[0].get("skus") if refusal.details else None
             await self._end_unpaid(checkout, None, "CANCELLED", refusal.type, skus)
-            return await self._finished()
+            return None
 
         await self._database_step(
             CheckoutActivities.mark_pending_payment,
@@ -190,20 +236,7 @@ class CheckoutWorkflow:
         )
         self._reservation_id = reservation.reservation_id
         self._set_status("PENDING_PAYMENT")
-
-        outcome, reason = await self._collect_payment(checkout, order)
-
-        if outcome == "PAID":
-            await self._database_step(
-                CheckoutActivities.commit_stock,
-                ReservationInput(reservation.reservation_id),
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=DATABASE_RETRY,
-            )
-            await self._mark(outcome, None)
-        else:
-            await self._end_unpaid(checkout, reservation.reservation_id, outcome, reason)
-        return await self._finished()
+        return order, reservation
 
     async def _collect_payment(self, checkout: CheckoutInput, order: CreatedOrder) -> tuple[str, str | None]:
         """Attempts until one is paid, the customer cancels, three are declined, or the hold ends."""

@@ -12,14 +12,16 @@ from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedEr
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
-from activities import addresses, carts, inventory, orders
+from activities import addresses, carts, inventory
+from activities.checkout import PlacedOrder
+from activities.placement import PlaceOrder, place_order
 from activities.roles import Permission
 from api.deps import EngineDep, SettingsDep, TemporalDep, requires
 from api.fields import Count
 from api.problems import problem
 from kassa.db import session_scope
 from kassa.errors import Conflict
-from kassa.metrics import RESERVATION_CONFLICTS
+from kassa.metrics import CHECKOUTS_STARTED, RESERVATION_CONFLICTS
 from kassa.tables import User
 from workflows.checkout import UNAVAILABLE, CheckoutInput, CheckoutState, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
 
@@ -105,33 +107,42 @@ async def pay_now(
     settings: SettingsDep,
     temporal: TemporalDep,
 ) -> JSONResponse:
-    # A short read, closed before the workflow call: no connection is held while the payment runs.
+    # One short transaction, committed before the workflow call: the order placed with its stock
+    # held (or the one an earlier tap placed); no connection is held while the payment runs.
     async with session_scope(engine) as session:
         cart = await carts.owned_cart(session, user.id, body.cart_id)
         if body.cart_version is not None and body.cart_version != cart.version:
             raise Conflict(
                 "cart_changed", "The cart changed since you reviewed it: GET /cart and tap Pay Now again.", version=cart.version
             )
-        if cart.status == "open":
-            # What create_order would refuse, refused here at once; it checks again, holding.
-            priced = await carts.price_cart(session, cart, body.redeem_points)
-            orders.check_priced_cart(priced)
-            # A sure loser of a flash sale learns it now, not after a whole checkout run; the
-            # workflow's reservation still decides for everyone else.
-            if short := await inventory.short_skus(session, {line.sku: line.quantity for line in priced.basket.lines}):
-                RESERVATION_CONFLICTS.labels("gateway").inc()
-                raise inventory.OutOfStock(short)
         if body.address_id is not None:
             await addresses.owned_address(session, user.id, body.address_id)
-    workflow_id = checkout_workflow_id(str(cart.id), cart.version)
+        workflow_id = checkout_workflow_id(str(cart.id), cart.version)
+        try:
+            placement = await place_order(
+                session,
+                PlaceOrder(uuid.uuid4(), workflow_id, user.id, cart.id, cart.version, body.address_id, body.redeem_points, settings.hold_seconds),
+            )
+        except inventory.OutOfStock:
+            RESERVATION_CONFLICTS.labels("gateway").inc()
+            raise
+    order = placement.order
+    if placement.placed_now:
+        CHECKOUTS_STARTED.inc()
+        log.info("order placed", extra={"order_id": str(order.id), "workflow_id": workflow_id, "total": order.total})
+    # An order no longer waiting for payment is not handed over: its run, if any, is attached to.
+    placed = PlacedOrder.of(order, placement.lines) if order.status == "PENDING_PAYMENT" else None
     start = WithStartWorkflowOperation(
         CheckoutWorkflow.run,
         CheckoutInput(str(user.id), str(cart.id), cart.version, body.payment_method.as_workflow_value(),
                       settings.hold_seconds, settings.hold_grace_seconds,
-                      str(body.address_id) if body.address_id else None, body.redeem_points),
+                      str(body.address_id) if body.address_id else None, body.redeem_points, placed),
         id=workflow_id,
         task_queue=settings.task_queue,
         static_summary=f"Pay Now: cart {cart.id} v{cart.version} of customer {user.id}",
+        static_details=f"Order {order.id} placed by the gateway, stock held until {order.hold_expires_at:%H:%M:%S} UTC"
+        if placed
+        else None,
         # A double tap attaches to the running checkout; a finished one is never started again.
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -141,12 +152,8 @@ async def pay_now(
     except WorkflowUpdateFailedError as refused:
         return refusal_problem(refused)
     except WorkflowAlreadyStartedError:
-        async with session_scope(engine) as session:
-            order = await orders.order_for_cart(session, cart.id, cart.version)
         raise Conflict(
-            "cart_checked_out",
-            "This cart was already checked out: see the order, or GET /cart for a new cart.",
-            order_id=str(order.id) if order else None,
+            "cart_checked_out", "This cart was already checked out: see the order, or GET /cart for a new cart.", order_id=str(order.id)
         ) from None
     log.info(
         "pay now answered",

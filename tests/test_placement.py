@@ -1,0 +1,86 @@
+"""The gateway places the order and holds its stock in one transaction, then starts its run: what
+happens when it stops in between, and when the hold's conditional UPDATE finds the stock gone."""
+
+import asyncio
+import uuid
+
+from sqlalchemy import text
+from sqlmodel import col, select
+
+from activities.placement import PlaceOrder, place_order
+from activities.sweeper import WORKFLOW_GONE
+from kassa.db import session_scope
+from kassa.tables import Cart, Order, Reservation
+from tests.conftest import Customer, Kassa, until_a_lock_is_awaited
+from tests.flow import CARD, CARD_3DS, order_reaches, pay_now
+from tests.test_operations import _sweep
+from workflows.checkout import checkout_workflow_id
+
+
+async def _placed_without_a_run(kassa: Kassa, customer: Customer, cart: dict) -> str:
+    """What a gateway that stopped between its commit and the workflow's start leaves behind."""
+    async with session_scope(kassa.engine) as session:
+        placement = await place_order(
+            session,
+            PlaceOrder(
+                uuid.uuid4(), checkout_workflow_id(cart["id"], cart["version"]), customer.user.id, uuid.UUID(cart["id"]),
+                cart["version"], None, 0, kassa.settings.hold_seconds,
+            ),
+        )
+    assert placement.placed_now and placement.order.status == "PENDING_PAYMENT"
+    return str(placement.order.id)
+
+
+async def test_a_tap_sent_again_starts_the_run_the_first_tap_never_started(kassa: Kassa) -> None:
+    sku = await kassa.product(on_hand=3)
+    customer = await kassa.customer()
+    cart = await customer.cart_with((sku, 2))
+    order_id = await _placed_without_a_run(kassa, customer, cart)
+    async with customer.http() as http:
+        again = await pay_now(http, cart, CARD)
+        assert again.status_code == 201, again.text
+        assert (again.json()["order_id"], again.json()["status"]) == (order_id, "PAID")
+    async with session_scope(kassa.engine) as session:
+        orders = (await session.exec(select(Order).where(Order.cart_id == uuid.UUID(cart["id"])))).all()
+        reservations = (await session.exec(select(Reservation).where(Reservation.order_id == uuid.UUID(order_id)))).all()
+    assert [str(order.id) for order in orders] == [order_id]
+    assert [reservation.status for reservation in reservations] == ["committed"]
+    stock = await kassa.stock(sku)
+    assert (stock.on_hand, stock.reserved) == (1, 0)
+
+
+async def test_a_placement_whose_run_never_started_is_swept(kassa: Kassa) -> None:
+    sku = await kassa.product(on_hand=3)
+    customer = await kassa.customer()
+    cart = await customer.cart_with((sku, 2))
+    order_id = await _placed_without_a_run(kassa, customer, cart)
+    assert (await kassa.stock(sku)).reserved == 2
+
+    swept = await _sweep(kassa)
+    assert [hold.why for hold in swept.repaired if hold.order_id == order_id] == [WORKFLOW_GONE]
+    assert (await kassa.stock(sku)).reserved == 0
+    async with customer.http() as http:
+        assert (await order_reaches(http, order_id, "EXPIRED"))["reason"] == "hold_swept"
+        assert (await http.get("/cart")).json()["version"] == cart["version"] + 1
+
+
+async def test_the_holds_update_decides_when_the_stock_went_after_the_availability_check(kassa: Kassa) -> None:
+    """The availability check reads without locks and passes; the stock goes before the hold's
+    conditional UPDATE runs. It holds nothing, and the whole placement is undone."""
+    sku = await kassa.product(on_hand=2)
+    customer = await kassa.customer()
+    cart = await customer.cart_with((sku, 2))
+    async with kassa.engine.connect() as rival:
+        await rival.execute(text("SELECT 1 FROM stock WHERE sku = :sku FOR NO KEY UPDATE"), {"sku": sku})
+        async with customer.http() as http:
+            paying = asyncio.create_task(pay_now(http, cart, CARD_3DS))
+            await until_a_lock_is_awaited(kassa, "UPDATE stock")
+            await rival.execute(text("UPDATE stock SET reserved = on_hand WHERE sku = :sku"), {"sku": sku})
+            await rival.commit()
+            refused = await paying
+        assert refused.status_code == 409 and refused.json()["code"] == "out_of_stock", refused.text
+    async with session_scope(kassa.engine) as session:
+        assert (await session.exec(select(Order).where(col(Order.user_id) == customer.user.id))).all() == []
+        assert (await session.get_one(Cart, uuid.UUID(cart["id"]))).status == "open"
+    stock = await kassa.stock(sku)
+    assert (stock.on_hand, stock.reserved) == (2, 2)  # the rival's two, none of ours
