@@ -1,4 +1,6 @@
 """Inventory: hold stock for an order, then commit it (sold) or release it (back on the shelf).
+The gateway holds it before the order exists, as a claim that the order then takes (`claim`,
+`attach`).
 
 Invariant: 0 <= reserved <= on_hand for every SKU, under any concurrency. Every change is a
 conditional UPDATE that checks availability in the same statement (never read-then-write),
@@ -13,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kassa.errors import Conflict, Invalid, NotFound
@@ -45,15 +48,13 @@ def _merged(lines: list[StockLine]) -> list[StockLine]:
         if line.quantity <= 0:
             raise Invalid("invalid_quantity", f"Quantity of {line.sku} must be positive.")
         quantities[line.sku] = quantities.get(line.sku, 0) + line.quantity
+    if not quantities:
+        raise Invalid("empty_order", "Nothing to reserve.")
     return [StockLine(sku, quantities[sku]) for sku in sorted(quantities)]
 
 
 async def reserve(
-    session: AsyncSession,
-    order_id: uuid.UUID,
-    lines: list[StockLine],
-    hold_expires_at: datetime,
-    reservation_id: uuid.UUID | None = None,  # chosen by a caller that names it on the order first
+    session: AsyncSession, order_id: uuid.UUID, lines: list[StockLine], hold_expires_at: datetime
 ) -> Reservation:
     """Hold every line of the order, or none (raises OutOfStock naming the short SKUs).
 
@@ -62,11 +63,9 @@ async def reserve(
     Runs inside the caller's transaction; on OutOfStock the caller must roll back.
     """
     lines = _merged(lines)
-    if not lines:
-        raise Invalid("empty_order", "Nothing to reserve.")
     claimed = await session.exec(
         insert(Reservation)
-        .values(id=reservation_id or uuid.uuid4(), order_id=order_id, status="held", hold_expires_at=hold_expires_at)
+        .values(id=uuid.uuid4(), order_id=order_id, status="held", hold_expires_at=hold_expires_at)
         .on_conflict_do_nothing(index_elements=["order_id"], index_where=text(LIVE_RESERVATION))
         .returning(Reservation)
     )
@@ -79,11 +78,7 @@ async def reserve(
         raise OutOfStock(unstocked)
     # The lines first, the stock last: a hot SKU's row stays locked only from its UPDATE to the
     # commit, not across the other statements (under a flash sale, that lock is the queue).
-    await session.exec(
-        insert(ReservationLine).values(
-            [{"reservation_id": reservation.id, "sku": line.sku, "quantity": line.quantity} for line in lines]
-        )
-    )
+    await _insert_lines(session, reservation.id, lines)
     short = []
     for line in lines:
         held = await session.exec(
@@ -99,12 +94,66 @@ async def reserve(
     return reservation
 
 
-async def short_skus(session: AsyncSession, quantities: dict[str, int]) -> list[str]:
-    """The SKUs of which fewer than `quantities` are available right now. A hint, read without
-    locks: `reserve` decides; this only spares a sure loser the whole checkout."""
-    levels = await session.exec(select(Stock.sku, Stock.on_hand - Stock.reserved).where(col(Stock.sku).in_(list(quantities))))
-    available = dict(levels.all())
-    return sorted(sku for sku, quantity in quantities.items() if available.get(sku, 0) < quantity)
+# Every line held or none, in one statement: the rows are locked in SKU order and checked
+# (`available`), and only if all of them have enough are they updated and the claim recorded.
+# Run in autocommit, a hot SKU's row is locked only while this statement runs.
+_CLAIM = text("""WITH wanted AS (
+    SELECT sku, quantity FROM unnest(CAST(:skus AS varchar[]), CAST(:quantities AS integer[])) AS w(sku, quantity)
+), available AS (
+    SELECT s.sku FROM stock s JOIN wanted w ON w.sku = s.sku
+    WHERE s.on_hand - s.reserved >= w.quantity
+    ORDER BY s.sku FOR UPDATE OF s
+), held AS (
+    UPDATE stock s SET reserved = s.reserved + w.quantity FROM wanted w
+    WHERE s.sku = w.sku AND (SELECT count(*) FROM available) = (SELECT count(*) FROM wanted)
+    RETURNING s.sku
+), claim AS (
+    INSERT INTO reservations (id, order_id, status, hold_expires_at, created_at, updated_at)
+    SELECT :reservation_id, NULL, 'held', :hold_expires_at, now(), now() WHERE EXISTS (SELECT FROM held)
+    RETURNING id
+), claimed_lines AS (
+    INSERT INTO reservation_lines (reservation_id, sku, quantity) SELECT claim.id, w.sku, w.quantity FROM claim, wanted w
+)
+SELECT sku FROM available
+""")
+
+
+async def claim(engine: AsyncEngine, reservation_id: uuid.UUID, lines: list[StockLine], hold_expires_at: datetime) -> None:
+    """Hold every line, or none (raises OutOfStock naming the short SKUs), as a reservation with no
+    order yet: a claim, committed at once. Its taker gives it to its order with `attach`, or
+    releases it; the hold sweeper releases a claim left without an order."""
+    lines = _merged(lines)
+    params = {
+        "skus": [line.sku for line in lines],
+        "quantities": [line.quantity for line in lines],
+        "reservation_id": reservation_id,
+        "hold_expires_at": hold_expires_at,
+    }
+    async with engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        available = set((await autocommit.execute(_CLAIM, params)).scalars())
+    if short := [line.sku for line in lines if line.sku not in available]:
+        raise OutOfStock(short)
+
+
+async def attach(session: AsyncSession, reservation_id: uuid.UUID, order_id: uuid.UUID) -> None:
+    """The claim becomes the order's reservation, in the order's transaction."""
+    attached = await session.exec(
+        update(Reservation)
+        .where(col(Reservation.id) == reservation_id, col(Reservation.order_id).is_(None), col(Reservation.status) == "held")
+        .values(order_id=order_id, updated_at=utcnow())
+        .returning(col(Reservation.id))
+    )
+    if attached.scalar_one_or_none() is None:
+        raise Conflict("claim_lost", "The stock held for this tap was given back before its order was made: tap Pay Now again.")
+
+
+async def _insert_lines(session: AsyncSession, reservation_id: uuid.UUID, lines: list[StockLine]) -> None:
+    await session.exec(
+        insert(ReservationLine).values(
+            [{"reservation_id": reservation_id, "sku": line.sku, "quantity": line.quantity} for line in lines]
+        )
+    )
 
 
 async def _settle(session: AsyncSession, reservation_id: uuid.UUID, to_status: str) -> Reservation:

@@ -75,8 +75,8 @@ class OrderDossier(OrderView):
 @dataclass(frozen=True)
 class HeldReservation:
     reservation_id: uuid.UUID
-    order_id: uuid.UUID
-    workflow_id: str
+    order_id: uuid.UUID | None  # None: the gateway's claim, its order never made
+    workflow_id: str | None
     hold_expires_at: datetime
 
 
@@ -138,7 +138,7 @@ async def held_reservations(session: AsyncSession, created_before: datetime, lim
     """Held reservations made before `created_before`, oldest deadline first."""
     query = (
         select(Reservation, Order.workflow_id)
-        .join(Order, col(Order.id) == col(Reservation.order_id))
+        .outerjoin(Order, col(Order.id) == col(Reservation.order_id))
         .where(Reservation.status == "held", col(Reservation.created_at) < created_before)
         .order_by(col(Reservation.hold_expires_at))
         .limit(limit)
@@ -166,6 +166,8 @@ async def release_left_hold(session: AsyncSession, reservation_id: uuid.UUID, wh
     if held is None or held.status != "held":
         return None
     reservation = await inventory.release(session, reservation_id)
+    if reservation.order_id is None:  # a claim: no order to end
+        return HoldRepair(ended=None)
     order = await session.get_one(Order, reservation.order_id)
     if order.status not in ENDED_BY_SWEEPER:
         return HoldRepair(ended=None)

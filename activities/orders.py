@@ -24,7 +24,7 @@ from activities import carts, loyalty, promos
 from activities.pricing import PROMO_APPLIED, PricedLine, Totals
 from activities.promos import PromoUnavailable
 from kassa.errors import Conflict, NotFound
-from kassa.tables import Order, OrderEvent, OrderLine, Payment, PromoUse, utcnow
+from kassa.tables import Cart, Order, OrderEvent, OrderLine, Payment, PromoUse, utcnow
 
 ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     "PENDING_PAYMENT": ("CREATED",),
@@ -40,6 +40,11 @@ UNPAID_ENDINGS = ("PAYMENT_FAILED", "EXPIRED", "CANCELLED")
 
 class IllegalTransition(Conflict):
     pass
+
+
+class EmptyCart(Conflict):
+    def __init__(self) -> None:
+        super().__init__("empty_cart", "The cart is empty: add something first.")
 
 
 @dataclass(frozen=True)
@@ -91,15 +96,35 @@ async def create_from_cart(
     existing = await session.get(Order, order_id)
     if existing is not None:
         return existing
+    cart = await lock_cart(session, user_id, cart_id, cart_version)
+    return await order_from_locked_cart(session, order_id, workflow_id, cart, cart_version, address_id, redeem_points)
+
+
+async def lock_cart(session: AsyncSession, user_id: uuid.UUID, cart_id: uuid.UUID, cart_version: int) -> Cart:
+    """The customer's cart, locked at this version for its order (until the transaction ends)."""
     cart = await carts.owned_cart(session, user_id, cart_id)
     if not await carts.check_out(session, cart.id, cart_version):
         raise Conflict("cart_changed", "The cart changed or is already being paid for: review it and tap Pay Now again.")
+    return cart
+
+
+async def order_from_locked_cart(
+    session: AsyncSession,
+    order_id: uuid.UUID,
+    workflow_id: str,
+    cart: Cart,
+    cart_version: int,
+    address_id: uuid.UUID | None,
+    redeem_points: int,
+) -> Order:
+    """Order CREATED from a cart `lock_cart` locked in this transaction, with its promo use and
+    points held."""
     priced = await carts.price_cart(session, cart, redeem_points)
     check_priced_cart(priced)
     order = Order(
         id=order_id,
-        user_id=user_id,
-        cart_id=cart_id,
+        user_id=cart.user_id,
+        cart_id=cart.id,
         cart_version=cart_version,
         workflow_id=workflow_id,
         address_id=address_id,
@@ -111,9 +136,9 @@ async def create_from_cart(
     session.add_all(OrderLine(order_id=order_id, **vars(line)) for line in priced.basket.lines)
     held: dict[str, Any] = {}
     if priced.promo is not None or order.points:
-        await loyalty.lock_account(session, user_id)
+        await loyalty.lock_account(session, cart.user_id)
         if priced.promo is not None:
-            await promos.hold(session, priced.promo, order_id, user_id, order.discount)
+            await promos.hold(session, priced.promo, order_id, cart.user_id, order.discount)
             held["promo_held"] = priced.promo.code
         if order.points:
             await loyalty.hold(session, order)
@@ -126,7 +151,7 @@ def check_priced_cart(priced: carts.PricedCart) -> None:
     """What Pay Now refuses in a cart, before anything is held: nothing in it, a line over its
     limit, or a promo code on it that would not give its discount."""
     if not priced.basket.lines:
-        raise Conflict("empty_cart", "The cart is empty: add something first.")
+        raise EmptyCart()
     for line in priced.basket.lines:
         limit = carts.quantity_limit(priced.products[line.sku])
         if line.quantity > limit:

@@ -1,22 +1,32 @@
-"""Placing an order: Pay Now's first transaction, taken by the gateway before any workflow runs.
+"""Placing an order: Pay Now's first steps, taken by the gateway before any workflow runs.
 
-All or nothing, in one transaction: the order made from the cart, the customer checked, the order
-PENDING_PAYMENT with its hold's deadline, and the stock held. The checkout workflow then owns the
-order: it charges, then commits or releases what was held here. A flash sale's losers are answered
-by a failed conditional UPDATE, not by a whole checkout run each.
+The stock first, the order second:
+1. claim the cart's stock: one statement, committed at once (`inventory.claim`). A flash sale's
+   loser is answered here, and the hot SKU's row is locked only while that statement runs;
+2. in one transaction, the order made from the cart, the customer checked, the claim given to
+   the order as its reservation, and the order PENDING_PAYMENT with its hold's deadline. If the
+   order is refused, the claim is released.
+The checkout workflow then owns the order: it charges, then commits or releases what was held
+here. A claim left without an order (the gateway stopped between the two) is released by the
+hold sweeper.
 """
 
+import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities import auth, carts, inventory, orders
-from activities.inventory import OutOfStock, StockLine
+from activities.inventory import StockLine
+from kassa.db import session_scope
 from kassa.errors import Conflict
 from kassa.tables import Order, OrderLine, utcnow
+
+log = logging.getLogger("kassa.placement")
 
 
 @dataclass(frozen=True)
@@ -25,7 +35,7 @@ class PlaceOrder:
     workflow_id: str
     customer_id: uuid.UUID
     cart_id: uuid.UUID
-    cart_version: int
+    cart_version: int  # as the caller read it; a cart changed since is refused
     address_id: uuid.UUID | None
     redeem_points: int
     hold_seconds: int
@@ -38,34 +48,58 @@ class Placement:
     placed_now: bool  # False: an earlier tap on the same cart version placed it
 
 
-async def place_order(session: AsyncSession, request: PlaceOrder) -> Placement:
+async def place_order(engine: AsyncEngine, request: PlaceOrder) -> Placement:
     """The cart version's order with its stock held, or the one an earlier tap placed (a double tap,
-    a retry after a lost answer). Raises OutOfStock, or the refusals of `orders.create_from_cart`;
-    the caller's transaction must then roll back, and nothing is left behind."""
-    if (earlier := await orders.order_for_cart(session, request.cart_id, request.cart_version)) is not None:
-        return Placement(earlier, await order_lines(session, earlier.id), placed_now=False)
-    # A sure loser of a flash sale learns it before anything is written (a hint, read without locks).
-    if short := await inventory.short_skus(session, await carts.cart_quantities(session, request.cart_id)):
-        raise OutOfStock(short)
+    a retry after a lost answer). Raises OutOfStock, or the refusals of `orders.lock_cart` and
+    `orders.order_from_locked_cart`, and then leaves nothing behind."""
+    async with session_scope(engine) as session:
+        if (earlier := await orders.order_for_cart(session, request.cart_id, request.cart_version)) is not None:
+            return Placement(earlier, await order_lines(session, earlier.id), placed_now=False)
+        # Read before the cart is locked: if the cart changes after this, its version moves and the
+        # order below is refused, so a placed order always holds what its cart had.
+        quantities = await carts.cart_quantities(session, request.cart_id)
+    if not quantities:
+        raise orders.EmptyCart()
+    lines = [StockLine(sku, quantity) for sku, quantity in sorted(quantities.items())]
+    claim_id, hold_expires_at = uuid.uuid4(), utcnow() + timedelta(seconds=request.hold_seconds)
+    await inventory.claim(engine, claim_id, lines, hold_expires_at)
     try:
-        order = await orders.create_from_cart(
-            session, request.order_id, request.workflow_id, request.customer_id, request.cart_id, request.cart_version,
-            request.address_id, request.redeem_points,
-        )
+        async with session_scope(engine) as session:
+            placement = await _order_for_claim(session, request, claim_id, lines, hold_expires_at)
+    except BaseException:
+        await _release_claim(engine, claim_id, request)
+        raise
+    if not placement.placed_now:
+        await _release_claim(engine, claim_id, request)  # the twin's order holds its own
+    return placement
+
+
+async def _order_for_claim(
+    session: AsyncSession, request: PlaceOrder, claim_id: uuid.UUID, lines: list[StockLine], hold_expires_at: datetime
+) -> Placement:
+    try:
+        cart = await orders.lock_cart(session, request.customer_id, request.cart_id, request.cart_version)
     except Conflict as refused:
         # A double tap's twin locked the cart first: its order, once it committed, is this tap's too.
         if refused.code == "cart_changed" and (twin := await orders.order_for_cart(session, request.cart_id, request.cart_version)):
             return Placement(twin, await order_lines(session, twin.id), placed_now=False)
         raise
-    await auth.verify_customer(session, request.customer_id)
-    lines = await order_lines(session, order.id)
-    reservation_id, hold_expires_at = uuid.uuid4(), utcnow() + timedelta(seconds=request.hold_seconds)
-    order = await orders.transition(
-        session, order.id, "PENDING_PAYMENT", reservation_id=reservation_id, hold_expires_at=hold_expires_at
+    order = await orders.order_from_locked_cart(
+        session, request.order_id, request.workflow_id, cart, request.cart_version, request.address_id, request.redeem_points
     )
-    # The stock last: a hot SKU's row stays locked only from its UPDATE to the commit.
-    await inventory.reserve(session, order.id, lines, hold_expires_at, reservation_id)
+    await auth.verify_customer(session, request.customer_id)
+    await inventory.attach(session, claim_id, order.id)
+    order = await orders.transition(session, order.id, "PENDING_PAYMENT", reservation_id=claim_id, hold_expires_at=hold_expires_at)
     return Placement(order, lines, placed_now=True)
+
+
+async def _release_claim(engine: AsyncEngine, claim_id: uuid.UUID, request: PlaceOrder) -> None:
+    try:
+        async with session_scope(engine) as session:
+            await inventory.release(session, claim_id)
+    except Exception:
+        # The database is away: the hold sweeper releases the claim once it is back.
+        log.warning("claim left for the hold sweeper", extra={"reservation_id": str(claim_id), "cart_id": str(request.cart_id)})
 
 
 async def order_lines(session: AsyncSession, order_id: uuid.UUID) -> list[StockLine]:

@@ -2,7 +2,8 @@
 
 A checkout releases its own hold when the order is not paid. If its workflow is gone (terminated
 by hand, failed on a bug) or stuck long past the hold's deadline (workers down for a long time),
-nobody would: the stock stays held for ever. The sweeper finds such holds and releases them, one
+nobody would: the stock stays held for ever. Nor would anyone release stock the gateway claimed
+for a tap if it stopped before making the order. The sweeper finds such holds and releases them, one
 metric increment and one warning line per repair.
 """
 
@@ -22,7 +23,7 @@ from kassa.metrics import CHECKOUTS_ENDED, HOLDS_REPAIRED
 
 log = logging.getLogger("kassa.sweeper")
 
-WORKFLOW_GONE, DEADLINE_LONG_PAST = "workflow_gone", "deadline_long_past"
+WORKFLOW_GONE, DEADLINE_LONG_PAST, CLAIM_ABANDONED = "workflow_gone", "deadline_long_past", "claim_abandoned"
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class SweepHoldsInput:
 
 @dataclass(frozen=True)
 class RepairedHold:
-    order_id: str
+    order_id: str | None
     reservation_id: str
     why: str
 
@@ -67,23 +68,26 @@ class SweepActivities:
             async with session_scope(self._engine) as session:
                 repair = await operations.release_left_hold(session, hold.reservation_id, why)
             if repair is not None:
+                order_id = str(hold.order_id) if hold.order_id else None
                 HOLDS_REPAIRED.labels(why).inc()
                 if repair.ended:  # the order ended here, not in its checkout
                     CHECKOUTS_ENDED.labels(repair.ended).inc()
                 log.warning(
                     "hold released by the sweeper",
                     extra={
-                        "order_id": str(hold.order_id),
+                        "order_id": order_id,
                         "reservation_id": str(hold.reservation_id),
                         "workflow_id": hold.workflow_id,
                         "why": why,
                     },
                 )
-                repaired.append(RepairedHold(str(hold.order_id), str(hold.reservation_id), why))
+                repaired.append(RepairedHold(order_id, str(hold.reservation_id), why))
         return SweepResult(len(held), repaired)
 
     async def _why_left_behind(self, hold: HeldReservation, overdue_before: datetime) -> str | None:
         """Why no checkout will release this hold, or None while one still may."""
+        if hold.workflow_id is None:
+            return CLAIM_ABANDONED  # the gateway claimed stock for a tap, and made no order of it
         handle = self._temporal.get_workflow_handle(hold.workflow_id)
         try:
             running = (await handle.describe()).status == WorkflowExecutionStatus.RUNNING

@@ -21,15 +21,17 @@ from kassa.settings import Settings
 from kassa.tables import User
 
 
-def get_settings(request: Request) -> Settings:
+# Every dependency is `async def`: FastAPI runs a plain `def` one in its thread pool, a hop to a
+# thread and back for each, on every request.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_engine(request: Request) -> AsyncEngine:
+async def get_engine(request: Request) -> AsyncEngine:
     return request.app.state.engine
 
 
-def get_temporal(request: Request) -> Client:
+async def get_temporal(request: Request) -> Client:
     return request.app.state.temporal
 
 
@@ -45,19 +47,19 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 
 
-def get_token_policy(settings: SettingsDep) -> TokenPolicy:
+async def get_token_policy(settings: SettingsDep) -> TokenPolicy:
     return TokenPolicy.from_settings(settings)
 
 
-def get_password_hasher(settings: SettingsDep) -> PasswordHasher:
+async def get_password_hasher(settings: SettingsDep) -> PasswordHasher:
     return password_hasher(settings)
 
 
-def get_login_limits(settings: SettingsDep) -> LoginLimits:
+async def get_login_limits(settings: SettingsDep) -> LoginLimits:
     return LoginLimits.from_settings(settings)
 
 
-def get_client_address(request: Request) -> str:
+async def get_client_address(request: Request) -> str:
     # uvicorn puts the X-Forwarded-For address here only for proxies in FORWARDED_ALLOW_IPS.
     return request.client.host if request.client else "unknown"
 

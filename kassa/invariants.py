@@ -92,9 +92,11 @@ async def check_connection(
             if status not in FINAL_STATUSES:
                 broken(f"order {order_id}: still {status}, not in a final state")
 
-    reservations: dict[str, list[str]] = defaultdict(list)
+    reservations: dict[str | None, list[str]] = defaultdict(list)  # None: the gateway's claims
     for order_id, status in await rows("SELECT order_id::text, status FROM reservations"):
         reservations[order_id].append(status)
+    if settled and (claims := reservations.get(None, []).count("held")):
+        broken(f"claims holding stock for no order: {claims} (the hold sweeper releases them a minute after they were taken)")
     for order_id, (status, _) in sorted(orders.items()):
         kept = reservations.get(order_id, [])
         if status in FINAL_STATUSES and "held" in kept:

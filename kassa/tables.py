@@ -263,7 +263,8 @@ class Reservation(SQLModel, table=True):
         Index("reservations_one_live_per_order", "order_id", unique=True, postgresql_where=text(LIVE_RESERVATION)),
     )
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    order_id: uuid.UUID = Field(foreign_key="orders.id", index=True)
+    # None for a claim: stock the gateway held for a tap before making its order (activities/placement.py).
+    order_id: uuid.UUID | None = Field(default=None, foreign_key="orders.id", index=True)
     status: str = Field(default="held", max_length=16, index=True)  # held | released | committed
     hold_expires_at: datetime = Field(sa_type=DateTime(timezone=True))
     created_at: datetime = _timestamp()

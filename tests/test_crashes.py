@@ -163,6 +163,10 @@ async def test_the_invariant_checker_sees_each_kind_of_violation(stack: Stack, t
             "INSERT INTO ledger_postings (transaction_id, account, amount, currency)"
             " SELECT id, 'acquirer_receivable', 1, 'RUB' FROM ledger_transactions WHERE order_id = CAST(:id AS uuid)"
         ), {"id": paid.id})
+        await connection.execute(text(  # a claim the gateway took and made no order of
+            "INSERT INTO reservations (id, status, hold_expires_at, created_at, updated_at)"
+            " VALUES (gen_random_uuid(), 'held', now(), now(), now())"
+        ))
         report = await check_connection(connection, bank, stocked)
         await connection.rollback()  # the corruption was never real
     found = "\n".join(report.violations)
@@ -173,6 +177,7 @@ async def test_the_invariant_checker_sees_each_kind_of_violation(stack: Stack, t
         "postings sum to 1 RUB, not 0",
         f"order {paid.id}: charged 2 times at the bank",
         f"order {paid.id}: PENDING_PAYMENT but the bank kept",
+        "claims holding stock for no order: 1",
     ):
         assert expected in found, f"{expected!r} not reported in:\n{found}"
     await stack.invariants(stocked)

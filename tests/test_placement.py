@@ -7,10 +7,12 @@ import uuid
 from sqlalchemy import text
 from sqlmodel import col, select
 
+from activities import inventory
+from activities.inventory import StockLine
 from activities.placement import PlaceOrder, place_order
-from activities.sweeper import WORKFLOW_GONE
+from activities.sweeper import CLAIM_ABANDONED, WORKFLOW_GONE
 from kassa.db import session_scope
-from kassa.tables import Cart, Order, Reservation
+from kassa.tables import Cart, Order, Reservation, utcnow
 from tests.conftest import Customer, Kassa, until_a_lock_is_awaited
 from tests.flow import CARD, CARD_3DS, order_reaches, pay_now
 from tests.test_operations import _sweep
@@ -19,14 +21,13 @@ from workflows.checkout import checkout_workflow_id
 
 async def _placed_without_a_run(kassa: Kassa, customer: Customer, cart: dict) -> str:
     """What a gateway that stopped between its commit and the workflow's start leaves behind."""
-    async with session_scope(kassa.engine) as session:
-        placement = await place_order(
-            session,
-            PlaceOrder(
-                uuid.uuid4(), checkout_workflow_id(cart["id"], cart["version"]), customer.user.id, uuid.UUID(cart["id"]),
-                cart["version"], None, 0, kassa.settings.hold_seconds,
-            ),
-        )
+    placement = await place_order(
+        kassa.engine,
+        PlaceOrder(
+            uuid.uuid4(), checkout_workflow_id(cart["id"], cart["version"]), customer.user.id, uuid.UUID(cart["id"]),
+            cart["version"], None, 0, kassa.settings.hold_seconds,
+        ),
+    )
     assert placement.placed_now and placement.order.status == "PENDING_PAYMENT"
     return str(placement.order.id)
 
@@ -64,9 +65,32 @@ async def test_a_placement_whose_run_never_started_is_swept(kassa: Kassa) -> Non
         assert (await http.get("/cart")).json()["version"] == cart["version"] + 1
 
 
-async def test_the_holds_update_decides_when_the_stock_went_after_the_availability_check(kassa: Kassa) -> None:
-    """The availability check reads without locks and passes; the stock goes before the hold's
-    conditional UPDATE runs. It holds nothing, and the whole placement is undone."""
+async def test_a_claim_whose_order_was_never_made_is_released_by_the_sweeper(kassa: Kassa) -> None:
+    sku = await kassa.product(on_hand=3)
+    claim_id = uuid.uuid4()
+    await inventory.claim(kassa.engine, claim_id, [StockLine(sku, 2)], utcnow())
+    assert (await kassa.stock(sku)).reserved == 2
+
+    swept = await _sweep(kassa)
+    assert [(hold.why, hold.order_id) for hold in swept.repaired if hold.reservation_id == str(claim_id)] == [(CLAIM_ABANDONED, None)]
+    assert (await kassa.stock(sku)).reserved == 0
+
+
+async def test_a_refused_order_gives_its_claim_back(kassa: Kassa) -> None:
+    sku = await kassa.product(on_hand=3)
+    customer = await kassa.customer()
+    cart = await customer.cart_with((sku, 2))
+    async with customer.http() as http:
+        refused = await http.post("/checkout", json={"cart_id": cart["id"], "payment_method": CARD, "redeem_points": 500})
+    assert refused.status_code == 409 and refused.json()["code"] == "not_enough_points", refused.text
+    assert (await kassa.stock(sku)).reserved == 0
+    async with session_scope(kassa.engine) as session:
+        assert (await session.exec(select(Order).where(col(Order.user_id) == customer.user.id))).all() == []
+
+
+async def test_the_hold_waits_for_a_rival_holding_the_row_and_decides_on_what_is_left(kassa: Kassa) -> None:
+    """A rival has the SKU's row locked; the claim waits for it, then finds the stock gone: it
+    holds nothing, and no order is made."""
     sku = await kassa.product(on_hand=2)
     customer = await kassa.customer()
     cart = await customer.cart_with((sku, 2))
@@ -74,7 +98,7 @@ async def test_the_holds_update_decides_when_the_stock_went_after_the_availabili
         await rival.execute(text("SELECT 1 FROM stock WHERE sku = :sku FOR NO KEY UPDATE"), {"sku": sku})
         async with customer.http() as http:
             paying = asyncio.create_task(pay_now(http, cart, CARD_3DS))
-            await until_a_lock_is_awaited(kassa, "UPDATE stock")
+            await until_a_lock_is_awaited(kassa, "WITH wanted")
             await rival.execute(text("UPDATE stock SET reserved = on_hand WHERE sku = :sku"), {"sku": sku})
             await rival.commit()
             refused = await paying

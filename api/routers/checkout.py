@@ -107,8 +107,8 @@ async def pay_now(
     settings: SettingsDep,
     temporal: TemporalDep,
 ) -> JSONResponse:
-    # One short transaction, committed before the workflow call: the order placed with its stock
-    # held (or the one an earlier tap placed); no connection is held while the payment runs.
+    # Short transactions, committed before the workflow call: no connection is held while the
+    # payment runs.
     async with session_scope(engine) as session:
         cart = await carts.owned_cart(session, user.id, body.cart_id)
         if body.cart_version is not None and body.cart_version != cart.version:
@@ -117,15 +117,15 @@ async def pay_now(
             )
         if body.address_id is not None:
             await addresses.owned_address(session, user.id, body.address_id)
-        workflow_id = checkout_workflow_id(str(cart.id), cart.version)
-        try:
-            placement = await place_order(
-                session,
-                PlaceOrder(uuid.uuid4(), workflow_id, user.id, cart.id, cart.version, body.address_id, body.redeem_points, settings.hold_seconds),
-            )
-        except inventory.OutOfStock:
-            RESERVATION_CONFLICTS.labels("gateway").inc()
-            raise
+    workflow_id = checkout_workflow_id(str(cart.id), cart.version)
+    try:
+        placement = await place_order(
+            engine,
+            PlaceOrder(uuid.uuid4(), workflow_id, user.id, cart.id, cart.version, body.address_id, body.redeem_points, settings.hold_seconds),
+        )
+    except inventory.OutOfStock:
+        RESERVATION_CONFLICTS.labels("gateway").inc()
+        raise
     order = placement.order
     if placement.placed_now:
         CHECKOUTS_STARTED.inc()
