@@ -14,8 +14,8 @@ from datetime import datetime
 
 from sqlalchemy import text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col, select
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kassa.errors import Conflict, Invalid, NotFound

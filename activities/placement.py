@@ -23,7 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from activities import auth, carts, inventory, orders
 from activities.inventory import StockLine
 from kassa.db import session_scope
-from kassa.errors import Conflict
+from kassa.errors import Conflict, DomainError
 from kassa.tables import Order, OrderLine, utcnow
 
 log = logging.getLogger("kassa.placement")
@@ -66,7 +66,10 @@ async def place_order(engine: AsyncEngine, request: PlaceOrder) -> Placement:
     try:
         async with session_scope(engine) as session:
             placement = await _order_for_claim(session, request, claim_id, lines, hold_expires_at)
-    except BaseException:
+    except DomainError:
+        # Refused, so rolled back: nothing has the claim. After any other error the order may have
+        # committed with it (a lost COMMIT answer), so it is left to the sweeper, which releases
+        # it only if it is still no order's.
         await _release_claim(engine, claim_id, request)
         raise
     if not placement.placed_now:

@@ -7,9 +7,9 @@ is in:
     → initiate payment → wait for the outcome (webhook signal, customer, or the hold's end)
     → paid: commit the stock          not paid: cancel the intent, release the stock, reopen the cart
 
-The first four steps are one transaction, taken by the gateway before it starts the run
-(activities/placement.py), which then begins at payment; a run started without a placed order
-takes them itself, one step at a time.
+The gateway takes the first four steps before it starts the run (activities/placement.py: a
+claim on the stock, then the order in one transaction), and the run begins at payment; a run
+started without a placed order takes them itself, one step at a time.
 
 One workflow per cart version (the id says which), so a double tap on Pay Now attaches to the
 same run: one order, one reservation, at most one charge.
@@ -167,8 +167,8 @@ class CheckoutWorkflow:
         return await self._finished()
 
     def _adopt(self, checkout: CheckoutInput, order: CreatedOrder, reservation: StockReserved) -> None:
-        """The gateway placed the order and held its stock in one transaction, before starting
-        this run (activities/placement.py): the run starts at payment, owning both."""
+        """The gateway placed the order with its stock held before starting this run
+        (activities/placement.py): the run starts at payment, owning both."""
         self._order_id, self._reservation_id = order.order_id, reservation.reservation_id
         self._hold_expires_at = reservation.hold_expires_at
         self._status = "PENDING_PAYMENT"
