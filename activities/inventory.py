@@ -14,7 +14,6 @@ from datetime import datetime
 
 from sqlalchemy import text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -118,10 +117,11 @@ SELECT sku FROM available
 """)
 
 
-async def claim(engine: AsyncEngine, reservation_id: uuid.UUID, lines: list[StockLine], hold_expires_at: datetime) -> None:
+async def claim(autocommit: AsyncSession, reservation_id: uuid.UUID, lines: list[StockLine], hold_expires_at: datetime) -> None:
     """Hold every line, or none (raises OutOfStock naming the short SKUs), as a reservation with no
-    order yet: a claim, committed at once. Its taker gives it to its order with `attach`, or
-    releases it; the hold sweeper releases a claim left without an order."""
+    order yet: a claim, committed at once (`autocommit`: a session of `kassa.db.autocommit_scope`).
+    Its taker gives it to its order with `attach`, or releases it; the hold sweeper releases a
+    claim left without an order."""
     lines = _merged(lines)
     params = {
         "skus": [line.sku for line in lines],
@@ -129,9 +129,7 @@ async def claim(engine: AsyncEngine, reservation_id: uuid.UUID, lines: list[Stoc
         "reservation_id": reservation_id,
         "hold_expires_at": hold_expires_at,
     }
-    async with engine.connect() as connection:
-        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        available = set((await autocommit.execute(_CLAIM, params)).scalars())
+    available = set((await autocommit.exec(_CLAIM, params=params)).scalars())
     if short := [line.sku for line in lines if line.sku not in available]:
         raise OutOfStock(short)
 

@@ -1,11 +1,12 @@
 """Placing an order: Pay Now's first steps, taken by the gateway before any workflow runs.
 
 The stock first, the order second:
-1. claim the cart's stock: one statement, committed at once (`inventory.claim`). A flash sale's
-   loser is answered here, and the hot SKU's row is locked only while that statement runs;
-2. in one transaction, the order made from the cart, the customer checked, the claim given to
-   the order as its reservation, and the order PENDING_PAYMENT with its hold's deadline. If the
-   order is refused, the claim is released.
+1. claim the cart's stock (`claim_stock`): one statement, committed at once (`inventory.claim`).
+   A flash sale's loser is answered here, and the hot SKU's row is locked only while that
+   statement runs;
+2. in one transaction (`place_order`), the order made from the cart, the customer checked, the
+   claim given to the order as its reservation, and the order PENDING_PAYMENT with its hold's
+   deadline. If the order is refused, the claim is released.
 The checkout workflow then owns the order: it charges, then commits or releases what was held
 here. A claim left without an order (the gateway stopped between the two) is released by the
 hold sweeper.
@@ -48,38 +49,57 @@ class Placement:
     placed_now: bool  # False: an earlier tap on the same cart version placed it
 
 
-async def place_order(engine: AsyncEngine, request: PlaceOrder) -> Placement:
-    """The cart version's order with its stock held, or the one an earlier tap placed (a double tap,
-    a retry after a lost answer). Raises OutOfStock, or the refusals of `orders.lock_cart` and
-    `orders.order_from_locked_cart`, and then leaves nothing behind."""
-    async with session_scope(engine) as session:
-        if (earlier := await orders.order_for_cart(session, request.cart_id, request.cart_version)) is not None:
-            return Placement(earlier, await order_lines(session, earlier.id), placed_now=False)
-        # Read before the cart is locked: if the cart changes after this, its version moves and the
-        # order below is refused, so a placed order always holds what its cart had.
-        quantities = await carts.cart_quantities(session, request.cart_id)
+@dataclass(frozen=True)
+class Claim:
+    """The cart's stock, held for a tap whose order is not made yet."""
+
+    reservation_id: uuid.UUID
+    lines: list[StockLine]
+    hold_expires_at: datetime
+
+
+async def claim_stock(autocommit: AsyncSession, request: PlaceOrder) -> Placement | Claim:
+    """Step 1: the order an earlier tap placed (a double tap, a retry after a lost answer), or a
+    claim on the cart's stock. Raises OutOfStock or EmptyCart, and then holds nothing.
+
+    `autocommit` is the caller's connection (`kassa.db.autocommit_scope`), which the gateway also
+    checks the customer and the cart on: under a flash sale's crowd each take from the pool is a
+    queue, and a tap that took it several times before its claim would sell out as late as the
+    crowd's last check."""
+    if (earlier := await orders.order_for_cart(autocommit, request.cart_id, request.cart_version)) is not None:
+        return Placement(earlier, await order_lines(autocommit, earlier.id), placed_now=False)
+    # Read before the cart is locked: if the cart changes after this, its version moves and the
+    # order below is refused, so a placed order always holds what its cart had.
+    quantities = await carts.cart_quantities(autocommit, request.cart_id)
     if not quantities:
         raise orders.EmptyCart()
     lines = [StockLine(sku, quantity) for sku, quantity in sorted(quantities.items())]
-    claim_id, hold_expires_at = uuid.uuid4(), utcnow() + timedelta(seconds=request.hold_seconds)
-    await inventory.claim(engine, claim_id, lines, hold_expires_at)
+    claim = Claim(uuid.uuid4(), lines, utcnow() + timedelta(seconds=request.hold_seconds))
+    await inventory.claim(autocommit, claim.reservation_id, lines, claim.hold_expires_at)
+    return claim
+
+
+async def place_order(engine: AsyncEngine, request: PlaceOrder, held: Placement | Claim) -> Placement:
+    """Step 2: the claim's order, or the twin's (a double tap that locked the cart first). Raises
+    the refusals of `orders.lock_cart` and `orders.order_from_locked_cart`, and then has given the
+    claim back."""
+    if isinstance(held, Placement):
+        return held
     try:
         async with session_scope(engine) as session:
-            placement = await _order_for_claim(session, request, claim_id, lines, hold_expires_at)
+            placement = await _order_for_claim(session, request, held)
     except DomainError:
         # Refused, so rolled back: nothing has the claim. After any other error the order may have
         # committed with it (a lost COMMIT answer), so it is left to the sweeper, which releases
         # it only if it is still no order's.
-        await _release_claim(engine, claim_id, request)
+        await _release_claim(engine, held.reservation_id, request)
         raise
     if not placement.placed_now:
-        await _release_claim(engine, claim_id, request)  # the twin's order holds its own
+        await _release_claim(engine, held.reservation_id, request)  # the twin's order holds its own
     return placement
 
 
-async def _order_for_claim(
-    session: AsyncSession, request: PlaceOrder, claim_id: uuid.UUID, lines: list[StockLine], hold_expires_at: datetime
-) -> Placement:
+async def _order_for_claim(session: AsyncSession, request: PlaceOrder, claim: Claim) -> Placement:
     try:
         cart = await orders.lock_cart(session, request.customer_id, request.cart_id, request.cart_version)
     except Conflict as refused:
@@ -91,9 +111,11 @@ async def _order_for_claim(
         session, request.order_id, request.workflow_id, cart, request.cart_version, request.address_id, request.redeem_points
     )
     await auth.verify_customer(session, request.customer_id)
-    await inventory.attach(session, claim_id, order.id)
-    order = await orders.transition(session, order.id, "PENDING_PAYMENT", reservation_id=claim_id, hold_expires_at=hold_expires_at)
-    return Placement(order, lines, placed_now=True)
+    await inventory.attach(session, claim.reservation_id, order.id)
+    order = await orders.transition(
+        session, order.id, "PENDING_PAYMENT", reservation_id=claim.reservation_id, hold_expires_at=claim.hold_expires_at
+    )
+    return Placement(order, claim.lines, placed_now=True)
 
 
 async def _release_claim(engine: AsyncEngine, claim_id: uuid.UUID, request: PlaceOrder) -> None:

@@ -14,7 +14,7 @@ from activities import tokens
 from activities.auth import password_hasher
 from activities.roles import Permission, allows
 from activities.throttling import LoginLimits
-from activities.tokens import TokenPolicy
+from activities.tokens import AccessClaims, TokenPolicy
 from kassa.db import session_scope
 from kassa.errors import Forbidden, Unauthorized
 from kassa.settings import Settings
@@ -72,14 +72,19 @@ ClientAddressDep = Annotated[str, Depends(get_client_address)]
 _bearer = HTTPBearer(auto_error=False)
 
 
-async def get_current_user(
-    engine: EngineDep,
-    policy: TokenPolicyDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> User:
+async def get_access_claims(
+    policy: TokenPolicyDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> AccessClaims:
+    """The bearer token's claims, checked by signature and expiry alone (no database)."""
     if credentials is None:
         raise Unauthorized("not_authenticated", "Log in and send `Authorization: Bearer <access_token>`.")
-    claims = tokens.read_access_token(policy.keyring, credentials.credentials)
+    return tokens.read_access_token(policy.keyring, credentials.credentials)
+
+
+AccessClaimsDep = Annotated[AccessClaims, Depends(get_access_claims)]
+
+
+async def get_current_user(engine: EngineDep, claims: AccessClaimsDep) -> User:
     # Its own short transaction: routes that wait on a workflow must not hold a connection meanwhile.
     async with session_scope(engine) as session:
         return await tokens.signed_in_user(session, claims)
@@ -88,12 +93,17 @@ async def get_current_user(
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
+def permitted(user: User, permission: Permission) -> User:
+    """The user, if their role has `permission`; 403 if not."""
+    if not allows(user.role, permission):
+        raise Forbidden("not_permitted", f"A {user.role} account may not do this: it needs the {permission} permission.")
+    return user
+
+
 def requires(permission: Permission) -> Any:
     """The caller, if their role has `permission` (403 if not): `user: Annotated[User, requires(Permission.X)]`."""
 
     async def permitted_user(user: CurrentUser) -> User:
-        if not allows(user.role, permission):
-            raise Forbidden("not_permitted", f"A {user.role} account may not do this: it needs the {permission} permission.")
-        return user
+        return permitted(user, permission)
 
     return Depends(permitted_user)

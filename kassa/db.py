@@ -19,9 +19,15 @@ def sqlalchemy_url(database_url: str) -> str:
     return f"postgresql+psycopg://{rest}" if scheme in ("postgres", "postgresql") else database_url
 
 
-def make_engine(database_url: str, pool_size: int = 10) -> AsyncEngine:
+def make_engine(database_url: str, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
+    """`max_overflow` connections beyond `pool_size` (as many again by default) are opened when
+    needed and closed as soon as they are given back: under steady load above `pool_size` they
+    are opened and closed all the time."""
     return create_async_engine(
-        sqlalchemy_url(database_url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        sqlalchemy_url(database_url),
+        pool_size=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
+        pool_pre_ping=True,
     )
 
 
@@ -35,6 +41,17 @@ async def session_scope(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     """One transaction: committed when the block ends, rolled back if it raises."""
     async with _sessionmaker(engine)() as session, session.begin():
         yield session
+
+
+@asynccontextmanager
+async def autocommit_scope(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """One connection whose every statement commits as it runs: for checks that need no common
+    snapshot, and for a statement that must hold its row locks only while it runs. Several such
+    steps in one block take the pool once, not once each (under a crowd, each take is a queue)."""
+    async with engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        async with AsyncSession(bind=autocommit, expire_on_commit=False) as session:
+            yield session
 
 
 def migrate(database_url: str) -> None:

@@ -9,9 +9,9 @@ from sqlmodel import col, select
 
 from activities import inventory
 from activities.inventory import StockLine
-from activities.placement import PlaceOrder, place_order
+from activities.placement import PlaceOrder, claim_stock, place_order
 from activities.sweeper import CLAIM_ABANDONED, WORKFLOW_GONE
-from kassa.db import session_scope
+from kassa.db import autocommit_scope, session_scope
 from kassa.tables import Cart, Order, Reservation, utcnow
 from tests.conftest import Customer, Kassa, until_a_lock_is_awaited
 from tests.flow import CARD, CARD_3DS, order_reaches, pay_now
@@ -21,13 +21,13 @@ from workflows.checkout import checkout_workflow_id
 
 async def _placed_without_a_run(kassa: Kassa, customer: Customer, cart: dict) -> str:
     """What a gateway that stopped between its commit and the workflow's start leaves behind."""
-    placement = await place_order(
-        kassa.engine,
-        PlaceOrder(
-            uuid.uuid4(), checkout_workflow_id(cart["id"], cart["version"]), customer.user.id, uuid.UUID(cart["id"]),
-            cart["version"], None, 0, kassa.settings.hold_seconds,
-        ),
+    request = PlaceOrder(
+        uuid.uuid4(), checkout_workflow_id(cart["id"], cart["version"]), customer.user.id, uuid.UUID(cart["id"]),
+        cart["version"], None, 0, kassa.settings.hold_seconds,
     )
+    async with autocommit_scope(kassa.engine) as autocommit:
+        claim = await claim_stock(autocommit, request)
+    placement = await place_order(kassa.engine, request, claim)
     assert placement.placed_now and placement.order.status == "PENDING_PAYMENT"
     return str(placement.order.id)
 
@@ -68,7 +68,8 @@ async def test_a_placement_whose_run_never_started_is_swept(kassa: Kassa) -> Non
 async def test_a_claim_whose_order_was_never_made_is_released_by_the_sweeper(kassa: Kassa) -> None:
     sku = await kassa.product(on_hand=3)
     claim_id = uuid.uuid4()
-    await inventory.claim(kassa.engine, claim_id, [StockLine(sku, 2)], utcnow())
+    async with autocommit_scope(kassa.engine) as autocommit:
+        await inventory.claim(autocommit, claim_id, [StockLine(sku, 2)], utcnow())
     assert (await kassa.stock(sku)).reserved == 2
 
     swept = await _sweep(kassa)
