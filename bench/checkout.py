@@ -9,10 +9,14 @@ baseline measured in the same run on the same servers:
   at saturation, with a frictionless card and with 3-D Secure (the challenge approved over HTTP
   as the bank's page would); baselines on the same Temporal: update-with-start of an empty
   workflow, and of a workflow with one activity (the least a Pay Now that calls a bank can be).
-- Cost: the worker's CPU seconds and peak memory per 1,000 checkouts (from /proc).
+- Cost: CPU seconds per 1,000 checkouts of every process they run through (from /proc: the
+  stack's parts, PostgreSQL, and this process making the load), which bounds the checkouts per
+  second the machine's cores can complete; the Temporal server's CPU per baseline run; the
+  worker's and the api's peak memory.
 - Flash sale: N buyers race for K units of one SKU through the API: exactly K held (asserted),
-  reservations per second; baseline: a bare conditional UPDATE on one row from as many
-  connections as PostgreSQL gives. The invariant checker (kassa/invariants.py: nothing oversold,
+  reservations per second, and the CPU each tap costs every part; baseline: a bare conditional
+  UPDATE on one row from as many connections as PostgreSQL gives (the median of five races).
+  The invariant checker (kassa/invariants.py: nothing oversold,
   the books agree) runs at the end, after the winners paid.
 
     python -m bench.checkout [--loads 10,20] [--seconds 10] [--saturation 200] [--concurrency 32]
@@ -48,10 +52,10 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from kassa.db import session_scope
-from kassa.embedded import start_postgres, stop_postgres
+from kassa.embedded import postgres_data, start_postgres, stop_postgres
 from tests.crash_load import Shopper, shoppers_with_carts
 from tests.flow import CARD, CARD_3DS
-from tests.stack import Stack
+from tests.stack import Stack, postgres_cpu_seconds
 
 RESULTS = Path(__file__).parent / "results"
 PLENTY = 1_000_000
@@ -59,6 +63,7 @@ HOLDS_OF_SKU = text(
     "SELECT r.created_at FROM reservations r JOIN reservation_lines l ON l.reservation_id = r.id WHERE l.sku = :sku"
 )
 HOLD_ONE = "UPDATE stock SET reserved = reserved + 1 WHERE sku = %s AND on_hand - reserved >= 1"
+UPDATE_RACES = 5
 MAX_UPDATE_CONNECTIONS = 40  # the embedded PostgreSQL allows 100; the stack's pools hold up to 50
 PAID_POLL_SECONDS = 0.1  # as an app would poll the order; faster would load the api it measures
 CARDS = {"frictionless": CARD, "3ds": CARD_3DS}
@@ -187,11 +192,32 @@ async def checkout(http: httpx.AsyncClient, shopper: Shopper) -> float:
     return latency
 
 
-async def pay_now_runs(stack: Stack, http: httpx.AsyncClient, args: argparse.Namespace) -> dict[str, Any]:
+CpuMeters = dict[str, Callable[[], float]]
+
+
+def cpu_meters(stack: Stack, pgdata: Path) -> CpuMeters:
+    """CPU seconds so far, of every process a checkout runs through: the stack's parts, PostgreSQL
+    and this process (the load: the phones, and the baselines' client and worker)."""
+    return {
+        **{name: part.cpu_seconds for name, part in stack.parts.items()},
+        "postgres": lambda: postgres_cpu_seconds(pgdata),
+        "bench": time.process_time,
+    }
+
+
+def cpu_used(meters: CpuMeters, before: dict[str, float]) -> dict[str, float]:
+    return {name: meter() - before[name] for name, meter in meters.items()}
+
+
+def read_meters(meters: CpuMeters) -> dict[str, float]:
+    return {name: meter() for name, meter in meters.items()}
+
+
+async def pay_now_runs(stack: Stack, http: httpx.AsyncClient, meters: CpuMeters, args: argparse.Namespace) -> dict[str, Any]:
     sku = await stack.product(on_hand=PLENTY)
     results: dict[str, Any] = {}
     worker = stack.parts["worker-1"]
-    cpu, checkouts = dict.fromkeys(stack.parts, 0.0), 0
+    cpu, checkouts = dict.fromkeys(meters, 0.0), 0
     for card, method in CARDS.items():
         for rate in [*args.loads, None]:
             count = args.saturation if rate is None else int(rate * args.seconds)
@@ -199,10 +225,10 @@ async def pay_now_runs(stack: Stack, http: httpx.AsyncClient, args: argparse.Nam
             print(f"{label}: {count} checkouts", flush=True)
             shoppers = await shoppers_with_carts(stack, http, sku, count, method)
             # Counted from here: the customers' sign-up and carts above are not the checkout's cost.
-            before = {name: part.cpu_seconds() for name, part in stack.parts.items()}
+            before = read_meters(meters)
             run = await offered(rate, count, args.concurrency, lambda index: checkout(http, shoppers[index]))
-            for name, part in stack.parts.items():
-                cpu[name] += part.cpu_seconds() - before[name]
+            for name, seconds in cpu_used(meters, before).items():
+                cpu[name] += seconds
             busy = sum(shopper.taps - 1 for shopper in shoppers)
             results[label] = {"offered_per_second": rate, **run.figures(), "busy_answers": busy}
             checkouts += count
@@ -210,15 +236,17 @@ async def pay_now_runs(stack: Stack, http: httpx.AsyncClient, args: argparse.Nam
     results["cost"] = {
         "checkouts": checkouts,
         "worker_cpu_seconds_per_1000": cpu["worker-1"],
-        "cpu_seconds_per_1000_by_part": cpu,  # PostgreSQL's is not counted: it is not a child of ours
+        "cpu_seconds_per_1000_by_part": cpu,
+        "cpu_seconds_per_1000": sum(cpu.values()),
         "worker_peak_memory_mb": worker.peak_memory_mb(),
         "api_peak_memory_mb": stack.parts["api"].peak_memory_mb(),
     }
     return results
 
 
-async def baseline_runs(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
-    """The baselines, on the same Temporal server, with a worker in this process."""
+async def baseline_runs(stack: Stack, meters: CpuMeters, args: argparse.Namespace) -> dict[str, Any]:
+    """The baselines, on the same Temporal server, with a worker in this process; and what one
+    costs the Temporal server in CPU, and this process (client and worker)."""
     assert stack.temporal is not None
     client, queue, results = stack.temporal, f"bench-baseline-{uuid.uuid4().hex[:6]}", {}
 
@@ -233,15 +261,23 @@ async def baseline_runs(stack: Stack, args: argparse.Namespace) -> dict[str, Any
                 await client.execute_update_with_start_workflow(baseline.answer, start_workflow_operation=start)
                 return time.perf_counter() - began
 
+            before, runs = read_meters(meters), 0
             for rate in [*args.loads, None]:
                 count = args.saturation if rate is None else int(rate * args.seconds)
                 label = f"{name}_{'saturation' if rate is None else f'{rate:g}_per_second'}"
                 print(f"{label}: {count} update-with-starts", flush=True)
                 results[label] = {"offered_per_second": rate, **(await offered(rate, count, args.concurrency, one)).figures()}
+                runs += count
+            used = cpu_used(meters, before)
+            results[f"{name}_cost"] = {
+                "runs": runs,
+                "temporal_cpu_seconds_per_1000": used["temporal"] / runs * 1000,
+                "client_and_worker_cpu_seconds_per_1000": used["bench"] / runs * 1000,
+            }
     return results
 
 
-async def flash_sale(stack: Stack, http: httpx.AsyncClient, buyers: int, units: int) -> dict[str, Any]:
+async def flash_sale(stack: Stack, http: httpx.AsyncClient, meters: CpuMeters, buyers: int, units: int) -> dict[str, Any]:
     """All buyers tap Pay Now (3-D Secure, so the holds stay) at once; then the winners pay."""
     print(f"flash sale: {buyers} buyers for {units} units", flush=True)
     sku = await stack.product(on_hand=units)
@@ -287,9 +323,9 @@ async def flash_sale(stack: Stack, http: httpx.AsyncClient, buyers: int, units: 
             for _ in shoppers
         ]
         progress(f"set-up: {buyers} phones")
-        began, opened_at = time.perf_counter(), datetime.now(UTC)
+        began, opened_at, before = time.perf_counter(), datetime.now(UTC), read_meters(meters)
         await asyncio.gather(*(race(shopper, phone) for shopper, phone in zip(shoppers, clients, strict=True)))
-    elapsed = time.perf_counter() - began
+    elapsed, cpu = time.perf_counter() - began, cpu_used(meters, before)
     assert answers.count("held") == units and answers.count("out_of_stock") == buyers - units, {a: answers.count(a) for a in set(answers)}
     # When each hold was taken, by the database's rows (the gateway holds before it starts the run).
     async with session_scope(stack.engine) as session:
@@ -309,6 +345,19 @@ async def flash_sale(stack: Stack, http: httpx.AsyncClient, buyers: int, units: 
         "seconds_to_answer_all": elapsed,
         "answer_p50_ms": p50,
         "answer_p99_ms": p99,
+        # Until every buyer was answered: the losers' taps, and the winners' up to the bank's page.
+        "cpu_ms_per_tap_by_part": {name: seconds / buyers * 1000 for name, seconds in cpu.items()},
+    }
+
+
+async def update_races(stack: Stack, racers: int, units: int) -> dict[str, Any]:
+    """The baseline, raced UPDATE_RACES times (each a fraction of a second, so a passing stall
+    of the machine moves one of them): the median and every one."""
+    rates = [(await update_race(stack, racers, units))["reservations_per_second"] for _ in range(UPDATE_RACES)]
+    return {
+        "connections": min(racers, MAX_UPDATE_CONNECTIONS),
+        "reservations_per_second": statistics.median(rates),
+        "reservations_per_second_each": rates,
     }
 
 
@@ -351,9 +400,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 sku = await stack.product(on_hand=PLENTY)
                 warm = await shoppers_with_carts(stack, http, sku, 2 * args.concurrency, CARD)
                 await offered(None, len(warm), args.concurrency, lambda index: checkout(http, warm[index]))
-                results = {**await baseline_runs(stack, args), **await pay_now_runs(stack, http, args)}
-                results["flash_sale"] = await flash_sale(stack, http, args.buyers, args.units)
-                results["conditional_update"] = await update_race(stack, args.buyers, args.units)
+                meters = cpu_meters(stack, postgres_data(root))
+                results = {**await baseline_runs(stack, meters, args), **await pay_now_runs(stack, http, meters, args)}
+                results["flash_sale"] = await flash_sale(stack, http, meters, args.buyers, args.units)
+                results["conditional_update"] = await update_races(stack, args.buyers, args.units)
             return results
         finally:
             print("stopping everything…", flush=True)
@@ -393,17 +443,31 @@ def table(result: dict[str, Any]) -> str:
         f"Cost: {cost['worker_cpu_seconds_per_1000']:.0f} worker CPU seconds per 1,000 checkouts "
         f"({cost['checkouts']} measured); worker peak memory {cost['worker_peak_memory_mb']:.0f} MB, api {cost['api_peak_memory_mb']:.0f} MB.",
         "CPU seconds per 1,000 checkouts by part: "
-        + ", ".join(f"{name} {seconds:.0f}" for name, seconds in cost["cpu_seconds_per_1000_by_part"].items()) + ".",
+        + ", ".join(f"{name} {seconds:.0f}" for name, seconds in cost["cpu_seconds_per_1000_by_part"].items())
+        + f"; in all {cost['cpu_seconds_per_1000']:.0f} (the load's own included: it shares the cores), so "
+        f"{result['machine']['cores']} cores complete at most "
+        f"{result['machine']['cores'] * 1000 / cost['cpu_seconds_per_1000']:.0f} checkouts/s.",
+        "The baselines' CPU seconds per 1,000 update-with-starts: "
+        + "; ".join(
+            f"{name.replace('_', ' ')}: Temporal {figures[f'{name}_cost']['temporal_cpu_seconds_per_1000']:.0f}, "
+            f"client and worker {figures[f'{name}_cost']['client_and_worker_cpu_seconds_per_1000']:.0f}"
+            for name in BASELINES
+        ) + ".",
         "",
         f"| Flash sale, {sale['buyers']} buyers for {sale['units']} units | reservations/s | ÷ UPDATE |",
         "|---|---:|---:|",
         f"| POST /checkout | {sale['reservations_per_second']:.1f} | {result['ratios']['flash_sale_over_conditional_update']:.3f} |",
-        f"| bare conditional UPDATE, {update['connections']} connections | {update['reservations_per_second']:.0f} | 1 |",
+        f"| bare conditional UPDATE, {update['connections']} connections, median of {len(update['reservations_per_second_each'])}"
+        f" ({', '.join(f'{rate:.0f}' for rate in update['reservations_per_second_each'])}) | {update['reservations_per_second']:.0f} | 1 |",
         "",
         f"Exactly {sale['units']} held (asserted by the bench), nothing oversold (kassa/invariants.py, run after the winners paid); "
         f"sold out (the last hold's row) {sale['seconds_to_sell_out']:.1f} s after the first tap, every winner had the bank's "
         f"page after {sale['seconds_to_every_winners_payment_page']:.1f} s, every buyer answered after "
         f"{sale['seconds_to_answer_all']:.1f} s (p50 {sale['answer_p50_ms']:.0f} ms, p99 {sale['answer_p99_ms']:.0f} ms).",
+        "CPU milliseconds per tap, until every buyer was answered: "
+        + ", ".join(f"{name} {ms:.1f}" for name, ms in sale["cpu_ms_per_tap_by_part"].items())
+        + f"; in all {sum(sale['cpu_ms_per_tap_by_part'].values()):.1f}, so {result['machine']['cores']} cores answer at most "
+        f"{result['machine']['cores'] * 1000 / sum(sale['cpu_ms_per_tap_by_part'].values()):.0f} taps/s.",
         f"Machine: {result['machine']['cores']} cores, Python {result['machine']['python']}, load average "
         f"{result['machine']['load_average_1min_before']:.1f} before, {result['date']}.",
     ]

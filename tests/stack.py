@@ -62,6 +62,33 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat's fields after the command's name: [0] state, [1] parent, [11] utime…"""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int, ended_children: bool = False) -> float:
+    """A running process's user + system CPU time so far; with `ended_children`, plus that of its
+    children that ended and were waited for."""
+    fields = _stat(pid)
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if ended_children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds(pgdata: Path) -> float:
+    """The PostgreSQL server's CPU time so far: the postmaster's, its live backends', and its
+    ended backends' (the postmaster waits for each, so their time is added to its own)."""
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    total = cpu_seconds(postmaster, ended_children=True)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(_stat(int(stat.parent.name))[1]) == postmaster:
+                total += cpu_seconds(int(stat.parent.name))
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a backend that ended meanwhile: now in the postmaster's count
+    return total
+
+
 @dataclass
 class Part:
     """One process of the stack; its output goes to `log`."""
@@ -86,8 +113,7 @@ class Part:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time so far (from /proc: the process is still running)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
 
     def peak_memory_mb(self) -> float:
         """The resident set's high-water mark (VmHWM)."""
