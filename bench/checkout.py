@@ -16,8 +16,8 @@ baseline measured in the same run on the same servers:
 - Flash sale: N buyers race for K units of one SKU through the API: exactly K held (asserted),
   reservations per second, and the CPU each tap costs every part; baseline: a bare conditional
   UPDATE on one row from as many connections as PostgreSQL gives (the median of five races).
-  The invariant checker (kassa/invariants.py: nothing oversold,
-  the books agree) runs at the end, after the winners paid.
+  The invariant checker (kassa/invariants.py: nothing oversold, the books agree) runs at the
+  end, after the winners paid.
 
     python -m bench.checkout [--loads 10,20] [--seconds 10] [--saturation 200] [--concurrency 32]
                              [--buyers 2000] [--units 200]
