@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -95,9 +96,14 @@ async def reserve(
 
 # Every line held or none, in one statement: the rows are locked in SKU order and checked
 # (`available`), and only if all of them have enough are they updated and the claim recorded.
-# Run in autocommit, a hot SKU's row is locked only while this statement runs.
-_CLAIM = text("""WITH wanted AS (
+# Run in autocommit, a hot SKU's row is locked only while this statement runs. A claim already
+# held under the same key (the same tap, tried again after its answer was lost) is returned
+# instead (`earlier`), and nothing more is held.
+_CLAIM = text("""WITH earlier AS (
+    SELECT id, hold_expires_at FROM reservations WHERE claim_key = :claim_key AND status = 'held'
+), wanted AS (
     SELECT sku, quantity FROM unnest(CAST(:skus AS varchar[]), CAST(:quantities AS integer[])) AS w(sku, quantity)
+    WHERE NOT EXISTS (SELECT FROM earlier)
 ), available AS (
     SELECT s.sku FROM stock s JOIN wanted w ON w.sku = s.sku
     WHERE s.on_hand - s.reserved >= w.quantity
@@ -107,31 +113,53 @@ _CLAIM = text("""WITH wanted AS (
     WHERE s.sku = w.sku AND (SELECT count(*) FROM available) = (SELECT count(*) FROM wanted)
     RETURNING s.sku
 ), claim AS (
-    INSERT INTO reservations (id, order_id, status, hold_expires_at, created_at, updated_at)
-    SELECT :reservation_id, NULL, 'held', :hold_expires_at, now(), now() WHERE EXISTS (SELECT FROM held)
-    RETURNING id
+    INSERT INTO reservations (id, order_id, claim_key, status, hold_expires_at, created_at, updated_at)
+    SELECT :reservation_id, NULL, :claim_key, 'held', :hold_expires_at, now(), now() WHERE EXISTS (SELECT FROM held)
+    RETURNING id, hold_expires_at
 ), claimed_lines AS (
     INSERT INTO reservation_lines (reservation_id, sku, quantity) SELECT claim.id, w.sku, w.quantity FROM claim, wanted w
 )
-SELECT sku FROM available
+SELECT id, hold_expires_at, NULL::varchar AS sku FROM earlier
+UNION ALL SELECT id, hold_expires_at, NULL FROM claim
+UNION ALL SELECT NULL, NULL, sku FROM available
 """)
 
 
-async def claim(autocommit: AsyncSession, reservation_id: uuid.UUID, lines: list[StockLine], hold_expires_at: datetime) -> None:
+@dataclass(frozen=True)
+class Claimed:
+    reservation_id: uuid.UUID
+    hold_expires_at: datetime
+
+
+async def claim(
+    autocommit: AsyncSession, claim_key: str, reservation_id: uuid.UUID, lines: list[StockLine], hold_expires_at: datetime
+) -> Claimed:
     """Hold every line, or none (raises OutOfStock naming the short SKUs), as a reservation with no
     order yet: a claim, committed at once (`autocommit`: a session of `kassa.db.autocommit_scope`).
-    Its taker gives it to its order with `attach`, or releases it; the hold sweeper releases a
-    claim left without an order."""
+    Idempotent on `claim_key`: while a claim under it is held, it is returned as it is (its own id
+    and deadline), whether this call's twin took it a moment ago or an earlier try that never got
+    its answer. Its taker gives it to its order with `attach`, or releases it with
+    `release_claim`; the hold sweeper releases a claim left without an order."""
     lines = _merged(lines)
     params = {
+        "claim_key": claim_key,
         "skus": [line.sku for line in lines],
         "quantities": [line.quantity for line in lines],
         "reservation_id": reservation_id,
         "hold_expires_at": hold_expires_at,
     }
-    available = set((await autocommit.exec(_CLAIM, params=params)).scalars())
-    if short := [line.sku for line in lines if line.sku not in available]:
-        raise OutOfStock(short)
+    try:
+        rows = (await autocommit.exec(_CLAIM, params=params)).all()
+    except IntegrityError:
+        # A twin under the same key claimed between this statement's snapshot and its insert (the
+        # whole statement was undone): asked again, it finds the twin's claim.
+        await autocommit.rollback()
+        rows = (await autocommit.exec(_CLAIM, params=params)).all()
+    taken = next((row for row in rows if row.id is not None), None)
+    if taken is None:
+        available = {row.sku for row in rows}
+        raise OutOfStock([line.sku for line in lines if line.sku not in available])
+    return Claimed(taken.id, taken.hold_expires_at)
 
 
 async def attach(session: AsyncSession, reservation_id: uuid.UUID, order_id: uuid.UUID) -> None:
@@ -177,6 +205,18 @@ async def _settle(session: AsyncSession, reservation_id: uuid.UUID, to_status: s
     if reservation.status != to_status:
         raise Conflict("reservation_settled", f"Reservation {reservation_id} is already {reservation.status}.")
     return reservation
+
+
+async def release_claim(session: AsyncSession, reservation_id: uuid.UUID) -> bool:
+    """A claim's stock back on the shelf, unless an order has it by now (a double tap's twin
+    shares the claim and may have attached it first); True if released."""
+    unattached = select(Reservation.id).where(
+        col(Reservation.id) == reservation_id, col(Reservation.order_id).is_(None), col(Reservation.status) == "held"
+    )
+    if (await session.exec(unattached.with_for_update())).first() is None:
+        return False
+    await release(session, reservation_id)
+    return True
 
 
 async def release(session: AsyncSession, reservation_id: uuid.UUID) -> Reservation:

@@ -74,9 +74,12 @@ async def claim_stock(autocommit: AsyncSession, request: PlaceOrder) -> Placemen
     if not quantities:
         raise orders.EmptyCart()
     lines = [StockLine(sku, quantity) for sku, quantity in sorted(quantities.items())]
-    claim = Claim(uuid.uuid4(), lines, utcnow() + timedelta(seconds=request.hold_seconds))
-    await inventory.claim(autocommit, claim.reservation_id, lines, claim.hold_expires_at)
-    return claim
+    # Keyed by the tap (its cart version's workflow id): a tap sent again after its first try
+    # claimed and then stopped (the gateway restarted, the database went away) finds that claim.
+    claimed = await inventory.claim(
+        autocommit, request.workflow_id, uuid.uuid4(), lines, utcnow() + timedelta(seconds=request.hold_seconds)
+    )
+    return Claim(claimed.reservation_id, lines, claimed.hold_expires_at)
 
 
 async def place_order(engine: AsyncEngine, request: PlaceOrder, held: Placement | Claim) -> Placement:
@@ -95,7 +98,8 @@ async def place_order(engine: AsyncEngine, request: PlaceOrder, held: Placement 
         await _release_claim(engine, held.reservation_id, request)
         raise
     if not placement.placed_now:
-        await _release_claim(engine, held.reservation_id, request)  # the twin's order holds its own
+        # The twin's order holds its own claim, or this one if the twin took it first.
+        await _release_claim(engine, held.reservation_id, request)
     return placement
 
 
@@ -121,7 +125,7 @@ async def _order_for_claim(session: AsyncSession, request: PlaceOrder, claim: Cl
 async def _release_claim(engine: AsyncEngine, claim_id: uuid.UUID, request: PlaceOrder) -> None:
     try:
         async with session_scope(engine) as session:
-            await inventory.release(session, claim_id)
+            await inventory.release_claim(session, claim_id)
     except Exception:
         # The database is away: the hold sweeper releases the claim once it is back.
         log.warning("claim left for the hold sweeper", extra={"reservation_id": str(claim_id), "cart_id": str(request.cart_id)})

@@ -261,10 +261,14 @@ class Reservation(SQLModel, table=True):
     __table_args__ = (
         # One live hold per order; a late payment may hold again after the first was released.
         Index("reservations_one_live_per_order", "order_id", unique=True, postgresql_where=text(LIVE_RESERVATION)),
+        # One held claim per tap: the same tap sent again finds it instead of holding the stock twice.
+        Index("reservations_one_held_claim_per_key", "claim_key", unique=True, postgresql_where=text("status = 'held'")),
     )
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     # None for a claim: stock the gateway held for a tap before making its order (activities/placement.py).
     order_id: uuid.UUID | None = Field(default=None, foreign_key="orders.id", index=True)
+    # The tap a claim was taken for (its checkout's workflow id); None for holds the workflow took.
+    claim_key: str | None = Field(default=None, max_length=200)
     status: str = Field(default="held", max_length=16, index=True)  # held | released | committed
     hold_expires_at: datetime = Field(sa_type=DateTime(timezone=True))
     created_at: datetime = _timestamp()

@@ -102,14 +102,14 @@ class Customer:
             return response.json()
 
 
-async def until_a_lock_is_awaited(kassa: Kassa, statement: str) -> None:
-    """Until a statement starting with `statement` waits for a row lock (another test's hold on it)."""
+async def until_a_lock_is_awaited(kassa: Kassa, statement: str, count: int = 1) -> None:
+    """Until `count` statements starting with `statement` wait for a row lock (another test's hold on it)."""
     waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND starts_with(query, :statement)")
     async with asyncio.timeout(10):
         while True:
             # Each time in a new transaction: one sees pg_stat_activity as it was at its first read.
             async with session_scope(kassa.engine) as session:
-                if (await session.exec(waiting, params={"statement": statement})).scalar_one():
+                if (await session.exec(waiting, params={"statement": statement})).scalar_one() >= count:
                     return
             await asyncio.sleep(0.05)
 

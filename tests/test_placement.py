@@ -9,7 +9,7 @@ from sqlmodel import col, select
 
 from activities import inventory
 from activities.inventory import StockLine
-from activities.placement import PlaceOrder, claim_stock, place_order
+from activities.placement import Claim, Placement, PlaceOrder, claim_stock, place_order
 from activities.sweeper import CLAIM_ABANDONED, WORKFLOW_GONE
 from kassa.db import autocommit_scope, session_scope
 from kassa.tables import Cart, Order, Reservation, utcnow
@@ -19,15 +19,22 @@ from tests.test_operations import _sweep
 from workflows.checkout import checkout_workflow_id
 
 
-async def _placed_without_a_run(kassa: Kassa, customer: Customer, cart: dict) -> str:
-    """What a gateway that stopped between its commit and the workflow's start leaves behind."""
-    request = PlaceOrder(
+def _tap(kassa: Kassa, customer: Customer, cart: dict) -> PlaceOrder:
+    return PlaceOrder(
         uuid.uuid4(), checkout_workflow_id(cart["id"], cart["version"]), customer.user.id, uuid.UUID(cart["id"]),
         cart["version"], None, 0, kassa.settings.hold_seconds,
     )
+
+
+async def _claimed(kassa: Kassa, request: PlaceOrder) -> Placement | Claim:
     async with autocommit_scope(kassa.engine) as autocommit:
-        claim = await claim_stock(autocommit, request)
-    placement = await place_order(kassa.engine, request, claim)
+        return await claim_stock(autocommit, request)
+
+
+async def _placed_without_a_run(kassa: Kassa, customer: Customer, cart: dict) -> str:
+    """What a gateway that stopped between its commit and the workflow's start leaves behind."""
+    request = _tap(kassa, customer, cart)
+    placement = await place_order(kassa.engine, request, await _claimed(kassa, request))
     assert placement.placed_now and placement.order.status == "PENDING_PAYMENT"
     return str(placement.order.id)
 
@@ -50,6 +57,46 @@ async def test_a_tap_sent_again_starts_the_run_the_first_tap_never_started(kassa
     assert (stock.on_hand, stock.reserved) == (1, 0)
 
 
+async def test_a_tap_sent_again_takes_the_claim_its_first_try_left_without_an_order(kassa: Kassa) -> None:
+    """The gateway stopped between the claim and the order (killed, or the database went away):
+    the same tap again finds that claim and makes its order with it, rather than holding the
+    stock twice (here there is no stock for a second hold)."""
+    sku = await kassa.product(on_hand=2)
+    customer = await kassa.customer()
+    cart = await customer.cart_with((sku, 2))
+    first_try = await _claimed(kassa, _tap(kassa, customer, cart))
+    assert isinstance(first_try, Claim) and (await kassa.stock(sku)).reserved == 2
+
+    async with customer.http() as http:
+        again = await pay_now(http, cart, CARD)
+    assert again.status_code == 201 and again.json()["status"] == "PAID", again.text
+    async with session_scope(kassa.engine) as session:
+        holds = (await session.exec(select(Reservation).where(col(Reservation.claim_key) == checkout_workflow_id(cart["id"], cart["version"])))).all()
+    assert [(hold.id, str(hold.order_id), hold.status) for hold in holds] == [(first_try.reservation_id, again.json()["order_id"], "committed")]
+    stock = await kassa.stock(sku)
+    assert (stock.on_hand, stock.reserved) == (0, 0)
+
+
+async def test_twin_claims_under_one_key_hold_the_stock_once(kassa: Kassa) -> None:
+    """Two tries of one tap claim at the same moment (both wait on a rival's row lock): the second
+    finds the first's claim; the stock is held once."""
+    sku = await kassa.product(on_hand=5)
+    lines, key = [StockLine(sku, 2)], f"tap-{uuid.uuid4()}"
+
+    async def claim() -> inventory.Claimed:
+        async with autocommit_scope(kassa.engine) as autocommit:
+            return await inventory.claim(autocommit, key, uuid.uuid4(), lines, utcnow())
+
+    async with kassa.engine.connect() as rival:
+        await rival.execute(text("SELECT 1 FROM stock WHERE sku = :sku FOR NO KEY UPDATE"), {"sku": sku})
+        twins = [asyncio.create_task(claim()) for _ in range(2)]
+        await until_a_lock_is_awaited(kassa, "WITH earlier", count=2)
+        await rival.commit()
+        first, second = await asyncio.gather(*twins)
+    assert first == second
+    assert (await kassa.stock(sku)).reserved == 2
+
+
 async def test_a_placement_whose_run_never_started_is_swept(kassa: Kassa) -> None:
     sku = await kassa.product(on_hand=3)
     customer = await kassa.customer()
@@ -69,7 +116,7 @@ async def test_a_claim_whose_order_was_never_made_is_released_by_the_sweeper(kas
     sku = await kassa.product(on_hand=3)
     claim_id = uuid.uuid4()
     async with autocommit_scope(kassa.engine) as autocommit:
-        await inventory.claim(autocommit, claim_id, [StockLine(sku, 2)], utcnow())
+        await inventory.claim(autocommit, f"tap-{claim_id}", claim_id, [StockLine(sku, 2)], utcnow())
     assert (await kassa.stock(sku)).reserved == 2
 
     swept = await _sweep(kassa)
@@ -99,7 +146,7 @@ async def test_the_hold_waits_for_a_rival_holding_the_row_and_decides_on_what_is
         await rival.execute(text("SELECT 1 FROM stock WHERE sku = :sku FOR NO KEY UPDATE"), {"sku": sku})
         async with customer.http() as http:
             paying = asyncio.create_task(pay_now(http, cart, CARD_3DS))
-            await until_a_lock_is_awaited(kassa, "WITH wanted")
+            await until_a_lock_is_awaited(kassa, "WITH earlier")
             await rival.execute(text("UPDATE stock SET reserved = on_hand WHERE sku = :sku"), {"sku": sku})
             await rival.commit()
             refused = await paying
