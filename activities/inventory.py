@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import text, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
