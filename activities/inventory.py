@@ -152,8 +152,8 @@ async def claim(
         rows = (await autocommit.exec(_CLAIM, params=params)).all()
     except IntegrityError:
         # A twin under the same key claimed between this statement's snapshot and its insert (the
-        # whole statement was undone): asked again, it finds the twin's claim.
-        await autocommit.rollback()
+        # whole statement was undone): asked again, it finds the twin's claim. No rollback: in
+        # autocommit there is no transaction to end, and it would expire the caller's objects.
         rows = (await autocommit.exec(_CLAIM, params=params)).all()
     taken = next((row for row in rows if row.id is not None), None)
     if taken is None:
