@@ -93,8 +93,9 @@ async def place_order(engine: AsyncEngine, request: PlaceOrder, held: Placement 
             placement = await _order_for_claim(session, request, held)
     except DomainError:
         # Refused, so rolled back: nothing has the claim. After any other error the order may have
-        # committed with it (a lost COMMIT answer), so it is left to the sweeper, which releases
-        # it only if it is still no order's.
+        # committed with it (a lost COMMIT answer), so it is left as it is: the tap sent again
+        # finds the order, or takes the claim (keyed by the tap); if none comes, the sweeper
+        # releases it, only if it is still no order's.
         await _release_claim(engine, held.reservation_id, request)
         raise
     if not placement.placed_now:
