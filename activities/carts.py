@@ -16,7 +16,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from activities import loyalty, promos
 from activities.catalog import category_ancestry, products_by_sku
 from activities.loyalty import PointsUnavailable
-from activities.pricing import PricedBasket, PricedLine, Totals, basket_lines, points_cap, price_basket
+from activities.pricing import (
+    PricedBasket,
+    PricedLine,
+    Totals,
+    basket_lines,
+    points_cap,
+    price_basket,
+)
 from kassa.errors import Conflict, Invalid, NotFound
 from kassa.tables import Cart, CartItem, Order, Product, PromoCode, Stock, utcnow
 
@@ -38,7 +45,8 @@ class CartLine(PricedLine):
 @dataclass(frozen=True)
 class CartPromo:
     code: str
-    status: str  # applied, or why it gives nothing: min_order_not_met | not_in_scope | expired | used_up …
+    # applied, or why it gives nothing: min_order_not_met | not_in_scope | expired | used_up …
+    status: str
     discount: int
 
 
@@ -68,12 +76,15 @@ def quantity_limit(product: Product) -> int:
 
 
 async def _latest_cart(session: AsyncSession, user_id: uuid.UUID) -> Cart | None:
-    query = select(Cart).where(Cart.user_id == user_id).order_by(col(Cart.updated_at).desc()).limit(1)
+    query = (
+        select(Cart).where(Cart.user_id == user_id).order_by(col(Cart.updated_at).desc()).limit(1)
+    )
     return (await session.exec(query)).one_or_none()
 
 
 async def current_cart(session: AsyncSession, user_id: uuid.UUID) -> Cart:
-    """The customer's open cart, or the one locked by a checkout still running; a new one after a paid order."""
+    """The customer's open cart, or the one locked by a checkout still running; a new one after a
+    paid order."""
     cart = await _latest_cart(session, user_id)
     if cart is not None and cart.status == "checked_out":
         # A checked-out cart whose order of this version is paid (or which a late payment bought
@@ -82,7 +93,11 @@ async def current_cart(session: AsyncSession, user_id: uuid.UUID) -> Cart:
         # would leave the customer's items behind and the reopen with nowhere to go.
         not_bought = await session.exec(
             select(Order.id)
-            .where(Order.cart_id == cart.id, Order.cart_version == cart.version, col(Order.status).in_(NOT_BOUGHT_STATUSES))
+            .where(
+                Order.cart_id == cart.id,
+                Order.cart_version == cart.version,
+                col(Order.status).in_(NOT_BOUGHT_STATUSES),
+            )
             .limit(1)
         )
         if not_bought.one_or_none() is None:
@@ -90,7 +105,8 @@ async def current_cart(session: AsyncSession, user_id: uuid.UUID) -> Cart:
     if cart is None:
         # Two first requests may race here: the partial unique index lets one cart win.
         await session.exec(
-            insert(Cart).values(id=uuid.uuid4(), user_id=user_id, version=1, status="open", updated_at=utcnow())
+            insert(Cart)
+            .values(id=uuid.uuid4(), user_id=user_id, version=1, status="open", updated_at=utcnow())
             .on_conflict_do_nothing()
         )
         cart = await _latest_cart(session, user_id)
@@ -119,14 +135,20 @@ async def price_cart(session: AsyncSession, cart: Cart, redeem_points: int = 0) 
     products = await products_by_sku(session, skus)
     promo = await session.get(PromoCode, cart.promo_code) if cart.promo_code else None
     # The ancestry serves only a promo's category scope: no recursive query for other carts.
-    ancestry = await category_ancestry(session, skus) if promo is not None and promo.categories else {}
+    ancestry = (
+        await category_ancestry(session, skus) if promo is not None and promo.categories else {}
+    )
     lines = basket_lines(quantities, products, ancestry)
     unavailable = None
-    if promo is not None and cart.status == "open":  # a cart being paid for has its use held by its order
+    if (
+        promo is not None and cart.status == "open"
+    ):  # a cart being paid for has its use held by its order
         unavailable = await promos.unavailable_reason(session, promo, cart.user_id, utcnow())
     if redeem_points and redeem_points > (have := await loyalty.available(session, cart.user_id)):
         raise PointsUnavailable(redeem_points, have)
-    basket = price_basket(lines, promos.terms(promo) if promo and unavailable is None else None, redeem_points)
+    basket = price_basket(
+        lines, promos.terms(promo) if promo and unavailable is None else None, redeem_points
+    )
     return PricedCart(basket, products, promo, unavailable or basket.promo_status)
 
 
@@ -134,8 +156,13 @@ async def view_cart(session: AsyncSession, cart: Cart, redeem_points: int = 0) -
     """The cart as the customer should see it: priced now, with what changed since they looked."""
     priced = await price_cart(session, cart, redeem_points)
     basket = priced.basket
-    items = {item.sku: item for item in await session.exec(select(CartItem).where(CartItem.cart_id == cart.id))}
-    stock = {s.sku: s for s in await session.exec(select(Stock).where(col(Stock.sku).in_(list(items))))}
+    items = {
+        item.sku: item
+        for item in await session.exec(select(CartItem).where(CartItem.cart_id == cart.id))
+    }
+    stock = {
+        s.sku: s for s in await session.exec(select(Stock).where(col(Stock.sku).in_(list(items))))
+    }
     lines = []
     for line in basket.lines:
         seen_price = items[line.sku].price_when_added
@@ -158,7 +185,9 @@ async def view_cart(session: AsyncSession, cart: Cart, redeem_points: int = 0) -
         version=cart.version,
         status=cart.status,
         items=lines,
-        promo=CartPromo(priced.promo.code, priced.promo_status or "", basket.discount) if priced.promo else None,
+        promo=CartPromo(priced.promo.code, priced.promo_status or "", basket.discount)
+        if priced.promo
+        else None,
         points_available=points_available,
         points_max=min(points_available, points_cap(basket.subtotal - basket.discount)),
         **Totals.of(basket),
@@ -170,7 +199,9 @@ def check_quantity(quantity: int, product: Product) -> None:
         raise Invalid("invalid_quantity", f"Quantity must be from 1 to {MAX_LINE_QUANTITY}.")
     limit = quantity_limit(product)
     if quantity > limit:
-        raise Invalid("quantity_limit", f"One order may take at most {limit} of {product.sku}.", limit=limit)
+        raise Invalid(
+            "quantity_limit", f"One order may take at most {limit} of {product.sku}.", limit=limit
+        )
 
 
 async def _open_cart_for_change(session: AsyncSession, user_id: uuid.UUID, **changes: Any) -> Cart:
@@ -185,7 +216,9 @@ async def _open_cart_for_change(session: AsyncSession, user_id: uuid.UUID, **cha
         )
     ).scalar_one_or_none()
     if bumped is None:
-        raise Conflict("cart_locked", "This cart is being paid for: finish or cancel that order to change it.")
+        raise Conflict(
+            "cart_locked", "This cart is being paid for: finish or cancel that order to change it."
+        )
     return bumped
 
 
@@ -196,7 +229,9 @@ async def _product_and_available(session: AsyncSession, sku: str) -> tuple[Produ
     return product, stock.on_hand - stock.reserved
 
 
-async def set_item(session: AsyncSession, user_id: uuid.UUID, sku: str, quantity: int, add: bool) -> CartView:
+async def set_item(
+    session: AsyncSession, user_id: uuid.UUID, sku: str, quantity: int, add: bool
+) -> CartView:
     """Put `quantity` of a SKU in the cart (`add`: on top of what is there). The line's price as
     shown now is what the customer has seen: a later change of it is a notice."""
     product, available = await _product_and_available(session, sku)
@@ -207,9 +242,13 @@ async def set_item(session: AsyncSession, user_id: uuid.UUID, sku: str, quantity
         quantity += in_cart or 0
         check_quantity(quantity, product)
     elif in_cart is None:
-        raise NotFound("item_not_in_cart", f"{sku} is not in the cart: add it with POST /cart/items.")
+        raise NotFound(
+            "item_not_in_cart", f"{sku} is not in the cart: add it with POST /cart/items."
+        )
     if quantity > available:
-        raise Conflict("not_enough_stock", f"Only {available} of {sku} can be bought now.", available=available)
+        raise Conflict(
+            "not_enough_stock", f"Only {available} of {sku} can be bought now.", available=available
+        )
     seen = {"quantity": quantity, "price_when_added": product.price}
     await session.exec(
         insert(CartItem)
@@ -226,7 +265,9 @@ async def apply_promo(session: AsyncSession, user_id: uuid.UUID, code: str) -> C
     reason = await promos.unavailable_reason(session, promo, user_id, utcnow())
     if reason is not None:
         raise promos.PromoUnavailable(promo.code, reason)
-    return await view_cart(session, await _open_cart_for_change(session, user_id, promo_code=promo.code))
+    return await view_cart(
+        session, await _open_cart_for_change(session, user_id, promo_code=promo.code)
+    )
 
 
 async def remove_promo(session: AsyncSession, user_id: uuid.UUID) -> CartView:
@@ -238,7 +279,9 @@ async def remove_promo(session: AsyncSession, user_id: uuid.UUID) -> CartView:
 async def remove_item(session: AsyncSession, user_id: uuid.UUID, sku: str) -> CartView:
     cart = await _open_cart_for_change(session, user_id)
     removed = await session.exec(
-        CartItem.__table__.delete().where(CartItem.cart_id == cart.id, CartItem.sku == sku).returning(CartItem.sku)  # type: ignore[attr-defined]
+        CartItem.__table__.delete()
+        .where(CartItem.cart_id == cart.id, CartItem.sku == sku)
+        .returning(CartItem.sku)  # type: ignore[attr-defined]
     )
     if removed.scalar_one_or_none() is None:
         raise NotFound("item_not_in_cart", f"{sku} is not in the cart.")
@@ -257,14 +300,19 @@ async def check_out(session: AsyncSession, cart_id: uuid.UUID, version: int) -> 
 
 
 async def reopen(session: AsyncSession, cart_id: uuid.UUID, version: int) -> int:
-    """A failed order gives the cart back with a new version (so the next Pay Now is a new checkout).
+    """A failed order gives the cart back with a new version (so the next Pay Now is a new
+    checkout).
 
     Idempotent: once reopened, a repeated call finds a newer version and changes nothing.
     """
     reopened = (
         await session.exec(
             update(Cart)
-            .where(col(Cart.id) == cart_id, col(Cart.version) == version, col(Cart.status) == "checked_out")
+            .where(
+                col(Cart.id) == cart_id,
+                col(Cart.version) == version,
+                col(Cart.status) == "checked_out",
+            )
             .values(status="open", version=version + 1, updated_at=utcnow())
             .returning(col(Cart.version))
         )
@@ -272,14 +320,3 @@ async def reopen(session: AsyncSession, cart_id: uuid.UUID, version: int) -> int
     if reopened is not None:
         return reopened
     return (await session.get_one(Cart, cart_id, populate_existing=True)).version
-
-
-async def bump_after_refusal(session: AsyncSession, cart_id: uuid.UUID, version: int) -> None:
-    """Pay Now of this version was refused for the promo code, the points or a quantity: the cart
-    gets a new version, so the next Pay Now, once the customer has changed it, is a new checkout.
-    Idempotent."""
-    await session.exec(
-        update(Cart)
-        .where(col(Cart.id) == cart_id, col(Cart.version) == version, col(Cart.status) == "open")
-        .values(version=version + 1, updated_at=utcnow())
-    )

@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kassa.errors import Conflict, Invalid, NotFound
-from kassa.tables import LIVE_RESERVATION, Product, Reservation, ReservationLine, Stock, utcnow
+from kassa.tables import Product, Reservation, ReservationLine, Stock, utcnow
 
 
 @dataclass(frozen=True)
@@ -51,47 +51,6 @@ def _merged(lines: list[StockLine]) -> list[StockLine]:
     if not quantities:
         raise Invalid("empty_order", "Nothing to reserve.")
     return [StockLine(sku, quantities[sku]) for sku in sorted(quantities)]
-
-
-async def reserve(
-    session: AsyncSession, order_id: uuid.UUID, lines: list[StockLine], hold_expires_at: datetime
-) -> Reservation:
-    """Hold every line of the order, or none (raises OutOfStock naming the short SKUs).
-
-    Idempotent on the order id: a second call returns the live reservation unchanged; after a
-    release, a new call holds again (a late payment completing its order).
-    Runs inside the caller's transaction; on OutOfStock the caller must roll back.
-    """
-    lines = _merged(lines)
-    claimed = await session.exec(
-        insert(Reservation)
-        .values(id=uuid.uuid4(), order_id=order_id, status="held", hold_expires_at=hold_expires_at)
-        .on_conflict_do_nothing(index_elements=["order_id"], index_where=text(LIVE_RESERVATION))
-        .returning(Reservation)
-    )
-    reservation = claimed.scalar_one_or_none()
-    if reservation is None:
-        live = select(Reservation).where(Reservation.order_id == order_id, col(Reservation.status).in_(("held", "committed")))
-        return (await session.exec(live)).one()
-    stocked = set((await session.exec(select(Stock.sku).where(col(Stock.sku).in_([line.sku for line in lines])))).all())
-    if unstocked := [line.sku for line in lines if line.sku not in stocked]:
-        raise OutOfStock(unstocked)
-    # The lines first, the stock last: a hot SKU's row stays locked only from its UPDATE to the
-    # commit, not across the other statements (under a flash sale, that lock is the queue).
-    await _insert_lines(session, reservation.id, lines)
-    short = []
-    for line in lines:
-        held = await session.exec(
-            update(Stock)
-            .where(col(Stock.sku) == line.sku, col(Stock.on_hand) - col(Stock.reserved) >= line.quantity)
-            .values(reserved=col(Stock.reserved) + line.quantity)
-            .returning(col(Stock.sku))
-        )
-        if held.scalar_one_or_none() is None:
-            short.append(line.sku)
-    if short:
-        raise OutOfStock(short)
-    return reservation
 
 
 # Every line held or none, in one statement: the rows are locked in SKU order and checked
@@ -132,10 +91,11 @@ class Claimed:
 
 
 async def claim(
-    autocommit: AsyncSession, claim_key: str, reservation_id: uuid.UUID, lines: list[StockLine], hold_expires_at: datetime
+    session: AsyncSession, claim_key: str, reservation_id: uuid.UUID, lines: list[StockLine], hold_expires_at: datetime
 ) -> Claimed:
     """Hold every line, or none (raises OutOfStock naming the short SKUs), as a reservation with no
-    order yet: a claim, committed at once (`autocommit`: a session of `kassa.db.autocommit_scope`).
+    order yet: a claim. The one way stock is held: by the gateway in autocommit, committed at once
+    (a session of `kassa.db.autocommit_scope`), and by a late payment inside its transaction.
     Idempotent on `claim_key`: while a claim under it is held, it is returned as it is (its own id
     and deadline), whether this call's twin took it a moment ago or an earlier try that never got
     its answer. Its taker gives it to its order with `attach`, or releases it with
@@ -149,12 +109,13 @@ async def claim(
         "hold_expires_at": hold_expires_at,
     }
     try:
-        rows = (await autocommit.exec(_CLAIM, params=params)).all()
+        rows = (await session.exec(_CLAIM, params=params)).all()
     except IntegrityError:
         # A twin under the same key claimed between this statement's snapshot and its insert (the
-        # whole statement was undone): asked again, it finds the twin's claim. No rollback: in
-        # autocommit there is no transaction to end, and it would expire the caller's objects.
-        rows = (await autocommit.exec(_CLAIM, params=params)).all()
+        # whole statement was undone): asked again, it finds the twin's claim. Only the gateway's
+        # taps have twins, in autocommit: no transaction to end, and a rollback would expire the
+        # caller's objects.
+        rows = (await session.exec(_CLAIM, params=params)).all()
     taken = next((row for row in rows if row.id is not None), None)
     if taken is None:
         available = {row.sku for row in rows}
@@ -172,14 +133,6 @@ async def attach(session: AsyncSession, reservation_id: uuid.UUID, order_id: uui
     )
     if attached.scalar_one_or_none() is None:
         raise Conflict("claim_lost", "The stock held for this tap was given back before its order was made: tap Pay Now again.")
-
-
-async def _insert_lines(session: AsyncSession, reservation_id: uuid.UUID, lines: list[StockLine]) -> None:
-    await session.exec(
-        insert(ReservationLine).values(
-            [{"reservation_id": reservation_id, "sku": line.sku, "quantity": line.quantity} for line in lines]
-        )
-    )
 
 
 async def _settle(session: AsyncSession, reservation_id: uuid.UUID, to_status: str) -> Reservation:

@@ -1,9 +1,11 @@
 """Orders: created from a cart, moved only by guarded transitions, each with an event row.
 
     CREATED ──▶ PENDING_PAYMENT ──▶ PAID ──▶ REFUNDED
-       │              │  ├─▶ PAYMENT_FAILED
-       │              │  ├─▶ EXPIRED
-       └─▶ CANCELLED ◀┘
+                      ├─▶ PAYMENT_FAILED
+                      ├─▶ EXPIRED
+                      └─▶ CANCELLED
+
+(CREATED lives only inside the transaction that places the order: activities/placement.py.)
 
 plus: PAYMENT_FAILED, EXPIRED or CANCELLED ──▶ PAID when a late payment completes the order.
 
@@ -20,7 +22,7 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from activities import carts, loyalty, promos
+from activities import carts, inventory, loyalty, promos
 from activities.pricing import PROMO_APPLIED, PricedLine, Totals
 from activities.promos import PromoUnavailable
 from kassa.errors import Conflict, NotFound
@@ -32,7 +34,7 @@ ALLOWED_FROM: dict[str, tuple[str, ...]] = {
     "PAID": ("PENDING_PAYMENT", "EXPIRED", "CANCELLED", "PAYMENT_FAILED"),
     "PAYMENT_FAILED": ("PENDING_PAYMENT",),
     "EXPIRED": ("PENDING_PAYMENT",),
-    "CANCELLED": ("CREATED", "PENDING_PAYMENT"),
+    "CANCELLED": ("PENDING_PAYMENT",),
     "REFUNDED": ("PAID",),
 }
 UNPAID_ENDINGS = ("PAYMENT_FAILED", "EXPIRED", "CANCELLED")
@@ -76,28 +78,6 @@ class OrderView(Totals):
     payment: PaymentView | None
     events: list[EventView]
     created_at: datetime
-
-
-async def create_from_cart(
-    session: AsyncSession,
-    order_id: uuid.UUID,
-    workflow_id: str,
-    user_id: uuid.UUID,
-    cart_id: uuid.UUID,
-    cart_version: int,
-    address_id: uuid.UUID | None = None,
-    redeem_points: int = 0,
-) -> Order:
-    """Order CREATED from the cart at this version, priced as the cart view prices it; the cart is
-    locked, and the promo use and the points are held in the same transaction.
-
-    Idempotent on the order id: a second call returns the order made by the first.
-    """
-    existing = await session.get(Order, order_id)
-    if existing is not None:
-        return existing
-    cart = await lock_cart(session, user_id, cart_id, cart_version)
-    return await order_from_locked_cart(session, order_id, workflow_id, cart, cart_version, address_id, redeem_points)
 
 
 async def lock_cart(session: AsyncSession, user_id: uuid.UUID, cart_id: uuid.UUID, cart_version: int) -> Cart:
@@ -162,10 +142,6 @@ def check_priced_cart(priced: carts.PricedCart) -> None:
         raise PromoUnavailable(priced.promo.code, priced.promo_status or "")
 
 
-# Refusals of Pay Now that the customer answers by changing the cart or the points: the cart
-# gets a new version (carts.bump_after_refusal), so the next Pay Now is a new checkout.
-REFUSALS_THAT_REOPEN = ("promo_unavailable", "not_enough_points", "quantity_limit")
-
 
 async def transition(
     session: AsyncSession,
@@ -229,28 +205,27 @@ def _moved(movements: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in movements.items() if value}
 
 
-async def extend_hold(session: AsyncSession, order_id: uuid.UUID, hold_expires_at: datetime) -> None:
-    """The unpaid order's new deadline, on its timeline. Idempotent: a repeat finds it set."""
-    extended = await session.exec(
+async def extend_hold(
+    session: AsyncSession, order_id: uuid.UUID, reservation_id: uuid.UUID, hold_expires_at: datetime
+) -> None:
+    """The unpaid order's stock held until the later time: its reservation's deadline, the order's
+    copy of it, and an event on its timeline, together. Idempotent: a repeat finds it moved."""
+    if not await inventory.extend_hold(session, reservation_id, hold_expires_at):
+        return
+    await session.exec(
         update(Order)
-        .where(
-            col(Order.id) == order_id,
-            col(Order.status) == "PENDING_PAYMENT",
-            col(Order.hold_expires_at) < hold_expires_at,
-        )
+        .where(col(Order.id) == order_id, col(Order.status) == "PENDING_PAYMENT")
         .values(hold_expires_at=hold_expires_at, updated_at=utcnow())
-        .returning(col(Order.id))
     )
-    if extended.scalar_one_or_none() is not None:
-        session.add(
-            OrderEvent(
-                order_id=order_id,
-                from_status="PENDING_PAYMENT",
-                status="PENDING_PAYMENT",
-                reason="hold_extended",
-                detail={"hold_expires_at": hold_expires_at.isoformat()},
-            )
+    session.add(
+        OrderEvent(
+            order_id=order_id,
+            from_status="PENDING_PAYMENT",
+            status="PENDING_PAYMENT",
+            reason="hold_extended",
+            detail={"hold_expires_at": hold_expires_at.isoformat()},
         )
+    )
 
 
 async def owned_order(session: AsyncSession, user_id: uuid.UUID | None, order_id: uuid.UUID) -> Order:

@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities import auth, carts, inventory, orders
 from activities.inventory import StockLine
 from kassa.db import session_scope
 from kassa.errors import Conflict, DomainError
-from kassa.tables import Order, OrderLine, utcnow
+from kassa.tables import Order, utcnow
 
 log = logging.getLogger("kassa.placement")
 
@@ -45,7 +44,6 @@ class PlaceOrder:
 @dataclass(frozen=True)
 class Placement:
     order: Order
-    lines: list[StockLine]
     placed_now: bool  # False: an earlier tap on the same cart version placed it
 
 
@@ -54,7 +52,6 @@ class Claim:
     """The cart's stock, held for a tap whose order is not made yet."""
 
     reservation_id: uuid.UUID
-    lines: list[StockLine]
     hold_expires_at: datetime
 
 
@@ -67,7 +64,7 @@ async def claim_stock(autocommit: AsyncSession, request: PlaceOrder) -> Placemen
     queue, and a tap that took it several times before its claim would sell out as late as the
     crowd's last check."""
     if (earlier := await orders.order_for_cart(autocommit, request.cart_id, request.cart_version)) is not None:
-        return Placement(earlier, await order_lines(autocommit, earlier.id), placed_now=False)
+        return Placement(earlier, placed_now=False)
     # Read before the cart is locked: if the cart changes after this, its version moves and the
     # order below is refused, so a placed order always holds what its cart had.
     quantities = await carts.cart_quantities(autocommit, request.cart_id)
@@ -79,7 +76,7 @@ async def claim_stock(autocommit: AsyncSession, request: PlaceOrder) -> Placemen
     claimed = await inventory.claim(
         autocommit, request.workflow_id, uuid.uuid4(), lines, utcnow() + timedelta(seconds=request.hold_seconds)
     )
-    return Claim(claimed.reservation_id, lines, claimed.hold_expires_at)
+    return Claim(claimed.reservation_id, claimed.hold_expires_at)
 
 
 async def place_order(engine: AsyncEngine, request: PlaceOrder, held: Placement | Claim) -> Placement:
@@ -110,7 +107,7 @@ async def _order_for_claim(session: AsyncSession, request: PlaceOrder, claim: Cl
     except Conflict as refused:
         # A double tap's twin locked the cart first: its order, once it committed, is this tap's too.
         if refused.code == "cart_changed" and (twin := await orders.order_for_cart(session, request.cart_id, request.cart_version)):
-            return Placement(twin, await order_lines(session, twin.id), placed_now=False)
+            return Placement(twin, placed_now=False)
         raise
     order = await orders.order_from_locked_cart(
         session, request.order_id, request.workflow_id, cart, request.cart_version, request.address_id, request.redeem_points
@@ -120,7 +117,7 @@ async def _order_for_claim(session: AsyncSession, request: PlaceOrder, claim: Cl
     order = await orders.transition(
         session, order.id, "PENDING_PAYMENT", reservation_id=claim.reservation_id, hold_expires_at=claim.hold_expires_at
     )
-    return Placement(order, claim.lines, placed_now=True)
+    return Placement(order, placed_now=True)
 
 
 async def _release_claim(engine: AsyncEngine, claim_id: uuid.UUID, request: PlaceOrder) -> None:
@@ -131,7 +128,3 @@ async def _release_claim(engine: AsyncEngine, claim_id: uuid.UUID, request: Plac
         # The database is away: the hold sweeper releases the claim once it is back.
         log.warning("claim left for the hold sweeper", extra={"reservation_id": str(claim_id), "cart_id": str(request.cart_id)})
 
-
-async def order_lines(session: AsyncSession, order_id: uuid.UUID) -> list[StockLine]:
-    query = select(OrderLine.sku, OrderLine.quantity).where(OrderLine.order_id == order_id).order_by(col(OrderLine.sku))
-    return [StockLine(sku, quantity) for sku, quantity in await session.exec(query)]

@@ -19,7 +19,16 @@ from activities.orders import UNPAID_ENDINGS
 from activities.payments import RefundState
 from activities.promos import PromoUnavailable
 from kassa.errors import Conflict, Invalid
-from kassa.tables import Cart, LedgerTransaction, Order, OrderEvent, OrderLine, Payment, Refund, utcnow
+from kassa.tables import (
+    Cart,
+    LedgerTransaction,
+    Order,
+    OrderEvent,
+    OrderLine,
+    Payment,
+    Refund,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -34,7 +43,8 @@ async def refund_by_key(session: AsyncSession, key: str) -> Refund | None:
 
 
 async def unsettled_payments(session: AsyncSession, limit: int = 100) -> list[Payment]:
-    """Successes no checkout took: no ledger charge for them, and their order no longer being paid."""
+    """Successes no checkout took: no ledger charge for them, and their order no longer being
+    paid."""
     charged = select(LedgerTransaction.reference).where(LedgerTransaction.kind == "charge")
     query = (
         select(Payment)
@@ -49,7 +59,9 @@ async def unsettled_payments(session: AsyncSession, limit: int = 100) -> list[Pa
     return list(await session.exec(query))
 
 
-async def plan_refund(session: AsyncSession, order_id: uuid.UUID, amount: int | None, intent_id: str | None) -> RefundPlan:
+async def plan_refund(
+    session: AsyncSession, order_id: uuid.UUID, amount: int | None, intent_id: str | None
+) -> RefundPlan:
     """What to refund: `amount` (None: everything left) of the order's charge, refused beyond it."""
     order = await session.get(Order, order_id)
     if order is None:
@@ -61,13 +73,23 @@ async def plan_refund(session: AsyncSession, order_id: uuid.UUID, amount: int | 
         raise Conflict("nothing_to_refund", "Nothing charged for this order is left to refund.")
     amount = left if amount is None else amount
     if amount > left:
-        raise Conflict("refund_exceeds_charge", f"At most {left} kopecks are left to refund.", refundable=left)
+        raise Conflict(
+            "refund_exceeds_charge", f"At most {left} kopecks are left to refund.", refundable=left
+        )
     references = await ledger.charge_references(session, order_id)
     return RefundPlan(intent_id or references[0], amount, order.currency)
 
 
-async def record_refund(session: AsyncSession, order_id: uuid.UUID, refund: RefundState, currency: str, reason: str, key: str) -> None:
-    """Our record of a refund the acquirer made: REFUNDED once nothing charged is left. Idempotent."""
+async def record_refund(
+    session: AsyncSession,
+    order_id: uuid.UUID,
+    refund: RefundState,
+    currency: str,
+    reason: str,
+    key: str,
+) -> None:
+    """Our record of a refund the acquirer made: REFUNDED once nothing charged is left.
+    Idempotent."""
     order = await session.get_one(Order, order_id, with_for_update=True)
     await session.exec(
         insert(Refund)
@@ -87,21 +109,33 @@ async def record_refund(session: AsyncSession, order_id: uuid.UUID, refund: Refu
         return
     if order.status == "PAID":
         left = await ledger.charged(session, order_id)
-        # The refunded share of the points it earned goes too; a full refund gives back those it spent.
+        # The refunded share of the points it earned goes too; a full refund gives back those it
+        # spent.
         await loyalty.reverse_for_refund(session, order, refund.refund_id, left)
         if left <= 0:
-            await orders.transition(session, order_id, "REFUNDED", reason, {"refund_id": refund.refund_id, "amount": refund.amount})
+            await orders.transition(
+                session,
+                order_id,
+                "REFUNDED",
+                reason,
+                {"refund_id": refund.refund_id, "amount": refund.amount},
+            )
             return
     # Partial, or the refund of a payment the order never kept: on the timeline, status unchanged.
     session.add(
         OrderEvent(
-            order_id=order_id, from_status=order.status, status=order.status, reason=f"refunded_{reason}",
+            order_id=order_id,
+            from_status=order.status,
+            status=order.status,
+            reason=f"refunded_{reason}",
             detail={"refund_id": refund.refund_id, "amount": refund.amount},
         )
     )
 
 
-async def settle_late_payment(session: AsyncSession, order_id: uuid.UUID, intent_id: str, amount: int, currency: str) -> str:
+async def settle_late_payment(
+    session: AsyncSession, order_id: uuid.UUID, intent_id: str, amount: int, currency: str
+) -> str:
     """A success the checkout did not take: "counted" (it is the order's own payment),
     "completed" (the order was unpaid, its stock is all still there, its cart has no newer
     order, and its promo use and points can be taken again: now PAID), or "refund" (give it
@@ -116,16 +150,36 @@ async def settle_late_payment(session: AsyncSession, order_id: uuid.UUID, intent
     lines = await session.exec(select(OrderLine).where(OrderLine.order_id == order_id))
     try:
         async with session.begin_nested():
-            held = await inventory.reserve(session, order_id, [StockLine(l.sku, l.quantity) for l in lines], utcnow())
-            await inventory.commit(session, held.id)
+            # Held the way Pay Now holds it (all or none, rows locked in SKU order), keyed by the
+            # intent, then sold at once: the order row's lock keeps a repeat from racing it.
+            held = await inventory.claim(
+                session,
+                f"late-payment:{intent_id}",
+                uuid.uuid4(),
+                [StockLine(line.sku, line.quantity) for line in lines],
+                utcnow(),
+            )
+            await inventory.attach(session, held.reservation_id, order_id)
+            await inventory.commit(session, held.reservation_id)
             # The promo use and the points it was priced with are taken again, or it is refunded.
-            await orders.transition(session, order_id, "PAID", "late_payment", {"intent_id": intent_id}, reservation_id=held.id)
+            await orders.transition(
+                session,
+                order_id,
+                "PAID",
+                "late_payment",
+                {"intent_id": intent_id},
+                reservation_id=held.reservation_id,
+            )
     except (OutOfStock, PromoUnavailable, PointsUnavailable):
         return "refund"
     # The cart was given back when the order failed; untouched since, it is bought now.
     await session.exec(
         update(Cart)
-        .where(col(Cart.id) == order.cart_id, col(Cart.version) == order.cart_version + 1, col(Cart.status) == "open")
+        .where(
+            col(Cart.id) == order.cart_id,
+            col(Cart.version) == order.cart_version + 1,
+            col(Cart.status) == "open",
+        )
         .values(status="checked_out", updated_at=utcnow())
     )
     return "completed"
@@ -134,6 +188,8 @@ async def settle_late_payment(session: AsyncSession, order_id: uuid.UUID, intent
 async def _cart_moved_on(session: AsyncSession, order: Order) -> bool:
     """The customer started another order from this cart since."""
     newer = await session.exec(
-        select(Order.id).where(Order.cart_id == order.cart_id, col(Order.cart_version) > order.cart_version).limit(1)
+        select(Order.id)
+        .where(Order.cart_id == order.cart_id, col(Order.cart_version) > order.cart_version)
+        .limit(1)
     )
     return newer.one_or_none() is not None

@@ -1,9 +1,18 @@
-"""Steps a customer takes, over HTTP, shared by the tests."""
+"""Steps a customer takes, over HTTP, shared by the tests; and the gateway's own placement, for
+the tests that start a checkout run themselves (on another task queue, or on the time-skipping
+server, where update-with-start does not work)."""
 
 import asyncio
 import time
+import uuid
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from activities.placement import PlaceOrder, claim_stock, place_order
+from api.routers.checkout import checkout_input
+from kassa.db import autocommit_scope
+from workflows.checkout import CheckoutInput, PaymentMethod, checkout_workflow_id
 
 CARD = {"type": "card", "token": "tok_success"}
 CARD_3DS = {"type": "card", "token": "tok_3ds"}
@@ -39,3 +48,17 @@ async def cart_reopened(http: httpx.AsyncClient, timeout: float = 30) -> dict:
         assert time.monotonic() < deadline, "the cart was not given back"
         await asyncio.sleep(0.05)
     return cart
+
+
+async def placed_checkout(
+    engine: AsyncEngine, customer_id: uuid.UUID, cart: dict, method: dict, hold_seconds: int, grace_seconds: int = 0
+) -> tuple[str, CheckoutInput]:
+    """The cart placed as Pay Now places it (stock claimed, order PENDING_PAYMENT): the run's id
+    and input, to start it as the gateway would."""
+    cart_id = uuid.UUID(cart["id"])
+    workflow_id = checkout_workflow_id(cart_id, cart["version"])
+    request = PlaceOrder(uuid.uuid4(), workflow_id, customer_id, cart_id, cart["version"], None, 0, hold_seconds)
+    async with autocommit_scope(engine) as autocommit:
+        held = await claim_stock(autocommit, request)
+    placement = await place_order(engine, request, held)
+    return workflow_id, checkout_input(placement.order, PaymentMethod(**method), grace_seconds)

@@ -1,13 +1,8 @@
 """Pay Now end to end: gateway → workflow → PostgreSQL and the acquirer, webhooks back."""
 
-import pytest
-from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError
 
 from tests.conftest import Kassa
 from tests.flow import CARD, CARD_3DS, CARD_DECLINED, authenticate_3ds, cart_reopened, order_reaches, pay_now
-from workflows.checkout import CheckoutInput, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
 
 
 async def test_frictionless_card_pays_and_commits_stock(kassa: Kassa) -> None:
@@ -117,26 +112,3 @@ async def test_out_of_stock_names_the_skus_and_holds_nothing(kassa: Kassa) -> No
         assert (await http.get("/orders")).json() == []
     assert (await kassa.stock(plenty)).reserved == 0
     assert (await kassa.stock(scarce)).reserved == 1
-
-
-async def test_stale_cart_version_is_refused_and_makes_no_order(kassa: Kassa) -> None:
-    sku = await kassa.product(on_hand=3)
-    customer = await kassa.customer()
-    cart = await customer.cart_with((sku, 1))
-    stale = cart["version"] - 1  # what a client that missed the last change would check out
-    start = WithStartWorkflowOperation(
-        CheckoutWorkflow.run,
-        CheckoutInput(str(customer.user.id), cart["id"], stale, PaymentMethod(**CARD), kassa.settings.hold_seconds),
-        id=checkout_workflow_id(cart["id"], stale),
-        task_queue=kassa.settings.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
-    with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await kassa.temporal.execute_update_with_start_workflow(CheckoutWorkflow.pay_now, start_workflow_operation=start)
-    assert isinstance(refused.value.cause, ApplicationError) and refused.value.cause.type == "cart_changed"
-    result = await (await start.workflow_handle()).result()
-    assert (result.status, result.order_id) == ("REJECTED", None)
-    async with customer.http() as http:
-        assert (await http.get("/orders")).json() == []
-        assert (await http.get("/cart")).json()["status"] == "open"
-    assert (await kassa.stock(sku)).reserved == 0

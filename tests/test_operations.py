@@ -26,9 +26,9 @@ from kassa.db import session_scope
 from kassa.logs import JsonFormatter
 from kassa.tables import Reservation, utcnow
 from tests.conftest import TEMPORAL_UI_URL, Customer, Kassa
-from tests.flow import CARD, CARD_3DS, authenticate_3ds, order_reaches, pay_now
+from tests.flow import CARD, CARD_3DS, authenticate_3ds, order_reaches, pay_now, placed_checkout
 from worker import HOLD_SWEEP_SCHEDULE, RECONCILE_SCHEDULE, ensure_schedules
-from workflows.checkout import CheckoutInput, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.sweeper import HoldSweepWorkflow
 
 CARD_NUMBER_3DS = "4000000000003220"
@@ -120,7 +120,7 @@ async def test_log_lines_of_a_checkout_carry_its_order_id_and_never_a_card_numbe
     text = output.getvalue()
     lines = [json.loads(line) for line in text.splitlines()]
 
-    workflow_id = checkout_workflow_id(cart["id"], cart["version"])
+    workflow_id = checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"])
     ours = [line for line in lines if line.get("order_id") == order_id]
     messages = {line["msg"] for line in ours}
     assert {"order placed", "payment initiated", "order marked", "pay now answered"} <= messages
@@ -188,7 +188,7 @@ async def test_the_sweeper_releases_a_hold_left_by_a_workflow_terminated_from_ou
     sku = await kassa.product(on_hand=5)
     customer = await kassa.customer()
     cart, order_id = await _pending_order(kassa, customer, sku)
-    await kassa.temporal.get_workflow_handle(checkout_workflow_id(cart["id"], cart["version"])).terminate(reason="test")
+    await kassa.temporal.get_workflow_handle(checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"])).terminate(reason="test")
     assert (await kassa.stock(sku)).reserved == 2  # nobody will release it now
     before = await scrape(kassa)
 
@@ -224,7 +224,7 @@ async def test_the_sweeper_stops_a_checkout_stuck_long_past_its_deadline(kassa: 
         )
     swept = await _sweep(kassa)
     assert [hold.why for hold in swept.repaired if hold.order_id == order_id] == [DEADLINE_LONG_PAST]
-    description = await kassa.temporal.get_workflow_handle(checkout_workflow_id(cart["id"], cart["version"])).describe()
+    description = await kassa.temporal.get_workflow_handle(checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"])).describe()
     assert description.status is not None and description.status.name == "TERMINATED"
     assert (await kassa.stock(sku)).reserved == 0
 
@@ -301,7 +301,7 @@ async def test_a_checkout_run_reads_as_its_story_in_temporal(kassa: Kassa) -> No
         assert answer.status_code == 201, answer.text
         order_id = answer.json()["order_id"]
         reservation_id = (await http.get(f"/orders/{order_id}")).json()["reservation_id"]
-    handle = kassa.temporal.get_workflow_handle(checkout_workflow_id(cart["id"], cart["version"]))
+    handle = kassa.temporal.get_workflow_handle(checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"]))
     description = await handle.describe()
     assert description.typed_search_attributes is not None
     attributes = {pair.key.name: pair.value for pair in description.typed_search_attributes}
@@ -345,7 +345,7 @@ async def test_a_worker_stopped_with_sigterm_finishes_the_activity_it_is_running
         "KASSA_TEMPORAL_METRICS_PORT": "0",
     }
     worker = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "kassa.cli", "worker"),
+        *(sys.executable, "-m", "cli.main", "worker"),
         env=environment,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -355,12 +355,8 @@ async def test_a_worker_stopped_with_sigterm_finishes_the_activity_it_is_running
     cart = await customer.cart_with((sku, 1))
     await set_faults(settings.acquirer_base_url, api={"latency_ms": 3000})
     try:
-        handle = await kassa.temporal.start_workflow(
-            CheckoutWorkflow.run,
-            CheckoutInput(str(customer.user.id), cart["id"], cart["version"], PaymentMethod(**CARD), settings.hold_seconds),
-            id=checkout_workflow_id(cart["id"], cart["version"]),
-            task_queue=task_queue,
-        )
+        workflow_id, checkout = await placed_checkout(kassa.engine, customer.user.id, cart, CARD, settings.hold_seconds)
+        handle = await kassa.temporal.start_workflow(CheckoutWorkflow.run, checkout, id=workflow_id, task_queue=task_queue)
         await _until_running(handle, "initiate_payment")
         worker.send_signal(signal.SIGTERM)
         output, _ = await asyncio.wait_for(worker.communicate(), timeout=30)

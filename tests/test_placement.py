@@ -21,7 +21,7 @@ from workflows.checkout import checkout_workflow_id
 
 def _tap(kassa: Kassa, customer: Customer, cart: dict) -> PlaceOrder:
     return PlaceOrder(
-        uuid.uuid4(), checkout_workflow_id(cart["id"], cart["version"]), customer.user.id, uuid.UUID(cart["id"]),
+        uuid.uuid4(), checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"]), customer.user.id, uuid.UUID(cart["id"]),
         cart["version"], None, 0, kassa.settings.hold_seconds,
     )
 
@@ -71,7 +71,7 @@ async def test_a_tap_sent_again_takes_the_claim_its_first_try_left_without_an_or
         again = await pay_now(http, cart, CARD)
     assert again.status_code == 201 and again.json()["status"] == "PAID", again.text
     async with session_scope(kassa.engine) as session:
-        holds = (await session.exec(select(Reservation).where(col(Reservation.claim_key) == checkout_workflow_id(cart["id"], cart["version"])))).all()
+        holds = (await session.exec(select(Reservation).where(col(Reservation.claim_key) == checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"])))).all()
     assert [(hold.id, str(hold.order_id), hold.status) for hold in holds] == [(first_try.reservation_id, again.json()["order_id"], "committed")]
     stock = await kassa.stock(sku)
     assert (stock.on_hand, stock.reserved) == (0, 0)

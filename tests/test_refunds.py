@@ -11,9 +11,9 @@ from temporalio.common import WorkflowIDConflictPolicy
 from activities.inventory import set_on_hand
 from kassa.db import session_scope
 from tests.conftest import Kassa
-from tests.flow import CARD, CARD_3DS, order_reaches, pay_now
+from tests.flow import CARD, CARD_3DS, order_reaches, pay_now, placed_checkout
 from tests.late_payments import late_success, reconcile
-from workflows.checkout import CheckoutInput, CheckoutWorkflow, PaymentMethod, checkout_workflow_id
+from workflows.checkout import CheckoutWorkflow
 
 
 async def _admin(kassa: Kassa) -> httpx.AsyncClient:
@@ -90,15 +90,16 @@ async def _order_paid_late(kassa: Kassa, on_hand: int, sold_out_meanwhile: bool,
     cart = await customer.cart_with((sku, 1))
     if expire:
         # A one-second hold, no grace: the run expires on its own in real time.
+        workflow_id, checkout = await placed_checkout(kassa.engine, customer.user.id, cart, CARD_3DS, hold_seconds=1)
         start = WithStartWorkflowOperation(
             CheckoutWorkflow.run,
-            CheckoutInput(str(customer.user.id), cart["id"], cart["version"], PaymentMethod(**CARD_3DS), 1),
-            id=checkout_workflow_id(cart["id"], cart["version"]),
+            checkout,
+            id=workflow_id,
             task_queue=kassa.settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
         state = await kassa.temporal.execute_update_with_start_workflow(CheckoutWorkflow.pay_now, start_workflow_operation=start)
-        order_id = state.order_id
+        order_id = str(state.order_id)
         assert (await (await start.workflow_handle()).result()).status == "EXPIRED"
     else:
         async with customer.http() as http:

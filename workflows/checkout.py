@@ -1,44 +1,36 @@
-"""CheckoutWorkflow: the customer taps Pay Now, and the cart becomes a paid order or is given back.
+"""CheckoutWorkflow: the customer taps Pay Now, and the placed order is paid for or given back.
 
 Hold the stock first, charge the money second, and keep every step reversible until the money
-is in:
+is in. The gateway has placed the order before this run starts (activities/placement.py: a
+claim on the stock, then the order PENDING_PAYMENT in one transaction), so the run begins at
+payment and owns the order from then on:
 
-    create order → verify customer → reserve stock (hold timer starts) → pending payment
-    → initiate payment → wait for the outcome (webhook signal, customer, or the hold's end)
+    initiate payment → wait for the outcome (webhook signal, customer, or the hold's end)
     → paid: commit the stock          not paid: cancel the intent, release the stock, reopen the cart
-
-The gateway takes the first four steps before it starts the run (activities/placement.py: a
-claim on the stock, then the order in one transaction), and the run begins at payment; a run
-started without a placed order takes them itself, one step at a time.
 
 One workflow per cart version (the id says which), so a double tap on Pay Now attaches to the
 same run: one order, one reservation, at most one charge.
 """
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.common import SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.checkout import (
         CheckoutActivities,
-        CreatedOrder,
-        CreateOrderInput,
         ExtendHoldInput,
         InitiatePaymentInput,
         IntentInput,
         MarkOrderInput,
-        MarkPendingPaymentInput,
-        PlacedOrder,
         ReopenCartInput,
         ReservationInput,
-        ReserveStockInput,
-        StockReserved,
-        VerifyCustomerInput,
     )
     from activities.payments import OPEN_STATUSES, SETTLED_STATUSES, IntentState
     from workflows.retries import ACQUIRER_RETRY, DATABASE_RETRY
@@ -47,7 +39,7 @@ ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 ORDER_TOTAL = SearchAttributeKey.for_int("OrderTotal")
 PAYMENT_STATUS = SearchAttributeKey.for_keyword("PaymentStatus")
-# Registered wherever the server is set up: kassa/embedded.py, tests/conftest.py, docker-compose.yml.
+# Registered wherever the server is set up: cli/embedded.py, tests/conftest.py, docker-compose.yml.
 SEARCH_ATTRIBUTES = (ORDER_STATUS, CUSTOMER_ID, ORDER_TOTAL, PAYMENT_STATUS)
 
 MAX_PAYMENT_ATTEMPTS = 3
@@ -59,15 +51,17 @@ UNAVAILABLE = "unavailable"
 # While 3-D Secure runs, ask the acquirer on this backoff in case its webhooks are lost.
 STATUS_POLL_FIRST = timedelta(seconds=5)
 STATUS_POLL_LONGEST = timedelta(minutes=1)
-# Versioning: runs recorded before these changes replay on their old path (tests/histories).
+# Retired patches (`workflow.deprecate_patch`): every run takes these paths, and a run started
+# before the patch was retired, whose history holds the marker, still replays. Remove the calls
+# in the release after 2026-12-08's: by then no run started before this one is open (a run
+# lives for its hold and grace, 17 minutes; the hold sweeper stops one stuck past that).
 POLL_PAYMENT_STATUS = "poll-payment-status"
 PAYMENT_STATUS_ATTRIBUTE = "payment-status-attribute"
 LOCAL_DATABASE_STEPS = "local-database-steps"
-FINAL_STATUSES = ("PAID", "PAYMENT_FAILED", "EXPIRED", "CANCELLED", "REJECTED")
+FINAL_STATUSES = ("PAID", "PAYMENT_FAILED", "EXPIRED", "CANCELLED")
 
 
-
-def checkout_workflow_id(cart_id: str, cart_version: int) -> str:
+def checkout_workflow_id(cart_id: uuid.UUID, cart_version: int) -> str:
     return f"checkout-{cart_id}-v{cart_version}"
 
 
@@ -78,18 +72,35 @@ class PaymentMethod:
 
 
 @dataclass(frozen=True)
+class OrderToPay:
+    order_id: uuid.UUID
+    total: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class HeldStock:
+    reservation_id: uuid.UUID
+    hold_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    """The order the gateway placed, PENDING_PAYMENT, with its stock held until `hold_expires_at`."""
+
+    order: OrderToPay
+    reservation: HeldStock
+
+
+@dataclass(frozen=True)
 class CheckoutInput:
-    customer_id: str
-    cart_id: str
+    customer_id: uuid.UUID
+    cart_id: uuid.UUID
     cart_version: int
     payment_method: PaymentMethod
-    hold_seconds: int
+    placed: PlacedOrder
     # Once, for a customer still in 3-D Secure when the hold ends: more time, not a release.
     hold_grace_seconds: int = 0
-    address_id: str | None = None  # the customer's own, checked by the gateway
-    redeem_points: int = 0  # loyalty points to pay with, held with the order
-    # The order and its hold, placed by the gateway; None: the run places them itself.
-    placed: PlacedOrder | None = None
 
 
 @dataclass(frozen=True)
@@ -105,9 +116,9 @@ class PaymentUpdate:
 class CheckoutState:
     """The answer to Pay Now, to another attempt, to cancel, and to the `status` query."""
 
-    order_id: str | None
+    order_id: uuid.UUID
     status: str
-    hold_expires_at: datetime | None
+    hold_expires_at: datetime
     attempts: int
     payment: IntentState | None
     reason: str | None
@@ -115,7 +126,7 @@ class CheckoutState:
 
 @dataclass(frozen=True)
 class CheckoutResult:
-    order_id: str | None
+    order_id: uuid.UUID
     status: str
     reason: str | None
 
@@ -125,132 +136,61 @@ class CheckoutResult:
 # code here keeps to the rules by itself: time, randomness and ids come only from `workflow`.
 @workflow.defn(sandboxed=False)
 class CheckoutWorkflow:
-    def __init__(self) -> None:
-        self._order_id: str | None = None
-        self._status = "STARTING"
+    @workflow.init
+    def __init__(self, checkout: CheckoutInput) -> None:
+        # Set before any handler runs: a double tap's update may arrive with the first task.
+        self._order = checkout.placed.order
+        self._reservation_id = checkout.placed.reservation.reservation_id
+        self._hold_expires_at = checkout.placed.reservation.hold_expires_at
+        self._status = "PENDING_PAYMENT"
         self._reason: str | None = None
-        self._hold_expires_at: datetime | None = None
         self._hold_extended = False
-        self._reservation_id: str | None = None
         self._attempts: list[IntentState] = []
         self._next_method: PaymentMethod | None = None
         self._cancel_requested = False
         self._cancel_reason = CANCELLED_BY_CUSTOMER
         self._webhook_updates: dict[str, PaymentUpdate] = {}
-        self._refusal: ApplicationError | None = None
-        self._local_steps = False
 
     @workflow.run
     async def run(self, checkout: CheckoutInput) -> CheckoutResult:
-        self._local_steps = workflow.patched(LOCAL_DATABASE_STEPS)
-        if checkout.placed is not None:
-            order, reservation = checkout.placed.order, checkout.placed.reservation
-            self._adopt(checkout, order, reservation)
-        else:
-            placed = await self._place_order(checkout)
-            if placed is None:
-                return await self._finished()
-            order, reservation = placed
+        workflow.deprecate_patch(LOCAL_DATABASE_STEPS)
+        workflow.upsert_search_attributes(
+            [
+                CUSTOMER_ID.value_set(str(checkout.customer_id)),
+                ORDER_TOTAL.value_set(self._order.total),
+                ORDER_STATUS.value_set(self._status),
+            ]
+        )
+        self._show_details()
 
-        outcome, reason = await self._collect_payment(checkout, order)
+        outcome, reason = await self._collect_payment(checkout)
 
         if outcome == "PAID":
             await self._database_step(
                 CheckoutActivities.commit_stock,
-                ReservationInput(reservation.reservation_id),
+                ReservationInput(self._reservation_id),
                 start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=DATABASE_RETRY,
             )
             await self._mark(outcome, None)
         else:
-            await self._end_unpaid(checkout, reservation.reservation_id, outcome, reason)
-        return await self._finished()
+            await self._end_unpaid(checkout, outcome, reason)
+        # Never complete under a running update: its caller is still waiting for the answer.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return CheckoutResult(self._order.order_id, self._status, self._reason)
 
-    def _adopt(self, checkout: CheckoutInput, order: CreatedOrder, reservation: StockReserved) -> None:
-        """The gateway placed the order with its stock held before starting this run
-        (activities/placement.py): the run starts at payment, owning both."""
-        self._order_id, self._reservation_id = order.order_id, reservation.reservation_id
-        self._hold_expires_at = reservation.hold_expires_at
-        self._status = "PENDING_PAYMENT"
-        workflow.upsert_search_attributes(
-            [CUSTOMER_ID.value_set(checkout.customer_id), ORDER_TOTAL.value_set(order.total), ORDER_STATUS.value_set(self._status)]
-        )
-        self._show_details()
-
-    async def _place_order(self, checkout: CheckoutInput) -> tuple[CreatedOrder, StockReserved] | None:
-        """Runs started without a placed order (and those recorded before the gateway placed
-        orders): make the order, check the customer, hold the stock, step by step. None if the
-        order was refused or could not be held; the run has then ended it."""
-        order_id = str(workflow.uuid4())
-        workflow.upsert_search_attributes([CUSTOMER_ID.value_set(checkout.customer_id)])
-
-        try:
-            order = await self._database_step(
-                CheckoutActivities.create_order,
-                CreateOrderInput(
-                    order_id, workflow.info().workflow_id, checkout.customer_id, checkout.cart_id, checkout.cart_version,
-                    checkout.address_id, checkout.redeem_points,
-                ),
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=DATABASE_RETRY,
-            )
-        except ActivityError as error:
-            # The cart changed or is empty: no order was made, nothing to undo.
-            self._refuse(error)
-            self._set_status("REJECTED")
-            return None
-        self._order_id = order_id
-        workflow.upsert_search_attributes([ORDER_TOTAL.value_set(order.total)])
-        self._set_status("CREATED")
-
-        try:
-            await self._database_step(
-                CheckoutActivities.verify_customer,
-                VerifyCustomerInput(checkout.customer_id),
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=DATABASE_RETRY,
-            )
-        except ActivityError as error:
-            await self._end_unpaid(checkout, None, "CANCELLED", self._refuse(error).type)
-            return None
-
-        self._hold_expires_at = workflow.now() + timedelta(seconds=checkout.hold_seconds)
-        try:
-            reservation = await self._database_step(
-                CheckoutActivities.reserve_stock,
-                ReserveStockInput(order_id, order.lines, self._hold_expires_at),
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=DATABASE_RETRY,
-            )
-        except ActivityError as error:
-            refusal = self._refuse(error)
-            skus = refusal.details[0].get("skus") if refusal.details else None
-            await self._end_unpaid(checkout, None, "CANCELLED", refusal.type, skus)
-            return None
-
-        await self._database_step(
-            CheckoutActivities.mark_pending_payment,
-            MarkPendingPaymentInput(order_id, reservation.reservation_id, self._hold_expires_at),
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=DATABASE_RETRY,
-        )
-        self._reservation_id = reservation.reservation_id
-        self._set_status("PENDING_PAYMENT")
-        return order, reservation
-
-    async def _collect_payment(self, checkout: CheckoutInput, order: CreatedOrder) -> tuple[str, str | None]:
+    async def _collect_payment(self, checkout: CheckoutInput) -> tuple[str, str | None]:
         """Attempts until one is paid, the customer cancels, three are declined, or the hold ends."""
         method = checkout.payment_method
         while True:
             if self._cancel_requested:
                 return "CANCELLED", self._cancel_reason
-            intent = await self._initiate_payment(order, method)
+            intent = await self._initiate_payment(method)
             if intent.status in OPEN_STATUSES:
-                intent = await self._await_authentication(checkout, order.order_id, intent)
+                intent = await self._await_authentication(checkout, intent)
             if intent.status == "succeeded":
                 return "PAID", None
             if self._paid_by_webhook():
-                await self._record_webhook_payment(order, method)
+                await self._record_webhook_payment(method)
                 return "PAID", None
             if self._cancel_requested:
                 return "CANCELLED", self._cancel_reason
@@ -267,19 +207,19 @@ class CheckoutWorkflow:
             except asyncio.TimeoutError:
                 return "EXPIRED", "hold_expired"
             if self._paid_by_webhook():
-                await self._record_webhook_payment(order, method)
+                await self._record_webhook_payment(method)
                 return "PAID", None
             if self._next_method is not None:
                 method, self._next_method = self._next_method, None
 
-    async def _initiate_payment(self, order: CreatedOrder, method: PaymentMethod) -> IntentState:
+    async def _initiate_payment(self, method: PaymentMethod) -> IntentState:
         # An attempt the acquirer never answered is tried again under the same number, so the
         # same idempotency key: if the intent was made after all, it comes back, never a second.
         attempt = self._reached_attempts() + 1
         try:
             intent = await workflow.execute_activity_method(
                 CheckoutActivities.initiate_payment,
-                InitiatePaymentInput(order.order_id, attempt, order.total, order.currency, method.token),
+                InitiatePaymentInput(self._order.order_id, attempt, self._order.total, self._order.currency, method.token),
                 start_to_close_timeout=timedelta(seconds=5),
                 # The customer is waiting on Pay Now: past this, answer "try again" while the hold runs.
                 schedule_to_close_timeout=timedelta(seconds=20),
@@ -291,36 +231,31 @@ class CheckoutWorkflow:
         self._show_payment()
         return intent
 
-    async def _record_webhook_payment(self, order: CreatedOrder, method: PaymentMethod) -> None:
+    async def _record_webhook_payment(self, method: PaymentMethod) -> None:
         """A webhook said an intent went through. If it is the one of an unanswered attempt (the
         bank made it, its answer was lost), asking again under that attempt's key records it."""
         if self._attempts[-1].status == UNAVAILABLE:
-            await self._initiate_payment(order, method)
+            await self._initiate_payment(method)
 
     def _reached_attempts(self) -> int:
         return sum(1 for attempt in self._attempts if attempt.status != UNAVAILABLE)
 
-    async def _await_authentication(self, checkout: CheckoutInput, order_id: str, intent: IntentState) -> IntentState:
+    async def _await_authentication(self, checkout: CheckoutInput, intent: IntentState) -> IntentState:
         """3-D Secure: the webhook tells the outcome; the acquirer is asked too, in case it is lost."""
-        if workflow.patched(POLL_PAYMENT_STATUS):
-            intent = await self._poll_until_settled(checkout, order_id, intent)
-        else:
-            try:
-                await workflow.wait_condition(lambda: self._settled(intent), timeout=self._hold_remaining())
-            except asyncio.TimeoutError:
-                intent = await self._payment_call(CheckoutActivities.check_payment, order_id, intent)
+        workflow.deprecate_patch(POLL_PAYMENT_STATUS)
+        intent = await self._poll_until_settled(checkout, intent)
         if intent.intent_id in self._webhook_updates:
             update = self._webhook_updates[intent.intent_id]
             intent = IntentState(intent.intent_id, update.status, intent.payment_url, update.decline_code)
         if intent.status in OPEN_STATUSES and not self._paid_by_webhook():
             # Customer cancelled or hold ended: cancel the intent. If it already went
             # through, the payment won the race and the order is paid.
-            intent = await self._payment_call(CheckoutActivities.cancel_payment, order_id, intent)
+            intent = await self._payment_call(CheckoutActivities.cancel_payment, intent)
         self._attempts[-1] = intent
         self._show_payment()
         return intent
 
-    async def _poll_until_settled(self, checkout: CheckoutInput, order_id: str, intent: IntentState) -> IntentState:
+    async def _poll_until_settled(self, checkout: CheckoutInput, intent: IntentState) -> IntentState:
         """Wait for the webhook, asking the acquirer on a backoff: a lost webhook must not lose a
         paid order, nor keep it waiting until the hold ends."""
         poll_in = STATUS_POLL_FIRST
@@ -330,50 +265,39 @@ class CheckoutWorkflow:
                 return intent
             except asyncio.TimeoutError:
                 pass
-            intent = await self._payment_call(CheckoutActivities.check_payment, order_id, intent)
+            intent = await self._payment_call(CheckoutActivities.check_payment, intent)
             if intent.status not in OPEN_STATUSES:
                 return intent
             if self._hold_remaining() <= timedelta(0):
                 if self._hold_extended or not checkout.hold_grace_seconds:
                     return intent
-                await self._extend_hold(order_id, timedelta(seconds=checkout.hold_grace_seconds))
+                await self._extend_hold(timedelta(seconds=checkout.hold_grace_seconds))
             poll_in = min(poll_in * 2, STATUS_POLL_LONGEST)
 
-    async def _extend_hold(self, order_id: str, grace: timedelta) -> None:
+    async def _extend_hold(self, grace: timedelta) -> None:
         """The customer is paying right now: keep the stock for them a little longer, once."""
-        assert self._hold_expires_at is not None and self._reservation_id is not None
         self._hold_extended = True
         self._hold_expires_at += grace
         await self._database_step(
             CheckoutActivities.extend_hold,
-            ExtendHoldInput(order_id, self._reservation_id, self._hold_expires_at),
+            ExtendHoldInput(self._order.order_id, self._reservation_id, self._hold_expires_at),
             start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=DATABASE_RETRY,
         )
 
     def _settled(self, intent: IntentState) -> bool:
         return intent.intent_id in self._webhook_updates or self._paid_by_webhook() or self._cancel_requested
 
-    async def _database_step(self, activity, request, *, start_to_close_timeout: timedelta, retry_policy: RetryPolicy):  # type: ignore[no-untyped-def]
+    async def _database_step(self, activity: Any, request: Any, *, start_to_close_timeout: timedelta) -> None:
         """A step on our own database, run as a local activity: in the worker, inside the workflow
         task, with no round trip through the Temporal server (Pay Now's latency was mostly those).
-        Each step is idempotent, so one re-run after a crash changes nothing."""
-        if not self._local_steps:
-            return await workflow.execute_activity_method(
-                activity, request, start_to_close_timeout=start_to_close_timeout, retry_policy=retry_policy
-            )
-        try:
-            return await workflow.execute_local_activity_method(
-                activity, request, start_to_close_timeout=start_to_close_timeout, retry_policy=retry_policy
-            )
-        except ApplicationError as refusal:
-            # A local activity's refusal arrives unwrapped; the callers expect an activity's.
-            raise ActivityError(
-                refusal.message, scheduled_event_id=0, started_event_id=0, identity="", activity_type=activity.__name__,
-                activity_id="", retry_state=RetryState.NON_RETRYABLE_FAILURE,
-            ) from refusal
+        Each step is idempotent, so one re-run after a crash changes nothing; it is retried until
+        the database answers, since a compensation must never give up."""
+        await workflow.execute_local_activity_method(
+            activity, request, start_to_close_timeout=start_to_close_timeout, retry_policy=DATABASE_RETRY
+        )
 
-    async def _payment_call(self, activity, order_id: str, intent: IntentState) -> IntentState:  # type: ignore[no-untyped-def]
+    async def _payment_call(self, activity: Any, intent: IntentState) -> IntentState:
+        order_id = self._order.order_id
         try:
             return await workflow.execute_activity_method(
                 activity,
@@ -383,59 +307,30 @@ class CheckoutWorkflow:
                 retry_policy=ACQUIRER_RETRY,
             )
         except ActivityError:
-            workflow.logger.warning("acquirer unreachable; a late success will be refunded", extra={"order_id": order_id})
+            workflow.logger.warning("acquirer unreachable; a late success will be refunded", extra={"order_id": str(order_id)})
             return intent
 
-    async def _end_unpaid(
-        self,
-        checkout: CheckoutInput,
-        reservation_id: str | None,
-        status: str,
-        reason: str | None,
-        skus: list[str] | None = None,
-    ) -> None:
+    async def _end_unpaid(self, checkout: CheckoutInput, status: str, reason: str | None) -> None:
         """Undo in reverse: stock back on the shelf, the order's final state, the cart back to the customer."""
-        if reservation_id is not None:
-            await self._database_step(
-                CheckoutActivities.release_stock,
-                ReservationInput(reservation_id),
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=DATABASE_RETRY,
-            )
-        await self._mark(status, reason, skus)
+        await self._database_step(
+            CheckoutActivities.release_stock,
+            ReservationInput(self._reservation_id),
+            start_to_close_timeout=timedelta(seconds=10),
+        )
+        await self._mark(status, reason)
         await self._database_step(
             CheckoutActivities.reopen_cart,
             ReopenCartInput(checkout.cart_id, checkout.cart_version),
             start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=DATABASE_RETRY,
         )
 
-    async def _mark(self, status: str, reason: str | None, skus: list[str] | None = None) -> None:
-        assert self._order_id is not None
+    async def _mark(self, status: str, reason: str | None) -> None:
         await self._database_step(
             CheckoutActivities.mark_order,
-            MarkOrderInput(self._order_id, status, reason, skus),
+            MarkOrderInput(self._order.order_id, status, reason),
             start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=DATABASE_RETRY,
         )
         self._reason = reason
-        self._set_status(status)
-
-    async def _finished(self) -> CheckoutResult:
-        # Never complete under a running update: its caller is still waiting for the answer.
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return CheckoutResult(self._order_id, self._status, self._reason)
-
-    def _refuse(self, error: ActivityError) -> ApplicationError:
-        """Keep a business refusal to answer Pay Now with; anything else is a bug and re-raised."""
-        cause = error.cause
-        if not isinstance(cause, ApplicationError) or not cause.non_retryable or cause.type is None:
-            raise error
-        self._refusal = ApplicationError(cause.message, *cause.details, type=cause.type, non_retryable=True)
-        self._reason = cause.type
-        return self._refusal
-
-    def _set_status(self, status: str) -> None:
         self._status = status
         workflow.upsert_search_attributes([ORDER_STATUS.value_set(status)])
         self._show_details()
@@ -443,23 +338,20 @@ class CheckoutWorkflow:
     # --- ops: what Temporal UI shows of this run (search attributes, current details) -----------
 
     def _show_payment(self) -> None:
-        # Runs recorded before PaymentStatus existed replay without these upserts.
-        if workflow.patched(PAYMENT_STATUS_ATTRIBUTE):
-            workflow.upsert_search_attributes([PAYMENT_STATUS.value_set(self._attempts[-1].status)])
+        workflow.deprecate_patch(PAYMENT_STATUS_ATTRIBUTE)
+        workflow.upsert_search_attributes([PAYMENT_STATUS.value_set(self._attempts[-1].status)])
         self._show_details()
 
     def _show_details(self) -> None:
         """The run's current details in the UI (not history: no effect on replay)."""
-        lines = [f"Order {self._order_id or '(not made)'}: {self._status}" + (f" ({self._reason})" if self._reason else "")]
-        if self._hold_expires_at is not None:
-            lines.append(f"Hold until {self._hold_expires_at:%Y-%m-%d %H:%M:%S} UTC")
+        lines = [f"Order {self._order.order_id}: {self._status}" + (f" ({self._reason})" if self._reason else "")]
+        lines.append(f"Hold until {self._hold_expires_at:%Y-%m-%d %H:%M:%S} UTC")
         if self._attempts:
             last = self._attempts[-1]
             lines.append(f"Payment attempt {len(self._attempts)}: {last.intent_id or '-'} {last.status}")
         workflow.set_current_details("\n\n".join(lines))
 
     def _hold_remaining(self) -> timedelta:
-        assert self._hold_expires_at is not None
         return max(self._hold_expires_at - workflow.now(), timedelta(0))
 
     def _paid_by_webhook(self) -> bool:
@@ -477,7 +369,7 @@ class CheckoutWorkflow:
 
     def _state(self) -> CheckoutState:
         return CheckoutState(
-            order_id=self._order_id,
+            order_id=self._order.order_id,
             status=self._status,
             hold_expires_at=self._hold_expires_at,
             attempts=self._reached_attempts(),
@@ -487,13 +379,11 @@ class CheckoutWorkflow:
 
     async def _answer(self, attempts_before: int) -> CheckoutState:
         await workflow.wait_condition(lambda: self._answer_ready(attempts_before))
-        if self._refusal is not None:
-            raise self._refusal
         return self._state()
 
     @workflow.update
     async def pay_now(self) -> CheckoutState:
-        """Answers once the first payment attempt has an outcome to show (or the order was refused)."""
+        """Answers once the first payment attempt has an outcome to show."""
         return await self._answer(0)
 
     @workflow.update

@@ -1,5 +1,5 @@
 """A readable line for every activity a workflow runs, so that a run in Temporal UI reads as the
-story of one checkout ("Hold 3 units of 2 SKUs until 12:15:00 UTC", "Order PAID").
+story of one checkout ("Payment attempt 1: 4490.00 RUB at the acquirer", "Order PAID").
 
 A worker interceptor fills in the `summary` of each activity from its input, so the workflows
 stay about the business. Summaries are metadata, not commands: they do not affect replay.
@@ -23,11 +23,6 @@ def _money(amount: int, currency: str) -> str:
     return f"{amount // 100}.{amount % 100:02d} {currency}"
 
 
-def _hold(request: Any) -> str:
-    units = sum(line.quantity for line in request.lines)
-    return f"Hold {units} units of {len(request.lines)} SKUs until {request.hold_expires_at:%H:%M:%S} UTC"
-
-
 def _marked(request: Any) -> str:
     return f"Order {request.status}" + (f" ({request.reason})" if request.reason else "")
 
@@ -38,12 +33,12 @@ def _refund(request: Any) -> str:
 
 
 SUMMARIES: dict[str, Callable[[Any], str]] = {
-    "create_order": lambda r: f"Create the order from cart {r.cart_id} v{r.cart_version}",
-    "verify_customer": lambda r: f"Check that customer {r.customer_id} may buy",
-    "reserve_stock": _hold,
-    "mark_pending_payment": lambda r: f"Order PENDING_PAYMENT, hold until {r.hold_expires_at:%H:%M:%S} UTC",
-    "extend_hold": lambda r: f"Extend the hold to {r.hold_expires_at:%H:%M:%S} UTC (customer still in 3-D Secure)",
-    "initiate_payment": lambda r: f"Payment attempt {r.attempt}: {_money(r.amount, r.currency)} at the acquirer",
+    "extend_hold": lambda r: (
+        f"Extend the hold to {r.hold_expires_at:%H:%M:%S} UTC (customer still in 3-D Secure)"
+    ),
+    "initiate_payment": lambda r: (
+        f"Payment attempt {r.attempt}: {_money(r.amount, r.currency)} at the acquirer"
+    ),
     "check_payment": lambda r: f"Ask the acquirer about {r.intent_id}",
     "cancel_payment": lambda r: f"Cancel {r.intent_id} (or learn that it went through)",
     "commit_stock": lambda r: f"Commit the held stock: sold ({r.reservation_id})",
@@ -51,14 +46,18 @@ SUMMARIES: dict[str, Callable[[Any], str]] = {
     "mark_order": _marked,
     "reopen_cart": lambda r: f"Give cart {r.cart_id} back to the customer",
     "refund_payment": _refund,
-    "settle_late_payment": lambda r: f"Late payment {r.intent_id}: complete order {r.order_id}, or refund",
+    "settle_late_payment": lambda r: (
+        f"Late payment {r.intent_id}: complete order {r.order_id}, or refund"
+    ),
     "find_unsettled_payments": lambda r: "Find successes no checkout took",
     "sweep_holds": lambda r: "Release holds no checkout will release",
 }
 
 
 class ActivitySummaries(Interceptor):
-    def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput) -> type[WorkflowInboundInterceptor]:
+    def workflow_interceptor_class(
+        self, input: WorkflowInterceptorClassInput
+    ) -> type[WorkflowInboundInterceptor]:
         return _Inbound
 
 
@@ -82,4 +81,3 @@ def _summarise(input: StartActivityInput | StartLocalActivityInput) -> None:
     describe = SUMMARIES.get(input.activity)
     if input.summary is None and describe is not None and input.args:
         input.summary = describe(input.args[0])
-
