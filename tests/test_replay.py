@@ -1,8 +1,8 @@
 """Determinism: recorded checkout histories must replay on today's workflow code.
 
-`tests/histories/*.json` are real runs recorded from the dev server (one per way a checkout ends);
-`checkout-<ending>-<patch>.json` were recorded after that `workflow.patched` change: both paths replay;
-`checkout-paid-placed.json` is a run started with the order the gateway placed (it begins at payment).
+`tests/histories/*.json` are real runs recorded from the dev server, one per way a checkout ends,
+each started as the gateway starts it (the placed order as the run's input). They hold the retired
+patches' markers (`workflow.deprecate_patch`), as every run started since does.
 A change to CheckoutWorkflow that would break running checkouts in production fails here.
 Re-record after an intended, versioned change with `KASSA_RECORD_HISTORIES=1 make test`.
 """
