@@ -16,7 +16,7 @@ baseline measured in the same run on the same servers:
 - Flash sale: N buyers race for K units of one SKU through the API: exactly K held (asserted),
   reservations per second, and the CPU each tap costs every part; baseline: a bare conditional
   UPDATE on one row from as many connections as PostgreSQL gives (the median of five races).
-  The invariant checker (kassa/invariants.py: nothing oversold, the books agree) runs at the
+  The invariant checker (tests/invariants.py: nothing oversold, the books agree) runs at the
   end, after the winners paid.
 
     python -m bench.checkout [--loads 10,20] [--seconds 10] [--saturation 200] [--concurrency 32]
@@ -51,8 +51,8 @@ from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
+from cli.embedded import postgres_data, start_postgres, stop_postgres
 from kassa.db import session_scope
-from kassa.embedded import postgres_data, start_postgres, stop_postgres
 from tests.crash_load import Shopper, shoppers_with_carts
 from tests.flow import CARD, CARD_3DS
 from tests.stack import Stack, postgres_cpu_seconds
@@ -460,7 +460,7 @@ def table(result: dict[str, Any]) -> str:
         f"| bare conditional UPDATE, {update['connections']} connections, median of {len(update['reservations_per_second_each'])}"
         f" ({', '.join(f'{rate:.0f}' for rate in update['reservations_per_second_each'])}) | {update['reservations_per_second']:.0f} | 1 |",
         "",
-        f"Exactly {sale['units']} held (asserted by the bench), nothing oversold (kassa/invariants.py, run after the winners paid); "
+        f"Exactly {sale['units']} held (asserted by the bench), nothing oversold (tests/invariants.py, run after the winners paid); "
         f"sold out (the last hold's row) {sale['seconds_to_sell_out']:.1f} s after the first tap, every winner had the bank's "
         f"page after {sale['seconds_to_every_winners_payment_page']:.1f} s, every buyer answered after "
         f"{sale['seconds_to_answer_all']:.1f} s (p50 {sale['answer_p50_ms']:.0f} ms, p99 {sale['answer_p99_ms']:.0f} ms).",

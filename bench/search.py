@@ -31,10 +31,10 @@ import httpx
 import psycopg
 
 from api.main import create_app as create_gateway
+from cli.embedded import start_postgres, stop_postgres
+from cli.generator import SKU_PREFIX
+from cli.seed import progress_bar, seed_category_tree, seed_demo_catalog, seed_generated
 from kassa.db import make_engine, migrate
-from kassa.embedded import start_postgres, stop_postgres
-from kassa.generator import SKU_PREFIX
-from kassa.seed import progress_bar, seed_category_tree, seed_demo_catalog, seed_generated
 from kassa.settings import Settings
 from tests.servers import listening_socket, serving
 

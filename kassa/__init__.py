@@ -1,1 +1,1 @@
-"""Shared pieces of Kassa: settings, database, tables, migrations, money and the `kassa` command."""
+"""Shared pieces of Kassa: settings, database, tables, migrations, money; it imports nothing above it."""

@@ -26,8 +26,8 @@ from activities.payments import AcquirerClient
 from activities.sweeper import SweepActivities
 from activities.tokens import TokenPolicy, start_family
 from api.main import create_app as create_gateway
+from cli.embedded import start_postgres, stop_postgres
 from kassa.db import make_engine, migrate, session_scope
-from kassa.embedded import start_postgres, stop_postgres
 from kassa.settings import Settings
 from kassa.tables import Stock, User
 from tests.products import stocked_product

@@ -11,9 +11,9 @@ import httpx
 from sqlmodel import col, select
 
 from kassa.db import session_scope
-from kassa.invariants import FINAL_STATUSES
 from kassa.tables import Order
 from tests.flow import CARD, CARD_3DS
+from tests.invariants import FINAL_STATUSES
 from tests.stack import Stack
 
 RETRY_PAUSE = 0.5  # seconds between taps while a part is down

@@ -25,11 +25,11 @@ from temporalio.client import Client
 
 from activities.auth import password_hasher
 from activities.tokens import TokenPolicy, start_family
+from cli.embedded import temporal_dev_command
 from kassa.db import make_engine, migrate, session_scope
-from kassa.embedded import temporal_dev_command
-from kassa.invariants import InvariantReport, check_invariants
 from kassa.settings import Settings
 from kassa.tables import User
+from tests.invariants import InvariantReport, check_invariants
 from tests.products import stocked_product
 
 STARTUP_SECONDS = 60  # a busy two-core machine: Python imports, Temporal's schema
@@ -193,7 +193,7 @@ class Stack:
 
     def spawn(self, name: str, command: str) -> Part:
         """`kassa <command>` as the part `name` (a worker, the api…), replacing a dead one."""
-        return self._launch(name, [sys.executable, "-m", "kassa.cli", command])
+        return self._launch(name, [sys.executable, "-m", "cli.main", command])
 
     def _launch(self, name: str, argv: list[str]) -> Part:
         log = self.logs / f"{name}.log"

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy.dialects.postgresql import insert
 
 from activities.catalog import category_ancestry
+from cli.generator import generate
+from cli.seed import seed_category_tree, seed_generated
 from kassa.db import session_scope
-from kassa.generator import generate
-from kassa.seed import seed_category_tree, seed_generated
 from kassa.tables import Category, Product
 from tests.conftest import Customer, Kassa
 
@@ -275,7 +275,7 @@ async def test_admin_product_changes_are_validated_and_priced_in_the_cart(kassa:
 
 
 async def test_generated_catalog_is_deterministic_and_seeds_once(kassa: Kassa) -> None:
-    # Pinned: the same catalog across runs and versions (kassa/generator.py), not only within this
+    # Pinned: the same catalog across runs and versions (cli/generator.py), not only within this
     # process. A change to the generator, its seed or its kinds fails here: change it on purpose.
     seventh = list(generate(7))[-1]
     assert (seventh.sku, seventh.title, seventh.brand, seventh.category, seventh.price, seventh.old_price) == (

@@ -1,7 +1,7 @@
 """Crash tests: kill parts of Kassa in the middle of checkouts and check its promises after.
 
 The stack runs as production does, in separate processes (tests/stack.py); every test ends with
-the invariant checker (kassa/invariants.py) over the stack's whole database and the acquirer's
+the invariant checker (tests/invariants.py) over the stack's whole database and the acquirer's
 own records. The quick versions run in `make test`; the long ones (100 checkouts in flight,
 several kills) are marked `chaos` and run with `make chaos`. Each is bounded by DEADLINE.
 """
@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from kassa.embedded import restart_postgres
-from kassa.invariants import check_connection
+from cli.embedded import restart_postgres
 from tests.crash_load import Shopper, check_out_all, final_states, shoppers_with_carts
+from tests.invariants import check_connection
 from tests.stack import Stack
 
 DEADLINE = 120  # seconds for the load to get its answers, and again for the orders to end

@@ -16,7 +16,7 @@ import httpx
 import psutil
 import pytest
 
-from kassa.seed import DEMO_CATALOG
+from cli.seed import DEMO_CATALOG
 
 STARTUP_SECONDS = 60
 
@@ -37,7 +37,7 @@ def free_port() -> int:
 
 def kassa_dev(data_dir: Path, **ports: int) -> list[str]:
     flags = [arg for name, port in ports.items() for arg in (f"--{name.replace('_', '-')}", str(port))]
-    return [sys.executable, "-m", "kassa.cli", "dev", "--data-dir", str(data_dir), *flags]
+    return [sys.executable, "-m", "cli.main", "dev", "--data-dir", str(data_dir), *flags]
 
 
 def clean_environment() -> dict[str, str]:
@@ -109,7 +109,7 @@ def test_dev_runs_everything_and_ctrl_c_stops_it_all(data_dir: Path) -> None:
         assert answers(f"http://127.0.0.1:{ports['temporal_metrics_port']}/metrics") == 200
         children = psutil.Process(dev.pid).children(recursive=True)
         commands = {" ".join(child.cmdline()[-2:]) for child in children}
-        assert commands >= {"kassa.cli api", "kassa.cli worker", "kassa.cli acquirer"}
+        assert commands >= {"cli.main api", "cli.main worker", "cli.main acquirer"}
         postgres = psutil.Process(int((data_dir / "pg" / "postmaster.pid").read_text().split()[0]))
     finally:
         code = stop_dev(dev)

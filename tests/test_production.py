@@ -14,7 +14,7 @@ import yaml
 from acquirer.app import create_app as create_acquirer
 from activities.payments import AcquirerClient
 from api.routers import health
-from kassa.cli import _parser
+from cli.main import _parser
 from kassa.settings import SECRET_NAMES, Settings
 from tests.servers import listening_socket, serving
 from workflows.checkout import SEARCH_ATTRIBUTES
@@ -142,7 +142,7 @@ async def test_browsers_get_public_addresses_and_servers_internal_ones(tmp_path:
 def test_a_bad_setting_stops_each_command_with_one_line(command: str) -> None:
     environment = {"PATH": "/usr/bin:/bin", "KASSA_API_PORT": "eighty", "KASSA_DATA_DIR": "/tmp/kassa-never-made"}
     result = subprocess.run(
-        [sys.executable, "-m", "kassa.cli", command], capture_output=True, text=True, timeout=60, env=environment, cwd=ROOT
+        [sys.executable, "-m", "cli.main", command], capture_output=True, text=True, timeout=60, env=environment, cwd=ROOT
     )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [

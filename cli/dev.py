@@ -23,9 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
+from cli.embedded import StartError, database_url, postgres_log, stop_postgres, temporal_dev_command
+from cli.seed import DEMO_CATALOG, progress_bar, seed_category_tree, seed_demo_catalog, seed_generated
 from kassa.db import make_engine, migrate
-from kassa.embedded import StartError, database_url, postgres_log, stop_postgres, temporal_dev_command
-from kassa.seed import DEMO_CATALOG, progress_bar, seed_category_tree, seed_demo_catalog, seed_generated
 from kassa.settings import SECRET_NAMES, Settings
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -277,7 +277,7 @@ async def _start_services(children: Children, settings: Settings) -> None:
         # The worker connects once and gives up if Temporal is not there yet.
         await _wait_until_answers(children, "temporal", lambda: _temporal_ready(settings))
     for name in ("acquirer", "worker", "api"):
-        await children.start(name, [sys.executable, "-m", "kassa.cli", name])
+        await children.start(name, [sys.executable, "-m", "cli.main", name])
     async with httpx.AsyncClient(timeout=5) as http:
         await asyncio.gather(
             _wait_until_answers(children, "api", lambda: _healthy(http, _local_url(settings, settings.api_port))),

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from kassa.catalog_tree import KINDS, Kind
+from cli.catalog_tree import KINDS, Kind
 
 SKU_PREFIX = "GEN-"
 NEWEST = datetime(2026, 11, 1, tzinfo=timezone.utc)  # fixed, so the same seed gives the same catalog

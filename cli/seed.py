@@ -1,5 +1,5 @@
 """What `kassa dev` and `kassa seed` load: the category tree, a demo shelf of 24 real-looking
-products to try checkout on, and any number of generated ones (kassa/generator.py) for search.
+products to try checkout on, and any number of generated ones (cli/generator.py) for search.
 
 Generated products go in through COPY, the fastest way into PostgreSQL: 100,000 in well under a
 minute. Every step is idempotent: what is already there, and whatever an operator changed in it,
@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
 from activities.catalog import remember_words, words_of
-from kassa.catalog_tree import TREE
+from cli.catalog_tree import TREE
+from cli.generator import SKU_PREFIX, GeneratedProduct, generate
 from kassa.db import session_scope
-from kassa.generator import SKU_PREFIX, GeneratedProduct, generate
 from kassa.money import CURRENCY
 from kassa.tables import Category, Product, Stock, utcnow
 

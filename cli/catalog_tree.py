@@ -1,6 +1,6 @@
 """The marketplace's category tree and, for each leaf, the kind of goods on its shelf: what they
 are called in Russian and English, who makes them, what they cost and which attributes they have.
-`kassa seed` loads the tree; the catalog generator (kassa/generator.py) fills the leaves."""
+`kassa seed` loads the tree; the catalog generator (cli/generator.py) fills the leaves."""
 
 from dataclasses import dataclass, field
 

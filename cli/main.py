@@ -15,9 +15,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.auth import create_admin, password_hasher
-from kassa import dev
+from cli import dev
+from cli.embedded import StartError, database_url
 from kassa.db import session_scope
-from kassa.embedded import StartError, database_url
 from kassa.errors import DomainError
 from kassa.logs import configure_logging
 from kassa.settings import Settings, get_settings

@@ -1,0 +1,1 @@
+"""The `kassa` command and its tools: kassa dev, embedded servers, seeding, catalog generator."""
