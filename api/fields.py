@@ -1,9 +1,11 @@
 """Request field types that more than one router takes."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Path
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+
+from workflows.checkout import PaymentMethod
 
 
 def _storable(text: str) -> str:
@@ -27,3 +29,11 @@ AddressLine = Annotated[str, StringConstraints(strip_whitespace=True, min_length
 SkuPath = Annotated[Text, Path(min_length=1, max_length=64)]
 # Quantities, stock counts and points are JSON integers: "3", true or 3.0 are refused, not coerced.
 Count = Annotated[int, Field(strict=True)]
+
+
+class PaymentMethodIn(BaseModel):
+    type: Literal["card"]
+    token: Annotated[str, Field(pattern=r"^tok_[A-Za-z0-9_]{1,60}$")]
+
+    def as_workflow_value(self) -> PaymentMethod:
+        return PaymentMethod(self.type, self.token)

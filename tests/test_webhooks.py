@@ -11,12 +11,15 @@ from typing import Any
 import httpx
 import pytest
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.api.enums.v1 import EventType
 from temporalio.service import RPCError, RPCStatusCode
 
 from acquirer.signing import sign
+from activities import webhook_inbox
+from activities.webhook_inbox import Charge, PaymentEvent, PaymentNews, Receipt
 from kassa.db import session_scope
-from kassa.tables import Order, Payment, WebhookEvent
+from kassa.tables import Cart, Order, Payment, WebhookEvent, utcnow
 from tests.conftest import Customer, Kassa
 from tests.flow import CARD, CARD_3DS, authenticate_3ds, order_reaches, pay_now
 from workflows.refunds import late_payment_workflow_id
@@ -319,3 +322,64 @@ async def test_a_frictionless_payment_is_not_signalled_twice(kassa: Kassa) -> No
     assert redelivered.status_code == 200 and redelivered.json() == {"received": True}, redelivered.text
     # Signalled: the run has ended, so it is a late payment, which finds it the order's own.
     assert await late_payment_started(kassa, intent_id)
+
+
+async def test_the_inbox_decides_news_known_stale_ignored_and_duplicate(kassa: Kassa) -> None:
+    """The inbox's decision for each kind of event, on the real database, in one transaction never
+    committed: no workflow hears of it, and no success is left for reconciliation to find."""
+    customer = await kassa.customer()
+    cart_id, order_id, intent_id = uuid.uuid4(), uuid.uuid4(), f"pi_{uuid.uuid4().hex[:24]}"
+
+    def event(status: str | None, **fields: Any) -> PaymentEvent:
+        word = {"succeeded": "payment_intent.succeeded", "failed": "payment_intent.payment_failed"}
+        event_id = f"evt_{uuid.uuid4().hex[:24]}"
+        defaults: dict[str, Any] = {
+            "id": event_id, "type": word.get(status or "", "payment_intent.created"), "intent_id": intent_id,
+            "status": status, "decline_code": None, "order_id": order_id, "payload": {"id": event_id},
+        }
+        return PaymentEvent(**defaults | fields)
+
+    async def processed(session: AsyncSession, event: PaymentEvent) -> bool:
+        return (await session.get_one(WebhookEvent, event.id, populate_existing=True)).processed_at is not None
+
+    async with AsyncSession(kassa.engine) as session:
+        session.add(Cart(id=cart_id, user_id=customer.user.id, status="checked_out"))
+        await session.flush()
+        session.add(Order(id=order_id, user_id=customer.user.id, cart_id=cart_id, cart_version=1, workflow_id="checkout-inbox-test",
+                          status="PENDING_PAYMENT", subtotal=300_000, vat=50_000, total=300_000, currency="RUB"))
+        await session.flush()
+        session.add(Payment(intent_id=intent_id, order_id=order_id, attempt=1, status="requires_action", amount=300_000,
+                            currency="RUB", created_at=utcnow()))
+        await session.flush()
+        session.expunge_all()  # what the inbox reads, it reads from the database
+
+        # The bank's word moves our record: news for the order's run, the success on record with it.
+        succeeded = event("succeeded")
+        news = PaymentNews(order_id, "checkout-inbox-test", intent_id, "succeeded", None, Charge(order_id, intent_id, 300_000, "RUB"))
+        assert await webhook_inbox.receive(session, succeeded) == Receipt("news", news)
+        assert not await processed(session, succeeded)
+        # Delivered again before it was handed on (the handler crashed): news still.
+        assert await webhook_inbox.receive(session, succeeded) == Receipt("news", news)
+        await webhook_inbox.mark_processed(session, succeeded.id)
+        assert await webhook_inbox.receive(session, succeeded) == Receipt("duplicate")
+
+        # The same word under a new id, first delivered: the run has it already.
+        known = event("succeeded")
+        assert await webhook_inbox.receive(session, known) == Receipt("known")
+        # A contradicting word, and a word that is not about the payment's outcome.
+        failed, created = event("failed", decline_code="card_declined"), event(None)
+        assert await webhook_inbox.receive(session, failed) == Receipt("stale")
+        assert await webhook_inbox.receive(session, created) == Receipt("ignored")
+        assert all([await processed(session, e) for e in (known, failed, created)])
+        assert (await session.get_one(Payment, intent_id, populate_existing=True)).status == "succeeded"
+
+        # An intent not recorded yet: news, with no success on record to settle.
+        unrecorded = event("failed", intent_id=f"pi_{uuid.uuid4().hex[:24]}", decline_code="card_declined")
+        assert await webhook_inbox.receive(session, unrecorded) == Receipt(
+            "news", PaymentNews(order_id, "checkout-inbox-test", unrecorded.intent_id, "failed", "card_declined", None)
+        )
+        # News for an order we do not have: taken, and nobody to tell.
+        stray = event("succeeded", intent_id=f"pi_{uuid.uuid4().hex[:24]}", order_id=uuid.uuid4())
+        assert await webhook_inbox.receive(session, stray) == Receipt("unknown_order")
+        assert await processed(session, stray)
+        await session.rollback()

@@ -16,7 +16,7 @@ from activities import operations, orders
 from activities.operations import OrderDossier, OrderFilter
 from activities.roles import Permission
 from api.deps import EngineDep, SessionDep, SettingsDep, TemporalDep, requires
-from api.routers.orders import cancel_unpaid, order_before_workflow_call
+from api.workflow_calls import cancel_unpaid, order_before_workflow_call
 from kassa.errors import Invalid
 from kassa.settings import Settings
 from kassa.tables import Order, User

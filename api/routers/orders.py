@@ -6,19 +6,22 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from activities import orders
 from activities.orders import OrderView
 from activities.roles import Permission
 from api.deps import EngineDep, SessionDep, TemporalDep, requires
-from api.problems import problem
-from api.routers.checkout import PaymentMethodIn, payment_answer, refusal_problem
-from kassa.db import session_scope
-from kassa.errors import Conflict
-from kassa.tables import Order, User
+from api.fields import PaymentMethodIn
+from api.workflow_calls import (
+    cancel_unpaid,
+    order_before_workflow_call,
+    order_closed,
+    payment_answer,
+    refusal_problem,
+)
+from kassa.tables import User
 from workflows.checkout import CANCELLED_BY_CUSTOMER, CheckoutWorkflow
 
 router = APIRouter(prefix="/orders", tags=["orders"])
@@ -26,17 +29,6 @@ router = APIRouter(prefix="/orders", tags=["orders"])
 
 class PayRequest(BaseModel):
     payment_method: PaymentMethodIn
-
-
-async def order_before_workflow_call(engine: AsyncEngine, customer_id: uuid.UUID | None, order_id: uuid.UUID) -> Order:
-    """The customer's order (None: any order, for staff). A short read, closed before the workflow
-    call: no connection is held while it runs."""
-    async with session_scope(engine) as session:
-        return await orders.owned_order(session, customer_id, order_id)
-
-
-def _closed(status: str) -> Conflict:
-    return Conflict("order_closed", f"The order is {status}: it takes no more changes.", order_status=status)
 
 
 @router.get("")
@@ -71,9 +63,9 @@ async def pay_again(
         try:
             state = await handle.query(CheckoutWorkflow.status)
         except RPCError:
-            raise _closed(order.status) from None
+            raise order_closed(order.status) from None
         if state.status != "PAID":
-            raise _closed(state.status) from None
+            raise order_closed(state.status) from None
     return payment_answer(state, created=False)
 
 
@@ -83,17 +75,3 @@ async def cancel(
 ) -> JSONResponse:
     order = await order_before_workflow_call(engine, user.id, order_id)
     return await cancel_unpaid(temporal, order, CANCELLED_BY_CUSTOMER)
-
-
-async def cancel_unpaid(temporal: Client, order: Order, reason: str) -> JSONResponse:
-    """Cancel through the order's workflow, which refuses a paid or ended order: the customer's way, and support's."""
-    handle = temporal.get_workflow_handle_for(CheckoutWorkflow.run, order.workflow_id)
-    try:
-        state = await handle.execute_update(CheckoutWorkflow.cancel, reason)
-    except WorkflowUpdateFailedError as refused:
-        return refusal_problem(refused)
-    except RPCError:
-        raise _closed(order.status) from None
-    if state.status != "CANCELLED":
-        return problem(409, "order_not_cancellable", f"The order became {state.status} first.", order_status=state.status)
-    return JSONResponse({"order_id": state.order_id, "status": state.status})

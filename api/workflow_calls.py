@@ -1,0 +1,150 @@
+"""The gateway's calls to workflows, and their answers shaped for HTTP: Pay Now and pay again
+(`payment_answer`, `refusal_problem`), cancel (`cancel_unpaid`), and a payment event handed on to
+the order's run or to a late payment's (`hand_on`)."""
+
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities import orders
+from activities.money import LatePaymentInput
+from activities.webhook_inbox import Charge, PaymentNews
+from api.problems import problem
+from kassa.db import session_scope
+from kassa.errors import Conflict
+from kassa.tables import Order
+from workflows.checkout import UNAVAILABLE, CheckoutState, CheckoutWorkflow, PaymentUpdate
+from workflows.refunds import LatePaymentWorkflow, late_payment_workflow_id
+
+# Its lines are the webhook's: only `hand_on` logs.
+log = logging.getLogger("kassa.webhooks")
+
+# The workflow's refusals, by their ApplicationError type.
+REFUSAL_STATUS = {"customer_not_allowed": 403}
+
+
+def payment_answer(state: CheckoutState, created: bool) -> JSONResponse:
+    """201/200 with the order and where to pay; 402 when declined, 503 when the bank did not answer."""
+    payment = state.payment
+    body: dict[str, Any] = {
+        "order_id": state.order_id,
+        "status": state.status,
+        "hold_expires_at": state.hold_expires_at,
+        "payment_url": payment.payment_url if payment and payment.status == "requires_action" else None,
+        "payment": {
+            "status": payment.status,
+            "intent_id": payment.intent_id or None,
+            "decline_code": payment.decline_code,
+        }
+        if payment
+        else None,
+        "attempts": state.attempts,
+    }
+    unpaid = _unpaid_attempt(state)
+    if unpaid is not None:
+        status, code, detail, retry = unpaid
+        body["order_status"] = body.pop("status")
+        return problem(status, code, detail, retry_allowed=retry, **jsonable_encoder(body))
+    return JSONResponse(jsonable_encoder(body), status_code=201 if created else 200)
+
+
+def _unpaid_attempt(state: CheckoutState) -> tuple[int, str, str, bool] | None:
+    """An attempt that did not pay: HTTP status, code, what to do next, and whether to retry."""
+    payment = state.payment
+    if payment is None:
+        return None
+    if payment.status == UNAVAILABLE and state.status == "PENDING_PAYMENT":
+        detail = "The bank did not answer: the stock stays held, try again with POST /orders/{id}/pay."
+        return 503, "payment_unavailable", detail, True
+    if payment.status == "failed" and state.status == "PENDING_PAYMENT":
+        detail = "The payment was declined: try another method with POST /orders/{id}/pay before the hold ends."
+        return 402, "payment_declined", detail, True
+    if payment.status == "failed" and state.status == "PAYMENT_FAILED":
+        detail = "The payment was declined three times: the order has ended and the cart is yours again."
+        return 402, "payment_declined", detail, False
+    return None
+
+
+def refusal_problem(error: WorkflowUpdateFailedError) -> JSONResponse:
+    cause = error.cause
+    if not isinstance(cause, ApplicationError) or cause.type is None:
+        raise error
+    detail = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+    return problem(REFUSAL_STATUS.get(cause.type, 409), cause.type, cause.message, **detail)
+
+
+async def order_before_workflow_call(engine: AsyncEngine, customer_id: uuid.UUID | None, order_id: uuid.UUID) -> Order:
+    """The customer's order (None: any order, for staff). A short read, closed before the workflow
+    call: no connection is held while it runs."""
+    async with session_scope(engine) as session:
+        return await orders.owned_order(session, customer_id, order_id)
+
+
+def order_closed(status: str) -> Conflict:
+    return Conflict("order_closed", f"The order is {status}: it takes no more changes.", order_status=status)
+
+
+async def cancel_unpaid(temporal: Client, order: Order, reason: str) -> JSONResponse:
+    """Cancel through the order's workflow, which refuses a paid or ended order: the customer's way, and support's."""
+    handle = temporal.get_workflow_handle_for(CheckoutWorkflow.run, order.workflow_id)
+    try:
+        state = await handle.execute_update(CheckoutWorkflow.cancel, reason)
+    except WorkflowUpdateFailedError as refused:
+        return refusal_problem(refused)
+    except RPCError:
+        raise order_closed(order.status) from None
+    if state.status != "CANCELLED":
+        return problem(409, "order_not_cancellable", f"The order became {state.status} first.", order_status=state.status)
+    return JSONResponse(jsonable_encoder({"order_id": state.order_id, "status": state.status}))
+
+
+async def hand_on(temporal: Client, task_queue: str, news: PaymentNews) -> str:
+    """Tell the order's workflow; returns the outcome (signalled, late). If it has ended, a success
+    is a late payment with a workflow of its own (keyed by the intent, so it runs once). Temporal
+    unreachable raises RPCError: the event stays unprocessed and the provider's retry delivers it
+    again (a repeated signal is harmless: the workflow's first word on an intent stands)."""
+    handle = temporal.get_workflow_handle_for(CheckoutWorkflow.run, news.workflow_id)
+    try:
+        await handle.signal(CheckoutWorkflow.payment_updated, PaymentUpdate(news.intent_id, news.status, news.decline_code))
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+        log.info(
+            "webhook after checkout ended",
+            extra={"order_id": str(news.order_id), "intent_id": news.intent_id, "status": news.status},
+        )
+        if news.charge is not None:
+            await _start_late_payment(temporal, task_queue, news.charge)
+        return "late"
+    log.info(
+        "payment event signalled",
+        extra={
+            "order_id": str(news.order_id),
+            "workflow_id": news.workflow_id,
+            "intent_id": news.intent_id,
+            "status": news.status,
+        },
+    )
+    return "signalled"
+
+
+async def _start_late_payment(temporal: Client, task_queue: str, charge: Charge) -> None:
+    with contextlib.suppress(WorkflowAlreadyStartedError):  # settled or being settled: once per intent
+        await temporal.start_workflow(
+            LatePaymentWorkflow.run,
+            LatePaymentInput(str(charge.order_id), charge.intent_id, charge.amount, charge.currency),
+            id=late_payment_workflow_id(charge.intent_id),
+            task_queue=task_queue,
+            static_summary=f"Late payment {charge.intent_id} of order {charge.order_id}: complete or refund",
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    log.info("late payment", extra={"order_id": str(charge.order_id), "intent_id": charge.intent_id})
