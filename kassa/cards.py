@@ -1,4 +1,5 @@
-"""Card numbers, as far as Kassa needs to recognise one: the bank checks them, the logs hide them."""
+"""Card numbers, as far as Kassa needs to recognise one: the bank checks them, the logs hide
+them."""
 
 
 def luhn_valid(digits: str) -> bool:

@@ -19,7 +19,9 @@ def sqlalchemy_url(database_url: str) -> str:
     return f"postgresql+psycopg://{rest}" if scheme in ("postgres", "postgresql") else database_url
 
 
-def make_engine(database_url: str, pool_size: int = 10, max_overflow: int | None = None) -> AsyncEngine:
+def make_engine(
+    database_url: str, pool_size: int = 10, max_overflow: int | None = None
+) -> AsyncEngine:
     """`max_overflow` connections beyond `pool_size` (as many again by default) are opened when
     needed and closed as soon as they are given back: under steady load above `pool_size` they
     are opened and closed all the time."""

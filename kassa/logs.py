@@ -22,7 +22,12 @@ from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, 
 
 from kassa.cards import luhn_valid
 
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 # The SDK's own loggers attach these dicts; their ids are picked out below.
 _TEMPORAL_EXTRAS = ("temporal_workflow", "temporal_activity")
 
@@ -33,11 +38,15 @@ _context: ContextVar[dict[str, str]] = ContextVar("kassa_log_context", default={
 # people type it, perhaps with its expiry or CVC beside it. A run is masked when some 13 to 19 of
 # its digits pass the Luhn check, so that ids and timestamps stay readable.
 # A UUID is matched first and left alone: its dashes would otherwise join its digit groups into
-# such a run: 0.8 % of random UUIDs (order ids, reservation ids) were masked, making lines unfindable.
+# such a run: 0.8 % of random UUIDs (order ids, reservation ids) were masked, making lines
+# unfindable.
 _CARD_NUMBER_OR_UUID = re.compile(
-    r"(?P<uuid>(?<![0-9a-fA-F])[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}(?![0-9a-fA-F]))|(?<!\d)\d(?:[ /-]?\d){12,}(?!\d)"
+    r"(?P<uuid>(?<![0-9a-fA-F])[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}(?![0-9a-fA-F]))"
+    r"|(?<!\d)\d(?:[ /-]?\d){12,}(?!\d)"
 )
-_SECRET_KEY = re.compile(r"secret|password|token|authorization|api_key|card_number|(^|_)(pan|cvc)(_|$)", re.IGNORECASE)
+_SECRET_KEY = re.compile(
+    r"secret|password|token|authorization|api_key|card_number|(^|_)(pan|cvc)(_|$)", re.IGNORECASE
+)
 _MASK = "[redacted]"
 
 
@@ -55,7 +64,11 @@ def _activity_fields() -> dict[str, str]:
     if not activity.in_activity():
         return {}
     info = activity.info()
-    return {"workflow_id": info.workflow_id or "", "run_id": info.workflow_run_id or "", "activity": info.activity_type}
+    return {
+        "workflow_id": info.workflow_id or "",
+        "run_id": info.workflow_run_id or "",
+        "activity": info.activity_type,
+    }
 
 
 def _temporal_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -63,7 +76,11 @@ def _temporal_fields(record: logging.LogRecord) -> dict[str, Any]:
     for name in _TEMPORAL_EXTRAS:
         found = record.__dict__.get(name)
         if isinstance(found, dict):
-            fields |= {k: found[k] for k in ("workflow_id", "run_id", "workflow_type", "activity_type") if k in found}
+            fields |= {
+                k: found[k]
+                for k in ("workflow_id", "run_id", "workflow_type", "activity_type")
+                if k in found
+            }
     return fields
 
 
@@ -73,7 +90,8 @@ LONGEST_CHECKED_RUN = 40
 
 
 def _holds_a_card(run: str) -> bool:
-    """A card number anywhere in this run of digits: an expiry, a CVC or an id may sit next to one."""
+    """A card number anywhere in this run of digits: an expiry, a CVC or an id may sit next to
+    one."""
     digits = "".join(ch for ch in run if ch.isdigit())
     if len(digits) > LONGEST_CHECKED_RUN:
         return True
@@ -86,7 +104,10 @@ def _holds_a_card(run: str) -> bool:
 
 def _without_cards(text: str) -> str:
     return _CARD_NUMBER_OR_UUID.sub(
-        lambda found: _MASK if not found.group("uuid") and _holds_a_card(found.group()) else found.group(), text
+        lambda found: (
+            _MASK if not found.group("uuid") and _holds_a_card(found.group()) else found.group()
+        ),
+        text,
     )
 
 

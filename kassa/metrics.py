@@ -10,29 +10,40 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 # Outcomes a checkout ends with, as the `status` label of CHECKOUTS_ENDED.
 ENDED_STATUSES = ("PAID", "EXPIRED", "PAYMENT_FAILED", "CANCELLED")
 
-CHECKOUTS_STARTED = Counter("kassa_checkouts_started", "Checkouts that began making an order (Pay Now).")
+CHECKOUTS_STARTED = Counter(
+    "kassa_checkouts_started", "Checkouts that began making an order (Pay Now)."
+)
 CHECKOUTS_ENDED = Counter(
-    "kassa_checkouts_ended", "Checkouts whose order reached a final status: PAID, EXPIRED, PAYMENT_FAILED, CANCELLED.", ["status"]
+    "kassa_checkouts_ended",
+    "Checkouts whose order reached a final status: PAID, EXPIRED, PAYMENT_FAILED, CANCELLED.",
+    ["status"],
 )
 PAY_NOW_SECONDS = Histogram(
     "kassa_pay_now_seconds",
-    "POST /checkout, from request to answer (payment_url, paid, declined or refused), by HTTP status.",
+    "POST /checkout, from request to answer (payment_url, paid, declined or refused),"
+    " by HTTP status.",
     ["status"],
     buckets=(0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30),
 )
-HOLDS_ACTIVE = Gauge("kassa_holds_active", "Reservations holding stock right now (read from the database at each scrape).")
+HOLDS_ACTIVE = Gauge(
+    "kassa_holds_active",
+    "Reservations holding stock right now (read from the database at each scrape).",
+)
 RESERVATION_CONFLICTS = Counter(
     "kassa_reservation_conflicts",
-    "Pay Now refused for lack of stock: by the gateway's availability check, or by the reservation itself.",
+    "Pay Now refused for lack of stock: by the gateway's availability check,"
+    " or by the reservation itself.",
     ["stage"],  # gateway | reservation
 )
 HOLDS_REPAIRED = Counter(
-    "kassa_holds_repaired", "Holds the sweeper released: workflow gone, or deadline long past.", ["reason"]
+    "kassa_holds_repaired",
+    "Holds the sweeper released: workflow gone, or deadline long past.",
+    ["reason"],
 )
 WEBHOOK_EVENTS = Counter(
     "kassa_webhook_events",
-    "Acquirer webhooks by outcome: signalled, known, late, stale, duplicate, ignored, unknown_order, bad_signature, malformed,"
-    " temporal_unavailable.",
+    "Acquirer webhooks by outcome: signalled, known, late, stale, duplicate, ignored,"
+    " unknown_order, bad_signature, malformed, temporal_unavailable.",
     ["outcome"],
 )
 ACQUIRER_SECONDS = Histogram(
@@ -42,7 +53,9 @@ ACQUIRER_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
 )
 ACQUIRER_ERRORS = Counter(
-    "kassa_acquirer_errors", "Acquirer calls that failed: unreachable, or answered 5xx.", ["operation", "kind"]
+    "kassa_acquirer_errors",
+    "Acquirer calls that failed: unreachable, or answered 5xx.",
+    ["operation", "kind"],
 )
 
 

@@ -10,7 +10,8 @@ from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SECRET_NAMES = ("jwt_secret", "acquirer_api_key", "acquirer_webhook_secret")
-# HS256 keys shorter than the hash's output make forging a token easier than it should be (RFC 7518 §3.2).
+# HS256 keys shorter than the hash's output make forging a token easier than it should be
+# (RFC 7518 §3.2).
 MIN_JWT_SECRET_BYTES = 32
 
 
@@ -58,14 +59,16 @@ class Settings(BaseSettings):
     login_window_seconds: int = 900
     login_attempts_per_account: int = 5
     login_attempts_per_address: int = 50
-    # Consecutive wrong passwords that lock an account, and for how long (an admin may lift it sooner).
+    # Consecutive wrong passwords that lock an account, and for how long (an admin may lift it
+    # sooner).
     lockout_failures: int = 10
     lockout_seconds: int = 3600
     acquirer_api_key: str | None = None
     acquirer_webhook_secret: str | None = None
     # Each address twice where a browser and a server may see different ones (compose: a
     # service name inside, localhost or a domain outside). Unset: derived from host and ports.
-    # The acquirer's API as the worker reaches it; its 3-D Secure pages as the shopper's browser does.
+    # The acquirer's API as the worker reaches it; its 3-D Secure pages as the shopper's browser
+    # does.
     acquirer_url: str | None = None
     acquirer_public_url: str | None = None
     # The gateway as the shopper's browser reaches it (the return from 3-D Secure); as the acquirer
@@ -140,13 +143,15 @@ class Settings(BaseSettings):
             path.chmod(0o600)
         return self.model_copy(update={name: kept[name] for name in missing})
 
-
     def _refuse_weak_jwt_secrets(self) -> None:
         assert self.jwt_secret
-        if any(len(key.encode()) < MIN_JWT_SECRET_BYTES for key in [self.jwt_secret, *self.jwt_previous_secrets]):
+        if any(
+            len(key.encode()) < MIN_JWT_SECRET_BYTES
+            for key in [self.jwt_secret, *self.jwt_previous_secrets]
+        ):
             raise WeakSecret(
-                f"kassa: KASSA_JWT_SECRET and KASSA_JWT_PREVIOUS_SECRETS need at least {MIN_JWT_SECRET_BYTES} bytes each"
-                " in production; refusing to start."
+                "kassa: KASSA_JWT_SECRET and KASSA_JWT_PREVIOUS_SECRETS need at least"
+                f" {MIN_JWT_SECRET_BYTES} bytes each in production; refusing to start."
             )
 
 

@@ -1,10 +1,21 @@
 """Every table of the gateway's database, defined once. Money columns are integer kopecks."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Column, Computed, DateTime, Double, Index, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Computed,
+    DateTime,
+    Double,
+    Index,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlmodel import Field, SQLModel
 
@@ -12,7 +23,7 @@ LIVE_RESERVATION = "status IN ('held', 'committed')"
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _timestamp(**kwargs: Any) -> Any:
@@ -28,15 +39,16 @@ class User(SQLModel, table=True):
     status: str = Field(default="active", max_length=16)  # active | blocked
     display_name: str | None = Field(default=None, max_length=100)
     phone: str | None = Field(default=None, max_length=16)  # E.164
-    # Wrong passwords since the last right one; at the lockout threshold the account locks until locked_until.
+    # Wrong passwords since the last right one; at the lockout threshold the account locks until
+    # locked_until.
     failed_logins: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     locked_until: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime = _timestamp()
 
 
 class TokenFamily(SQLModel, table=True):
-    """One login: the refresh tokens rotated from it and the access tokens they issued (claim `sid`).
-    Revoked by logout, by reuse of a spent refresh token, or by blocking the account."""
+    """One login: the refresh tokens rotated from it and the access tokens they issued (claim
+    `sid`). Revoked by logout, by reuse of a spent refresh token, or by blocking the account."""
 
     __tablename__ = "token_families"
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -73,7 +85,14 @@ class Address(SQLModel, table=True):
     deleting one hides it (deleted_at) and keeps it for the orders that name it."""
 
     __tablename__ = "addresses"
-    __table_args__ = (Index("addresses_one_default_per_user", "user_id", unique=True, postgresql_where=text("is_default")),)
+    __table_args__ = (
+        Index(
+            "addresses_one_default_per_user",
+            "user_id",
+            unique=True,
+            postgresql_where=text("is_default"),
+        ),
+    )
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
     recipient: str = Field(max_length=100)
@@ -94,7 +113,9 @@ class Category(SQLModel, table=True):
 
     __tablename__ = "categories"
     slug: str = Field(primary_key=True, max_length=128)
-    parent: str | None = Field(default=None, foreign_key="categories.slug", max_length=128, index=True)
+    parent: str | None = Field(
+        default=None, foreign_key="categories.slug", max_length=128, index=True
+    )
     name: str = Field(max_length=128)  # Russian, as the storefront shows it
     name_en: str = Field(max_length=128)
 
@@ -113,7 +134,9 @@ class Product(SQLModel, table=True):
     __tablename__ = "products"
     __table_args__ = (
         CheckConstraint("price > 0", name="products_price_positive"),
-        CheckConstraint("old_price IS NULL OR old_price > price", name="products_old_price_above_price"),
+        CheckConstraint(
+            "old_price IS NULL OR old_price > price", name="products_old_price_above_price"
+        ),
         Index("products_search", "search_vector", postgresql_using="gin"),
         # A category's shelf sorted the two usual ways; alone, the price index would walk past
         # every cheaper product of other categories first.
@@ -129,21 +152,32 @@ class Product(SQLModel, table=True):
     description: str = Field(default="", sa_column_kwargs={"server_default": ""})
     brand: str = Field(max_length=128)
     category: str = Field(foreign_key="categories.slug", max_length=128)  # a leaf of the tree
-    # Size, colour, material…: names and values as filters and facets take them ({"colour": "black"}).
+    # Size, colour, material…: names and values as filters and facets take them
+    # ({"colour": "black"}).
     # No index: an attribute narrows a category or a search, and a GIN index's posting list of a
     # common value ("colour": "black", a tenth of the catalog) took longer to read than the rows.
-    attributes: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}"))
+    attributes: dict[str, str] = Field(
+        default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}")
+    )
     price: int  # VAT included
     old_price: int | None = None  # the crossed-out price of a discount
     currency: str = Field(default="RUB", max_length=3)
     vat_rate: int = 20  # percent, included in price
     max_per_order: int | None = None  # how many one order may take; None: the cart's general limit
-    rating: float = Field(default=0, sa_column=Column(Double, nullable=False, server_default="0"))  # 0 to 5
+    rating: float = Field(
+        default=0, sa_column=Column(Double, nullable=False, server_default="0")
+    )  # 0 to 5
     review_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
-    popularity: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # purchases, recent ones weigh more
-    images: list[str] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False, server_default="[]"))
+    popularity: int = Field(
+        default=0, sa_column_kwargs={"server_default": "0"}
+    )  # purchases, recent ones weigh more
+    images: list[str] = Field(
+        default_factory=list, sa_column=Column(JSONB, nullable=False, server_default="[]")
+    )
     created_at: datetime = _timestamp()
-    search_vector: str | None = Field(default=None, sa_column=Column(TSVECTOR, Computed(SEARCH_VECTOR, persisted=True)))
+    search_vector: str | None = Field(
+        default=None, sa_column=Column(TSVECTOR, Computed(SEARCH_VECTOR, persisted=True))
+    )
 
 
 class SearchWord(SQLModel, table=True):
@@ -151,13 +185,24 @@ class SearchWord(SQLModel, table=True):
     swapped for its nearest by trigram similarity (pg_trgm), as PostgreSQL's manual suggests."""
 
     __tablename__ = "search_words"
-    __table_args__ = (Index("search_words_trigrams", "word", postgresql_using="gin", postgresql_ops={"word": "gin_trgm_ops"}),)
+    __table_args__ = (
+        Index(
+            "search_words_trigrams",
+            "word",
+            postgresql_using="gin",
+            postgresql_ops={"word": "gin_trgm_ops"},
+        ),
+    )
     word: str = Field(primary_key=True, max_length=64)
 
 
 class Stock(SQLModel, table=True):
     __tablename__ = "stock"
-    __table_args__ = (CheckConstraint("reserved >= 0 AND reserved <= on_hand", name="stock_reserved_within_on_hand"),)
+    __table_args__ = (
+        CheckConstraint(
+            "reserved >= 0 AND reserved <= on_hand", name="stock_reserved_within_on_hand"
+        ),
+    )
     sku: str = Field(primary_key=True, foreign_key="products.sku", max_length=64)
     on_hand: int = 0
     reserved: int = 0
@@ -167,11 +212,17 @@ class Cart(SQLModel, table=True):
     __tablename__ = "carts"
     __table_args__ = (
         # One open cart per customer; a checked-out cart stays for its order.
-        Index("carts_one_open_per_user", "user_id", unique=True, postgresql_where=text("status = 'open'")),
+        Index(
+            "carts_one_open_per_user",
+            "user_id",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
+        ),
     )
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
-    # Bumped by every change: a checkout is of one version (workflow id), a changed cart is a new one.
+    # Bumped by every change: a checkout is of one version (workflow id), a changed cart is a new
+    # one.
     version: int = 1
     status: str = Field(default="open", max_length=16)  # open | checked_out
     promo_code: str | None = Field(default=None, foreign_key="promo_codes.code", max_length=32)
@@ -184,14 +235,17 @@ class CartItem(SQLModel, table=True):
     cart_id: uuid.UUID = Field(foreign_key="carts.id", primary_key=True)
     sku: str = Field(foreign_key="products.sku", primary_key=True, max_length=64)
     quantity: int
-    # The unit price the customer last saw for this line: a different price now is shown as a notice.
+    # The unit price the customer last saw for this line: a different price now is shown as a
+    # notice.
     price_when_added: int | None = None
     added_at: datetime = _timestamp()
 
 
 class Order(SQLModel, table=True):
     __tablename__ = "orders"
-    __table_args__ = (UniqueConstraint("cart_id", "cart_version", name="orders_one_per_cart_version"),)
+    __table_args__ = (
+        UniqueConstraint("cart_id", "cart_version", name="orders_one_per_cart_version"),
+    )
     id: uuid.UUID = Field(primary_key=True)
     user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
     cart_id: uuid.UUID = Field(foreign_key="carts.id")
@@ -220,7 +274,8 @@ class OrderLine(SQLModel, table=True):
     quantity: int
     unit_price: int
     line_total: int
-    # The order's discount and points, shared out over its lines (pricing.py), and the VAT in what is left.
+    # The order's discount and points, shared out over its lines (pricing.py), and the VAT in what
+    # is left.
     discount: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     points: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     vat: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
@@ -230,7 +285,9 @@ class OrderEvent(SQLModel, table=True):
     """Timeline for the customer, audit for ops, outbox for downstream consumers."""
 
     __tablename__ = "order_events"
-    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True)
+    )
     order_id: uuid.UUID = Field(foreign_key="orders.id", index=True)
     from_status: str | None = Field(default=None, max_length=24)
     status: str = Field(max_length=24)
@@ -260,12 +317,24 @@ class Reservation(SQLModel, table=True):
     __tablename__ = "reservations"
     __table_args__ = (
         # One live hold per order; a late payment may hold again after the first was released.
-        Index("reservations_one_live_per_order", "order_id", unique=True, postgresql_where=text(LIVE_RESERVATION)),
-        # One held claim per tap: the same tap sent again finds it instead of holding the stock twice.
-        Index("reservations_one_held_claim_per_key", "claim_key", unique=True, postgresql_where=text("status = 'held'")),
+        Index(
+            "reservations_one_live_per_order",
+            "order_id",
+            unique=True,
+            postgresql_where=text(LIVE_RESERVATION),
+        ),
+        # One held claim per tap: the same tap sent again finds it instead of holding the stock
+        # twice.
+        Index(
+            "reservations_one_held_claim_per_key",
+            "claim_key",
+            unique=True,
+            postgresql_where=text("status = 'held'"),
+        ),
     )
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    # None for a claim: stock the gateway held for a tap before making its order (activities/placement.py).
+    # None for a claim: stock the gateway held for a tap before making its order
+    # (activities/placement.py).
     order_id: uuid.UUID | None = Field(default=None, foreign_key="orders.id", index=True)
     # The tap a claim was taken for (its checkout's workflow id); None for holds the workflow took.
     claim_key: str | None = Field(default=None, max_length=200)
@@ -301,7 +370,9 @@ class LedgerTransaction(SQLModel, table=True):
     __tablename__ = "ledger_transactions"
     __table_args__ = (UniqueConstraint("kind", "reference", name="ledger_one_per_reference"),)
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    kind: str = Field(max_length=16)  # charge | refund | points_accrued | points_burnt | points_reversed | points_returned
+    kind: str = Field(
+        max_length=16
+    )  # charge | refund | points_accrued | points_burnt | points_reversed | points_returned
     reference: str = Field(max_length=64)  # the intent or refund id at the acquirer
     order_id: uuid.UUID = Field(foreign_key="orders.id", index=True)
     created_at: datetime = _timestamp()
@@ -311,7 +382,9 @@ class LedgerPosting(SQLModel, table=True):
     """Double entry: a transaction's postings sum to zero in each currency."""
 
     __tablename__ = "ledger_postings"
-    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True)
+    )
     transaction_id: uuid.UUID = Field(foreign_key="ledger_transactions.id", index=True)
     account: str = Field(max_length=32)
     amount: int  # signed
@@ -338,7 +411,10 @@ class PromoCode(SQLModel, table=True):
     __tablename__ = "promo_codes"
     __table_args__ = (
         CheckConstraint("uses_held >= 0 AND uses_final >= 0", name="promo_codes_uses_not_negative"),
-        CheckConstraint("max_uses IS NULL OR uses_held + uses_final <= max_uses", name="promo_codes_uses_within_limit"),
+        CheckConstraint(
+            "max_uses IS NULL OR uses_held + uses_final <= max_uses",
+            name="promo_codes_uses_within_limit",
+        ),
         CheckConstraint("kind IN ('percent', 'fixed')", name="promo_codes_kind"),
         CheckConstraint("value > 0 AND (kind = 'fixed' OR value <= 100)", name="promo_codes_value"),
     )
@@ -359,7 +435,8 @@ class PromoCode(SQLModel, table=True):
 
 
 class PromoUse(SQLModel, table=True):
-    """One order's use of a promo code: held at creation, final when PAID, released when it fails."""
+    """One order's use of a promo code: held at creation, final when PAID, released when it
+    fails."""
 
     __tablename__ = "promo_uses"
     order_id: uuid.UUID = Field(foreign_key="orders.id", primary_key=True)
@@ -375,7 +452,9 @@ class LoyaltyAccount(SQLModel, table=True):
     """A customer's points (1 point = 1 kopeck off): `held` are promised to unpaid orders."""
 
     __tablename__ = "loyalty_accounts"
-    __table_args__ = (CheckConstraint("held >= 0 AND held <= balance", name="loyalty_held_within_balance"),)
+    __table_args__ = (
+        CheckConstraint("held >= 0 AND held <= balance", name="loyalty_held_within_balance"),
+    )
     user_id: uuid.UUID = Field(foreign_key="users.id", primary_key=True)
     balance: int = 0
     held: int = 0
@@ -386,8 +465,12 @@ class LoyaltyMovement(SQLModel, table=True):
     """Every change to a loyalty account, once per (kind, reference): the customer's history."""
 
     __tablename__ = "loyalty_movements"
-    __table_args__ = (UniqueConstraint("kind", "reference", name="loyalty_one_movement_per_reference"),)
-    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True))
+    __table_args__ = (
+        UniqueConstraint("kind", "reference", name="loyalty_one_movement_per_reference"),
+    )
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True)
+    )
     user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
     order_id: uuid.UUID = Field(foreign_key="orders.id", index=True)
     kind: str = Field(max_length=16)  # held | released | burnt | accrued | reversed | returned

@@ -9,7 +9,10 @@ from kassa.settings import Settings
 
 
 async def connect(
-    settings: Settings, lazy: bool = False, interceptors: Sequence[Interceptor] = (), runtime: Runtime | None = None
+    settings: Settings,
+    lazy: bool = False,
+    interceptors: Sequence[Interceptor] = (),
+    runtime: Runtime | None = None,
 ) -> Client:
     return await Client.connect(
         settings.temporal_target,

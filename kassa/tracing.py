@@ -1,9 +1,9 @@
 """OpenTelemetry tracing across api → workflow → activities → acquirer. Off unless
 `KASSA_OTLP_ENDPOINT` is set; then spans go to that collector over OTLP/HTTP.
 
-FastAPI opens a span per request (from the caller's `traceparent`); Temporal's TracingInterceptor carries
-it in the workflow's headers to the workflow and its activities; the acquirer client opens a
-span per call and passes the trace on in a `traceparent` header.
+FastAPI opens a span per request (from the caller's `traceparent`); Temporal's TracingInterceptor
+carries it in the workflow's headers to the workflow and its activities; the acquirer client opens
+a span per call and passes the trace on in a `traceparent` header.
 """
 
 from opentelemetry import trace
@@ -26,6 +26,10 @@ def configure_tracing(settings: Settings, service: str) -> list[Interceptor]:
     from temporalio.contrib.opentelemetry import TracingInterceptor
 
     provider = TracerProvider(resource=Resource.create({"service.name": f"kassa-{service}"}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{settings.otlp_endpoint.rstrip('/')}/v1/traces")))
+    provider.add_span_processor(
+        BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=f"{settings.otlp_endpoint.rstrip('/')}/v1/traces")
+        )
+    )
     trace.set_tracer_provider(provider)
     return [TracingInterceptor()]

@@ -12,6 +12,8 @@ if context.is_offline_mode():
     with context.begin_transaction():
         context.run_migrations()
 else:
+    if url is None:
+        raise RuntimeError("no sqlalchemy.url: kassa.db.migrate sets it")
     engine = create_engine(url)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata)
