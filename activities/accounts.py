@@ -1,4 +1,5 @@
-"""Accounts as people see them: one's own profile; and the admin's list of accounts and changes to them."""
+"""Accounts as people see them: one's own profile; and the admin's list of accounts and changes
+to them."""
 
 import uuid
 from dataclasses import dataclass
@@ -46,7 +47,9 @@ class AccountView(Profile):
         )
 
 
-async def update_profile(session: AsyncSession, user_id: uuid.UUID, changes: dict[str, str | None]) -> User:
+async def update_profile(
+    session: AsyncSession, user_id: uuid.UUID, changes: dict[str, str | None]
+) -> User:
     """`changes` of display_name and phone (None clears one). Idempotent."""
     user = await session.get_one(User, user_id)
     for name in ("display_name", "phone"):
@@ -57,7 +60,11 @@ async def update_profile(session: AsyncSession, user_id: uuid.UUID, changes: dic
 
 
 async def list_accounts(
-    session: AsyncSession, limit: int, email: str | None = None, role: str | None = None, status: str | None = None
+    session: AsyncSession,
+    limit: int,
+    email: str | None = None,
+    role: str | None = None,
+    status: str | None = None,
 ) -> list[User]:
     """Newest first; `email` matches the start of the address."""
     query = select(User).order_by(col(User.created_at).desc()).limit(limit)
@@ -79,10 +86,13 @@ async def change_account(
     status: str | None = None,
     unlock: bool = False,
 ) -> User:
-    """An admin's change: role, block or unblock (blocking ends every login), lift a lockout. Idempotent."""
+    """An admin's change: role, block or unblock (blocking ends every login), lift a lockout.
+    Idempotent."""
     if user_id == admin_id and (role is not None or status is not None):
         # Else the last admin could demote or block themselves, and no one could undo it.
-        raise Conflict("own_account", "Admins do not change their own role or status: ask another admin.")
+        raise Conflict(
+            "own_account", "Admins do not change their own role or status: ask another admin."
+        )
     if role is not None and role not in ROLES:
         raise Invalid("invalid_role", f"Role must be one of {', '.join(ROLES)}.")
     user = await session.get(User, user_id, with_for_update=True)

@@ -1,8 +1,10 @@
-"""A customer's delivery addresses: at most one default, the only one Pay Now can name is one's own."""
+"""A customer's delivery addresses: at most one default, the only one Pay Now can name is one's
+own."""
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypedDict
 
 from sqlalchemy import update
 from sqlmodel import col, select
@@ -12,6 +14,18 @@ from kassa.errors import Conflict, NotFound
 from kassa.tables import Address, User, utcnow
 
 MAX_ADDRESSES = 20
+
+
+class AddressFields(TypedDict):
+    """What a customer types for a new address."""
+
+    recipient: str
+    phone: str | None
+    country: str
+    city: str
+    postal_code: str
+    line1: str
+    line2: str | None
 
 
 @dataclass(frozen=True)
@@ -42,8 +56,11 @@ async def list_addresses(session: AsyncSession, user_id: uuid.UUID) -> list[Addr
     return list(await session.exec(query))
 
 
-async def owned_address(session: AsyncSession, user_id: uuid.UUID, address_id: uuid.UUID) -> Address:
-    """The address if it is this customer's and not deleted; 404 otherwise, so a stranger learns nothing."""
+async def owned_address(
+    session: AsyncSession, user_id: uuid.UUID, address_id: uuid.UUID
+) -> Address:
+    """The address if it is this customer's and not deleted; 404 otherwise, so a stranger learns
+    nothing."""
     address = await session.get(Address, address_id)
     if address is None or address.user_id != user_id or address.deleted_at is not None:
         raise NotFound("address_not_found", "No such address: GET /me/addresses lists yours.")
@@ -55,8 +72,11 @@ async def _lock_account(session: AsyncSession, user_id: uuid.UUID) -> None:
     await session.exec(select(User.id).where(User.id == user_id).with_for_update())
 
 
-async def add_address(session: AsyncSession, user_id: uuid.UUID, fields: dict[str, str | None], is_default: bool) -> Address:
-    """The first address is the default; a later one becomes it when asked. Not idempotent: each call adds one."""
+async def add_address(
+    session: AsyncSession, user_id: uuid.UUID, fields: AddressFields, is_default: bool
+) -> Address:
+    """The first address is the default; a later one becomes it when asked. Not idempotent: each
+    call adds one."""
     await _lock_account(session, user_id)
     live = await list_addresses(session, user_id)
     if len(live) >= MAX_ADDRESSES:
@@ -64,7 +84,9 @@ async def add_address(session: AsyncSession, user_id: uuid.UUID, fields: dict[st
     is_default = is_default or not live
     if is_default:
         await session.exec(
-            update(Address).where(col(Address.user_id) == user_id, col(Address.is_default)).values(is_default=False)
+            update(Address)
+            .where(col(Address.user_id) == user_id, col(Address.is_default))
+            .values(is_default=False)
         )
     address = Address(user_id=user_id, is_default=is_default, **fields)
     session.add(address)

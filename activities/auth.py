@@ -27,7 +27,9 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 
 
 def password_hasher(settings: Settings) -> PasswordHasher:
-    return _hasher(settings.password_time_cost, settings.password_memory_cost, settings.password_parallelism)
+    return _hasher(
+        settings.password_time_cost, settings.password_memory_cost, settings.password_parallelism
+    )
 
 
 @lru_cache
@@ -44,13 +46,20 @@ def normalize_email(email: str) -> str:
 
 def _check_password(password: str, email: str) -> None:
     if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
-        raise Invalid("weak_password", f"Choose a password of {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters.")
+        raise Invalid(
+            "weak_password",
+            f"Choose a password of {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters.",
+        )
     local_part = email.split("@", 1)[0]
     if len(local_part) >= MIN_LOCAL_PART_IN_PASSWORD and local_part in password.lower():
-        raise Invalid("weak_password", "Choose a password that does not contain your e-mail address.")
+        raise Invalid(
+            "weak_password", "Choose a password that does not contain your e-mail address."
+        )
 
 
-async def register(session: AsyncSession, hasher: PasswordHasher, email: str, password: str, role: str = "customer") -> User:
+async def register(
+    session: AsyncSession, hasher: PasswordHasher, email: str, password: str, role: str = "customer"
+) -> User:
     """Idempotent only in refusing a second account for the same e-mail (409)."""
     email = normalize_email(email)
     _check_password(password, email)
@@ -58,7 +67,13 @@ async def register(session: AsyncSession, hasher: PasswordHasher, email: str, pa
         raise Invalid("invalid_role", f"Role must be one of {', '.join(ROLES)}.")
     created = await session.exec(
         insert(User)
-        .values(id=uuid.uuid4(), email=email, password_hash=hasher.hash(password), role=role, status="active")
+        .values(
+            id=uuid.uuid4(),
+            email=email,
+            password_hash=hasher.hash(password),
+            role=role,
+            status="active",
+        )
         .on_conflict_do_nothing(index_elements=["email"])
         .returning(col(User.id))
     )
@@ -68,8 +83,11 @@ async def register(session: AsyncSession, hasher: PasswordHasher, email: str, pa
     return await session.get_one(User, user_id)
 
 
-async def create_admin(session: AsyncSession, hasher: PasswordHasher, email: str, password: str) -> User:
-    """Creates the admin, or makes an existing account of that e-mail an admin with this password."""
+async def create_admin(
+    session: AsyncSession, hasher: PasswordHasher, email: str, password: str
+) -> User:
+    """Creates the admin, or makes an existing account of that e-mail an admin with this
+    password."""
     email = normalize_email(email)
     _check_password(password, email)
     user = (await session.exec(select(User).where(User.email == email))).one_or_none()
@@ -81,7 +99,12 @@ async def create_admin(session: AsyncSession, hasher: PasswordHasher, email: str
 
 
 async def log_in(
-    engine: AsyncEngine, hasher: PasswordHasher, limits: LoginLimits, email: str, password: str, client_address: str
+    engine: AsyncEngine,
+    hasher: PasswordHasher,
+    limits: LoginLimits,
+    email: str,
+    password: str,
+    client_address: str,
 ) -> User:
     """The account of these credentials; or 429 after too many attempts for the account or from the
     address, 403 for a locked or blocked account, 401 for a wrong e-mail or password.
@@ -95,9 +118,16 @@ async def log_in(
         wait = await throttling.count_attempt(session, limits, email, client_address)
         user = (await session.exec(select(User).where(User.email == email))).one_or_none()
     if wait is not None:
-        raise TooManyRequests("too_many_attempts", f"Too many login attempts: try again in {wait} s.", retry_after=wait)
+        raise TooManyRequests(
+            "too_many_attempts",
+            f"Too many login attempts: try again in {wait} s.",
+            retry_after=wait,
+        )
     if user is not None and user.locked_until is not None and user.locked_until > utcnow():
-        raise Forbidden("account_locked", "Too many wrong passwords: the account is locked for now; support can unlock it.")
+        raise Forbidden(
+            "account_locked",
+            "Too many wrong passwords: the account is locked for now; support can unlock it.",
+        )
     right = _password_matches(hasher, user, password)
     async with session_scope(engine) as session:
         if user is not None and right:
@@ -136,10 +166,13 @@ async def _count_failure(session: AsyncSession, user_id: uuid.UUID, limits: Logi
     )
 
 
-async def _reset_failures(session: AsyncSession, user: User, hasher: PasswordHasher, password: str) -> None:
+async def _reset_failures(
+    session: AsyncSession, user: User, hasher: PasswordHasher, password: str
+) -> None:
     changes: dict[str, object] = {"failed_logins": 0, "locked_until": None}
     if hasher.check_needs_rehash(user.password_hash):
-        # The costs in settings changed since this hash was made: the right password is at hand to redo it.
+        # The costs in settings changed since this hash was made: the right password is at hand to
+        # redo it.
         changes["password_hash"] = hasher.hash(password)
     await session.exec(update(User).where(col(User.id) == user.id).values(**changes))
 

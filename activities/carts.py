@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -207,7 +207,7 @@ def check_quantity(quantity: int, product: Product) -> None:
 async def _open_cart_for_change(session: AsyncSession, user_id: uuid.UUID, **changes: Any) -> Cart:
     cart = await current_cart(session, user_id)
     # Lock the row and bump the version in one statement: concurrent edits serialize here.
-    bumped = (
+    bumped: Cart | None = (
         await session.exec(
             update(Cart)
             .where(col(Cart.id) == cart.id, col(Cart.status) == "open")
@@ -279,9 +279,9 @@ async def remove_promo(session: AsyncSession, user_id: uuid.UUID) -> CartView:
 async def remove_item(session: AsyncSession, user_id: uuid.UUID, sku: str) -> CartView:
     cart = await _open_cart_for_change(session, user_id)
     removed = await session.exec(
-        CartItem.__table__.delete()
-        .where(CartItem.cart_id == cart.id, CartItem.sku == sku)
-        .returning(CartItem.sku)  # type: ignore[attr-defined]
+        delete(CartItem)
+        .where(col(CartItem.cart_id) == cart.id, col(CartItem.sku) == sku)
+        .returning(col(CartItem.sku))
     )
     if removed.scalar_one_or_none() is None:
         raise NotFound("item_not_in_cart", f"{sku} is not in the cart.")
@@ -305,7 +305,7 @@ async def reopen(session: AsyncSession, cart_id: uuid.UUID, version: int) -> int
 
     Idempotent: once reopened, a repeated call finds a newer version and changes nothing.
     """
-    reopened = (
+    reopened: int | None = (
         await session.exec(
             update(Cart)
             .where(

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, text
 from sqlalchemy.dialects.postgresql import insert
@@ -66,22 +66,34 @@ def normalized(words: str) -> str:
 
 def words_of(*texts: str) -> set[str]:
     low, high = VOCABULARY_WORD
-    return {word for text_ in texts for word in WORD.findall(normalized(text_)) if low <= len(word) <= high}
+    return {
+        word
+        for text_ in texts
+        for word in WORD.findall(normalized(text_))
+        if low <= len(word) <= high
+    }
 
 
 async def remember_words(session: AsyncSession, words: Iterable[str]) -> None:
     """Adds title and brand words to the typo vocabulary. Idempotent."""
     rows = [{"word": word} for word in sorted(set(words))]
     for start in range(0, len(rows), 10_000):
-        await session.exec(insert(SearchWord).values(rows[start : start + 10_000]).on_conflict_do_nothing())
+        await session.exec(
+            insert(SearchWord).values(rows[start : start + 10_000]).on_conflict_do_nothing()
+        )
 
 
 async def get_product(session: AsyncSession, sku: str) -> ProductDetails:
-    query = select(Product, Stock).join(Stock, col(Stock.sku) == col(Product.sku), isouter=True).where(col(Product.sku) == sku)
+    query = (
+        select(Product, Stock)
+        .join(Stock, col(Stock.sku) == col(Product.sku), isouter=True)
+        .where(col(Product.sku) == sku)
+    )
     row = (await session.exec(query)).one_or_none()
     if row is None:
         raise NotFound("unknown_sku", f"No product with SKU {sku!r}: check the catalog.")
-    product, stock = row
+    # An outer join: no stock row, none available (sqlmodel types the row as always having one).
+    product, stock = cast("tuple[Product, Stock | None]", row)
     ancestry = (await category_ancestry(session, [sku]))[sku]
     names = await _category_names(session, ancestry)
     return ProductDetails(
@@ -135,7 +147,9 @@ async def category_ancestry(session: AsyncSession, skus: list[str]) -> dict[str,
 
 
 async def _category_names(session: AsyncSession, slugs: Iterable[str]) -> dict[str, str]:
-    rows = await session.exec(select(Category.slug, Category.name).where(col(Category.slug).in_(list(slugs))))
+    rows = await session.exec(
+        select(Category.slug, Category.name).where(col(Category.slug).in_(list(slugs)))
+    )
     return dict(rows.all())
 
 
@@ -153,14 +167,22 @@ async def subtree(session: AsyncSession, slug: str) -> list[str]:
     """The slug and those of every category below it; refused if there is no such category."""
     slugs = list((await session.exec(SUBTREE, params={"slug": slug})).scalars())  # type: ignore[call-overload]
     if not slugs:
-        raise Invalid("unknown_category", f"No category {slug!r}: GET /catalog/categories lists them.")
+        raise Invalid(
+            "unknown_category", f"No category {slug!r}: GET /catalog/categories lists them."
+        )
     return slugs
 
 
 async def category_tree(session: AsyncSession) -> list[CategoryView]:
     """Every category, roots first, each with how many products it and its subtree hold."""
     categories = list(await session.exec(select(Category).order_by(col(Category.slug))))
-    direct = dict((await session.exec(select(Product.category, func.count()).group_by(col(Product.category)))).all())
+    direct = dict(
+        (
+            await session.exec(
+                select(Product.category, func.count()).group_by(col(Product.category))
+            )
+        ).all()
+    )
     children: dict[str | None, list[Category]] = {}
     for category in categories:
         children.setdefault(category.parent, []).append(category)
@@ -198,16 +220,28 @@ class ProductChange:
         return given | {"old_price": None} if self.end_discount else given
 
 
-async def create_product(session: AsyncSession, sku: str, product: ProductChange, on_hand: int) -> ProductDetails:
+async def create_product(
+    session: AsyncSession, sku: str, product: ProductChange, on_hand: int
+) -> ProductDetails:
     """Refused (409) if the SKU is taken: a repeated create changes nothing."""
     values = product.given()
     missing = [name for name in ("title", "brand", "category", "price") if name not in values]
     if missing:
-        raise Invalid("missing_fields", f"A new product needs {', '.join(missing)}.", fields=missing)
+        raise Invalid(
+            "missing_fields", f"A new product needs {', '.join(missing)}.", fields=missing
+        )
     await _check(session, values)
-    created = await session.exec(insert(Product).values(sku=sku, **values).on_conflict_do_nothing().returning(col(Product.sku)))
+    created = await session.exec(
+        insert(Product)
+        .values(sku=sku, **values)
+        .on_conflict_do_nothing()
+        .returning(col(Product.sku))
+    )
     if created.scalar_one_or_none() is None:
-        raise Conflict("sku_taken", f"A product with SKU {sku!r} exists: change it with PATCH /admin/products/{sku}.")
+        raise Conflict(
+            "sku_taken",
+            f"A product with SKU {sku!r} exists: change it with PATCH /admin/products/{sku}.",
+        )
     await session.exec(insert(Stock).values(sku=sku, on_hand=on_hand, reserved=0))
     await remember_words(session, words_of(values["title"], values["brand"]))
     return await get_product(session, sku)
@@ -216,7 +250,9 @@ async def create_product(session: AsyncSession, sku: str, product: ProductChange
 async def update_product(session: AsyncSession, sku: str, change: ProductChange) -> ProductDetails:
     product = await session.get(Product, sku, with_for_update=True)
     if product is None:
-        raise NotFound("unknown_sku", f"No product with SKU {sku!r}: create it with POST /admin/products.")
+        raise NotFound(
+            "unknown_sku", f"No product with SKU {sku!r}: create it with POST /admin/products."
+        )
     values = change.given()
     await _check(session, {"price": product.price, "old_price": product.old_price} | values)
     for name, value in values.items():
@@ -230,11 +266,23 @@ async def update_product(session: AsyncSession, sku: str, change: ProductChange)
 async def _check(session: AsyncSession, values: dict[str, Any]) -> None:
     old_price = values.get("old_price")
     if old_price is not None and old_price <= values["price"]:
-        raise Invalid("invalid_old_price", "old_price is the price before a discount: it must be above price.")
+        raise Invalid(
+            "invalid_old_price", "old_price is the price before a discount: it must be above price."
+        )
     if "category" in values:
         category = await session.get(Category, values["category"])
         if category is None:
-            raise Invalid("unknown_category", f"No category {values['category']!r}: GET /catalog/categories lists them.")
-        has_children = (await session.exec(select(Category.slug).where(col(Category.parent) == category.slug).limit(1))).first()
+            raise Invalid(
+                "unknown_category",
+                f"No category {values['category']!r}: GET /catalog/categories lists them.",
+            )
+        has_children = (
+            await session.exec(
+                select(Category.slug).where(col(Category.parent) == category.slug).limit(1)
+            )
+        ).first()
         if has_children:
-            raise Invalid("category_not_leaf", f"{category.slug!r} has subcategories: put the product in one of them.")
+            raise Invalid(
+                "category_not_leaf",
+                f"{category.slug!r} has subcategories: put the product in one of them.",
+            )

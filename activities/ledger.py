@@ -51,12 +51,21 @@ class TransactionView:
     postings: list[PostingView]
 
 
-async def _post(session: AsyncSession, kind: str, reference: str, order_id: uuid.UUID, amount: int, currency: str) -> bool:
+async def _post(
+    session: AsyncSession,
+    kind: str,
+    reference: str,
+    order_id: uuid.UUID,
+    amount: int,
+    currency: str,
+) -> bool:
     """Idempotent on (kind, reference): True if this call recorded it."""
     debit, credit = ACCOUNTS_OF_KIND[kind]
     created = await session.exec(
         insert(LedgerTransaction)
-        .values(id=uuid.uuid4(), kind=kind, reference=reference, order_id=order_id, created_at=utcnow())
+        .values(
+            id=uuid.uuid4(), kind=kind, reference=reference, order_id=order_id, created_at=utcnow()
+        )
         .on_conflict_do_nothing(index_elements=["kind", "reference"])
         .returning(col(LedgerTransaction.id))
     )
@@ -65,22 +74,37 @@ async def _post(session: AsyncSession, kind: str, reference: str, order_id: uuid
         return False
     session.add_all(
         [
-            LedgerPosting(transaction_id=transaction_id, account=debit, amount=amount, currency=currency),
-            LedgerPosting(transaction_id=transaction_id, account=credit, amount=-amount, currency=currency),
+            LedgerPosting(
+                transaction_id=transaction_id, account=debit, amount=amount, currency=currency
+            ),
+            LedgerPosting(
+                transaction_id=transaction_id, account=credit, amount=-amount, currency=currency
+            ),
         ]
     )
     return True
 
 
-async def record_charge(session: AsyncSession, order_id: uuid.UUID, intent_id: str, amount: int, currency: str) -> bool:
+async def record_charge(
+    session: AsyncSession, order_id: uuid.UUID, intent_id: str, amount: int, currency: str
+) -> bool:
     return await _post(session, "charge", intent_id, order_id, amount, currency)
 
 
-async def record_refund(session: AsyncSession, order_id: uuid.UUID, refund_id: str, amount: int, currency: str) -> bool:
+async def record_refund(
+    session: AsyncSession, order_id: uuid.UUID, refund_id: str, amount: int, currency: str
+) -> bool:
     return await _post(session, "refund", refund_id, order_id, amount, currency)
 
 
-async def record_points(session: AsyncSession, kind: str, reference: str, order_id: uuid.UUID, points: int, currency: str) -> bool:
+async def record_points(
+    session: AsyncSession,
+    kind: str,
+    reference: str,
+    order_id: uuid.UUID,
+    points: int,
+    currency: str,
+) -> bool:
     return await _post(session, f"points_{kind}", reference, order_id, points, currency)
 
 
@@ -95,21 +119,32 @@ async def charged(session: AsyncSession, order_id: uuid.UUID) -> int:
 
 
 async def charge_references(session: AsyncSession, order_id: uuid.UUID) -> list[str]:
-    query = select(LedgerTransaction.reference).where(LedgerTransaction.order_id == order_id, LedgerTransaction.kind == "charge")
+    query = select(LedgerTransaction.reference).where(
+        LedgerTransaction.order_id == order_id, LedgerTransaction.kind == "charge"
+    )
     return list(await session.exec(query))
 
 
-async def transactions(session: AsyncSession, order_id: uuid.UUID | None, limit: int = 100) -> list[TransactionView]:
+async def transactions(
+    session: AsyncSession, order_id: uuid.UUID | None, limit: int = 100
+) -> list[TransactionView]:
     query = select(LedgerTransaction).order_by(col(LedgerTransaction.created_at)).limit(limit)
     if order_id is not None:
         query = query.where(LedgerTransaction.order_id == order_id)
     found = list(await session.exec(query))
     postings = await session.exec(
-        select(LedgerPosting).where(col(LedgerPosting.transaction_id).in_([t.id for t in found])).order_by(col(LedgerPosting.id))
+        select(LedgerPosting)
+        .where(col(LedgerPosting.transaction_id).in_([t.id for t in found]))
+        .order_by(col(LedgerPosting.id))
     )
     by_transaction: dict[uuid.UUID, list[PostingView]] = {}
     for posting in postings:
-        by_transaction.setdefault(posting.transaction_id, []).append(PostingView(posting.account, posting.amount, posting.currency))
+        by_transaction.setdefault(posting.transaction_id, []).append(
+            PostingView(posting.account, posting.amount, posting.currency)
+        )
     return [
-        TransactionView(t.id, t.kind, t.reference, t.order_id, t.created_at, by_transaction.get(t.id, [])) for t in found
+        TransactionView(
+            t.id, t.kind, t.reference, t.order_id, t.created_at, by_transaction.get(t.id, [])
+        )
+        for t in found
     ]

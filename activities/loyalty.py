@@ -22,7 +22,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities import ledger
 from kassa.errors import Conflict
-from kassa.tables import LedgerPosting, LedgerTransaction, LoyaltyAccount, LoyaltyMovement, Order, utcnow
+from kassa.tables import (
+    LedgerPosting,
+    LedgerTransaction,
+    LoyaltyAccount,
+    LoyaltyMovement,
+    Order,
+    utcnow,
+)
 
 SPEND_WINDOW = timedelta(days=365)
 
@@ -42,7 +49,8 @@ class PointsUnavailable(Conflict):
     def __init__(self, wanted: int, available: int) -> None:
         super().__init__(
             "not_enough_points",
-            f"{wanted} points asked for, {available} available: redeem fewer (GET /me/loyalty shows the balance).",
+            f"{wanted} points asked for, {available} available: redeem fewer"
+            " (GET /me/loyalty shows the balance).",
             available=available,
         )
 
@@ -73,7 +81,9 @@ def tier_for(spend: int) -> Tier:
     return next(tier for tier in TIERS if spend >= tier.min_spend)
 
 
-async def paid_spend(session: AsyncSession, user_id: uuid.UUID, now: datetime, excluding: uuid.UUID | None = None) -> int:
+async def paid_spend(
+    session: AsyncSession, user_id: uuid.UUID, now: datetime, excluding: uuid.UUID | None = None
+) -> int:
     """Money paid for the customer's orders over the last 12 months, net of refunds."""
     query = (
         select(func.coalesce(func.sum(LedgerPosting.amount), 0))
@@ -94,9 +104,13 @@ async def lock_account(session: AsyncSession, user_id: uuid.UUID) -> LoyaltyAcco
     """The customer's account, made on first use, locked until the transaction ends: one
     customer's order creations (promo limits, points) take turns here."""
     await session.exec(
-        insert(LoyaltyAccount).values(user_id=user_id, balance=0, held=0, updated_at=utcnow()).on_conflict_do_nothing()
+        insert(LoyaltyAccount)
+        .values(user_id=user_id, balance=0, held=0, updated_at=utcnow())
+        .on_conflict_do_nothing()
     )
-    return await session.get_one(LoyaltyAccount, user_id, with_for_update=True, populate_existing=True)
+    return await session.get_one(
+        LoyaltyAccount, user_id, with_for_update=True, populate_existing=True
+    )
 
 
 async def available(session: AsyncSession, user_id: uuid.UUID) -> int:
@@ -118,11 +132,16 @@ async def _move(
     if points <= 0:
         return False
     done = await session.exec(
-        select(LoyaltyMovement.id).where(LoyaltyMovement.kind == kind, LoyaltyMovement.reference == reference)
+        select(LoyaltyMovement.id).where(
+            LoyaltyMovement.kind == kind, LoyaltyMovement.reference == reference
+        )
     )
     if done.one_or_none() is not None:
         return False
-    balance, held = col(LoyaltyAccount.balance) + balance_change, col(LoyaltyAccount.held) + held_change
+    balance, held = (
+        col(LoyaltyAccount.balance) + balance_change,
+        col(LoyaltyAccount.held) + held_change,
+    )
     moved = (
         await session.exec(
             update(LoyaltyAccount)
@@ -135,8 +154,13 @@ async def _move(
         raise PointsUnavailable(points, await available(session, order.user_id))
     session.add(
         LoyaltyMovement(
-            user_id=order.user_id, order_id=order.id, kind=kind, reference=reference, points=points,
-            balance_after=moved[0], held_after=moved[1],
+            user_id=order.user_id,
+            order_id=order.id,
+            kind=kind,
+            reference=reference,
+            points=points,
+            balance_after=moved[0],
+            held_after=moved[1],
         )
     )
     if balance_change:
@@ -159,7 +183,9 @@ async def release(session: AsyncSession, order: Order) -> int:
 
 async def burn(session: AsyncSession, order: Order) -> int:
     """The order is PAID from PENDING_PAYMENT: its held points are spent (how many returned)."""
-    moved = await _move(session, order, "burnt", str(order.id), order.points, -order.points, -order.points)
+    moved = await _move(
+        session, order, "burnt", str(order.id), order.points, -order.points, -order.points
+    )
     return order.points if moved else 0
 
 
@@ -185,14 +211,19 @@ async def _movement_points(session: AsyncSession, order_id: uuid.UUID, kind: str
     return int((await session.exec(query)).one())
 
 
-async def reverse_for_refund(session: AsyncSession, order: Order, refund_id: str, charged_left: int) -> None:
+async def reverse_for_refund(
+    session: AsyncSession, order: Order, refund_id: str, charged_left: int
+) -> None:
     """A refund of the order's payment: take back the refunded share of its accrual (all of it
     when nothing charged is left), and give back the points spent on it when nothing is left."""
     accrued = await _movement_points(session, order.id, "accrued")
     refunded = max(order.total - charged_left, 0)
     owed_back = accrued if charged_left <= 0 else accrued * refunded // max(order.total, 1)
     account = await lock_account(session, order.user_id)
-    to_reverse = min(owed_back - await _movement_points(session, order.id, "reversed"), account.balance - account.held)
+    to_reverse = min(
+        owed_back - await _movement_points(session, order.id, "reversed"),
+        account.balance - account.held,
+    )
     await _move(session, order, "reversed", refund_id, to_reverse, -to_reverse, 0)
     if charged_left <= 0:
         spent = await _movement_points(session, order.id, "burnt")
@@ -206,7 +237,10 @@ async def view(session: AsyncSession, user_id: uuid.UUID, limit: int = 50) -> Lo
     tier = tier_for(spend)
     higher = [t for t in TIERS if t.min_spend > spend]
     movements = await session.exec(
-        select(LoyaltyMovement).where(LoyaltyMovement.user_id == user_id).order_by(col(LoyaltyMovement.id).desc()).limit(limit)
+        select(LoyaltyMovement)
+        .where(LoyaltyMovement.user_id == user_id)
+        .order_by(col(LoyaltyMovement.id).desc())
+        .limit(limit)
     )
     return LoyaltyView(
         balance=balance,
@@ -217,5 +251,7 @@ async def view(session: AsyncSession, user_id: uuid.UUID, limit: int = 50) -> Lo
         spend_12_months=spend,
         next_tier=higher[-1].name if higher else None,
         spend_to_next_tier=higher[-1].min_spend - spend if higher else None,
-        history=[MovementView(m.kind, m.points, m.order_id, m.balance_after, m.at) for m in movements],
+        history=[
+            MovementView(m.kind, m.points, m.order_id, m.balance_after, m.at) for m in movements
+        ],
     )

@@ -1,9 +1,9 @@
 """What operators see and repair: any order with its whole story, and holds left behind.
 
-    search_orders      — every customer's orders, by status, customer and time, newest first, in pages
-    order_dossier      — one order with its events, payments, refunds and ledger
-    held_reservations  — holds still keeping stock, with their order's workflow (for the sweeper)
-    release_left_hold  — a hold whose checkout will never end it: stock back, order ended, cart back
+search_orders      — every customer's orders, by status, customer and time, newest first, in pages
+order_dossier      — one order with its events, payments, refunds and ledger
+held_reservations  — holds still keeping stock, with their order's workflow (for the sweeper)
+release_left_hold  — a hold whose checkout will never end it: stock back, order ended, cart back
 """
 
 import uuid
@@ -89,13 +89,19 @@ def _position(cursor: str) -> tuple[datetime, uuid.UUID]:
         created_at, order_id = decode_cursor(cursor)
         return datetime.fromisoformat(created_at), uuid.UUID(order_id)
     except (ValueError, TypeError):
-        raise Invalid("invalid_cursor", "The cursor is not one this API gave: start again without it.") from None
+        raise Invalid(
+            "invalid_cursor", "The cursor is not one this API gave: start again without it."
+        ) from None
 
 
-async def search_orders(session: AsyncSession, where: OrderFilter, limit: int, cursor: str | None = None) -> OrderPage:
+async def search_orders(
+    session: AsyncSession, where: OrderFilter, limit: int, cursor: str | None = None
+) -> OrderPage:
     """Newest first (ties by id), `limit` a page; the cursor points after the last one shown, so
     orders created meanwhile never shift a page."""
-    query = select(Order).order_by(col(Order.created_at).desc(), col(Order.id).desc()).limit(limit + 1)
+    query = (
+        select(Order).order_by(col(Order.created_at).desc(), col(Order.id).desc()).limit(limit + 1)
+    )
     if where.status is not None:
         query = query.where(Order.status == where.status)
     if where.customer_id is not None:
@@ -107,7 +113,10 @@ async def search_orders(session: AsyncSession, where: OrderFilter, limit: int, c
     if cursor is not None:
         created_at, order_id = _position(cursor)
         query = query.where(
-            or_(col(Order.created_at) < created_at, and_(col(Order.created_at) == created_at, col(Order.id) < order_id))
+            or_(
+                col(Order.created_at) < created_at,
+                and_(col(Order.created_at) == created_at, col(Order.id) < order_id),
+            )
         )
     found = list(await session.exec(query))
     page = found[:limit]
@@ -115,26 +124,41 @@ async def search_orders(session: AsyncSession, where: OrderFilter, limit: int, c
 
 
 async def order_dossier(session: AsyncSession, order: Order) -> OrderDossier:
-    payments = await session.exec(select(Payment).where(Payment.order_id == order.id).order_by(col(Payment.attempt)))
-    refunds = await session.exec(select(Refund).where(Refund.order_id == order.id).order_by(col(Refund.created_at)))
+    payments = await session.exec(
+        select(Payment).where(Payment.order_id == order.id).order_by(col(Payment.attempt))
+    )
+    refunds = await session.exec(
+        select(Refund).where(Refund.order_id == order.id).order_by(col(Refund.created_at))
+    )
     return OrderDossier(
         **vars(await orders.view_order(session, order)),
         customer_id=order.user_id,
         workflow_id=order.workflow_id,
         payments=[
-            PaymentRecord(p.intent_id, p.attempt, p.status, p.amount, p.currency, p.decline_code, p.created_at)
+            PaymentRecord(
+                p.intent_id, p.attempt, p.status, p.amount, p.currency, p.decline_code, p.created_at
+            )
             for p in payments
         ],
-        refunds=[RefundRecord(r.id, r.intent_id, r.amount, r.currency, r.reason, r.created_at) for r in refunds],
+        refunds=[
+            RefundRecord(r.id, r.intent_id, r.amount, r.currency, r.reason, r.created_at)
+            for r in refunds
+        ],
         ledger=await ledger.transactions(session, order.id),
     )
 
 
 async def count_active_holds(session: AsyncSession) -> int:
-    return (await session.exec(select(func.count()).select_from(Reservation).where(Reservation.status == "held"))).one()
+    return (
+        await session.exec(
+            select(func.count()).select_from(Reservation).where(Reservation.status == "held")
+        )
+    ).one()
 
 
-async def held_reservations(session: AsyncSession, created_before: datetime, limit: int) -> list[HeldReservation]:
+async def held_reservations(
+    session: AsyncSession, created_before: datetime, limit: int
+) -> list[HeldReservation]:
     """Held reservations made before `created_before`, oldest deadline first."""
     query = (
         select(Reservation, Order.workflow_id)
@@ -144,7 +168,9 @@ async def held_reservations(session: AsyncSession, created_before: datetime, lim
         .limit(limit)
     )
     return [
-        HeldReservation(reservation.id, reservation.order_id, workflow_id, reservation.hold_expires_at)
+        HeldReservation(
+            reservation.id, reservation.order_id, workflow_id, reservation.hold_expires_at
+        )
         for reservation, workflow_id in await session.exec(query)
     ]
 
@@ -154,15 +180,20 @@ class HoldRepair:
     ended: str | None  # the status the order was ended in here; None if it had ended already
 
 
-async def release_left_hold(session: AsyncSession, reservation_id: uuid.UUID, why: str) -> HoldRepair | None:
+async def release_left_hold(
+    session: AsyncSession, reservation_id: uuid.UUID, why: str
+) -> HoldRepair | None:
     """Stock back on the shelf, the unpaid order ended (reason `hold_swept`, `why` in the event's
     detail), its cart back to the customer.
 
     For a hold no checkout will settle any more. Idempotent: None if the hold was settled
     already (by its checkout after all, or by an earlier sweep), and then nothing changes.
     """
-    # Locked first: its checkout, if it is still about, settles it either before or after us, never both.
-    held = await session.get(Reservation, reservation_id, with_for_update=True, populate_existing=True)
+    # Locked first: its checkout, if it is still about, settles it either before or after us, never
+    # both.
+    held = await session.get(
+        Reservation, reservation_id, with_for_update=True, populate_existing=True
+    )
     if held is None or held.status != "held":
         return None
     reservation = await inventory.release(session, reservation_id)

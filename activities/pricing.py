@@ -99,9 +99,20 @@ def basket_lines(
     for sku in sorted(quantities):
         product = products[sku]
         if product.currency != CURRENCY:
-            raise Conflict("currency_mismatch", f"{sku} is priced in {product.currency}; the cart is in {CURRENCY}.")
+            raise Conflict(
+                "currency_mismatch",
+                f"{sku} is priced in {product.currency}; the cart is in {CURRENCY}.",
+            )
         lines.append(
-            BasketLine(sku, product.title, product.brand, ancestry.get(sku, ()), quantities[sku], product.price, product.vat_rate)
+            BasketLine(
+                sku,
+                product.title,
+                product.brand,
+                ancestry.get(sku, ()),
+                quantities[sku],
+                product.price,
+                product.vat_rate,
+            )
         )
     return lines
 
@@ -135,23 +146,42 @@ def points_cap(amount_after_discount: int) -> int:
     return amount_after_discount * POINTS_SHARE_PERCENT // 100
 
 
-def price_basket(lines: list[BasketLine], promo: PromoTerms | None = None, redeem_points: int = 0) -> PricedBasket:
-    """What `lines` cost with `promo` (terms already known to be usable) and up to `redeem_points`."""
+def price_basket(
+    lines: list[BasketLine], promo: PromoTerms | None = None, redeem_points: int = 0
+) -> PricedBasket:
+    """What `lines` cost with `promo` (terms already known to be usable) and up to
+    `redeem_points`."""
     if redeem_points < 0:
         raise ValueError("redeem_points must not be negative")
     totals = [line.unit_price * line.quantity for line in lines]
     subtotal = sum(totals)
     discount, promo_status = promo_discount(promo, lines) if promo else (0, None)
     discount = min(discount, max(subtotal - MIN_TOTAL, 0))
-    in_scope = [total if promo and promo.covers(line) else 0 for line, total in zip(lines, totals)]
+    in_scope = [
+        total if promo and promo.covers(line) else 0
+        for line, total in zip(lines, totals, strict=True)
+    ]
     line_discounts = share_out(discount, in_scope)
-    after_discount = [total - off for total, off in zip(totals, line_discounts)]
+    after_discount = [total - off for total, off in zip(totals, line_discounts, strict=True)]
     points = min(redeem_points, points_cap(subtotal - discount))
     line_points = share_out(points, after_discount)
     priced = []
-    for line, total, off, paid_in_points in zip(lines, totals, line_discounts, line_points):
+    for line, total, off, paid_in_points in zip(
+        lines, totals, line_discounts, line_points, strict=True
+    ):
         vat = vat_included(total - off - paid_in_points, line.vat_rate)
-        priced.append(PricedLine(line.sku, line.title, line.quantity, line.unit_price, total, off, paid_in_points, vat))
+        priced.append(
+            PricedLine(
+                line.sku,
+                line.title,
+                line.quantity,
+                line.unit_price,
+                total,
+                off,
+                paid_in_points,
+                vat,
+            )
+        )
     return PricedBasket(
         subtotal=subtotal,
         discount=discount,

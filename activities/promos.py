@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, update
+from sqlalchemy import ColumnElement, func, or_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -26,7 +26,12 @@ from activities.pricing import PromoTerms
 from kassa.errors import Conflict, Invalid, NotFound
 from kassa.tables import Category, PromoCode, PromoUse, utcnow
 
-NOT_STARTED, EXPIRED, USED_UP, CUSTOMER_LIMIT = "not_started", "expired", "used_up", "customer_limit_reached"
+NOT_STARTED, EXPIRED, USED_UP, CUSTOMER_LIMIT = (
+    "not_started",
+    "expired",
+    "used_up",
+    "customer_limit_reached",
+)
 COUNTED_USES = ("held", "final")
 
 
@@ -34,7 +39,8 @@ class PromoUnavailable(Conflict):
     def __init__(self, code: str, reason: str) -> None:
         super().__init__(
             "promo_unavailable",
-            f"Promo code {code} cannot be used ({reason}): remove it with DELETE /cart/promo, or change the cart.",
+            f"Promo code {code} cannot be used ({reason}): remove it with DELETE /cart/promo,"
+            " or change the cart.",
             promo_code=code,
             promo_status=reason,
         )
@@ -67,27 +73,52 @@ def normalized(code: str) -> str:
 
 
 def terms(promo: PromoCode) -> PromoTerms:
-    return PromoTerms(promo.code, promo.kind, promo.value, promo.min_order, tuple(promo.brands), tuple(promo.categories))
+    return PromoTerms(
+        promo.code,
+        promo.kind,
+        promo.value,
+        promo.min_order,
+        tuple(promo.brands),
+        tuple(promo.categories),
+    )
 
 
 async def create(session: AsyncSession, fields: dict[str, Any]) -> PromoCode:
     """Refused (409) if the code exists, so a repeated create changes nothing."""
     categories = list(fields.get("categories") or [])
-    known = set((await session.exec(select(Category.slug).where(col(Category.slug).in_(categories)))).all())
-    if unknown := sorted(set(categories) - known):
-        raise Invalid("unknown_category", f"No category {unknown[0]!r}: GET /catalog/categories lists them.", categories=unknown)
-    fields = fields | {"code": normalized(fields["code"]), "starts_at": fields.get("starts_at") or utcnow()}
-    created = await session.exec(
-        insert(PromoCode).values(**fields, uses_held=0, uses_final=0, created_at=utcnow()).on_conflict_do_nothing().returning(PromoCode)
+    known = set(
+        (await session.exec(select(Category.slug).where(col(Category.slug).in_(categories)))).all()
     )
-    promo = created.scalar_one_or_none()
+    if unknown := sorted(set(categories) - known):
+        raise Invalid(
+            "unknown_category",
+            f"No category {unknown[0]!r}: GET /catalog/categories lists them.",
+            categories=unknown,
+        )
+    fields = fields | {
+        "code": normalized(fields["code"]),
+        "starts_at": fields.get("starts_at") or utcnow(),
+    }
+    created = await session.exec(
+        insert(PromoCode)
+        .values(**fields, uses_held=0, uses_final=0, created_at=utcnow())
+        .on_conflict_do_nothing()
+        .returning(PromoCode)
+    )
+    promo: PromoCode | None = created.scalar_one_or_none()
     if promo is None:
-        raise Conflict("promo_exists", f"Promo code {fields['code']} exists already: choose another code.")
+        raise Conflict(
+            "promo_exists", f"Promo code {fields['code']} exists already: choose another code."
+        )
     return promo
 
 
 async def list_promos(session: AsyncSession, limit: int = 100) -> list[PromoCode]:
-    return list(await session.exec(select(PromoCode).order_by(col(PromoCode.created_at).desc()).limit(limit)))
+    return list(
+        await session.exec(
+            select(PromoCode).order_by(col(PromoCode.created_at).desc()).limit(limit)
+        )
+    )
 
 
 async def find(session: AsyncSession, code: str) -> PromoCode:
@@ -98,13 +129,21 @@ async def find(session: AsyncSession, code: str) -> PromoCode:
 
 
 async def _customer_uses(session: AsyncSession, code: str, user_id: uuid.UUID) -> int:
-    query = select(func.count()).select_from(PromoUse).where(
-        PromoUse.code == code, PromoUse.user_id == user_id, col(PromoUse.status).in_(COUNTED_USES)
+    query = (
+        select(func.count())
+        .select_from(PromoUse)
+        .where(
+            PromoUse.code == code,
+            PromoUse.user_id == user_id,
+            col(PromoUse.status).in_(COUNTED_USES),
+        )
     )
     return int((await session.exec(query)).one())
 
 
-async def unavailable_reason(session: AsyncSession, promo: PromoCode, user_id: uuid.UUID, now: datetime) -> str | None:
+async def unavailable_reason(
+    session: AsyncSession, promo: PromoCode, user_id: uuid.UUID, now: datetime
+) -> str | None:
     """Why this customer cannot use the code now (None: they can): its window or its limits."""
     if now < promo.starts_at:
         return NOT_STARTED
@@ -112,17 +151,26 @@ async def unavailable_reason(session: AsyncSession, promo: PromoCode, user_id: u
         return EXPIRED
     if promo.max_uses is not None and promo.uses_held + promo.uses_final >= promo.max_uses:
         return USED_UP
-    if promo.max_uses_per_customer is not None and await _customer_uses(session, promo.code, user_id) >= promo.max_uses_per_customer:
+    if (
+        promo.max_uses_per_customer is not None
+        and await _customer_uses(session, promo.code, user_id) >= promo.max_uses_per_customer
+    ):
         return CUSTOMER_LIMIT
     return None
 
 
-def _room_left():  # type: ignore[no-untyped-def]
-    return or_(col(PromoCode.max_uses).is_(None), col(PromoCode.uses_held) + col(PromoCode.uses_final) < col(PromoCode.max_uses))
+def _room_left() -> ColumnElement[bool]:
+    return or_(
+        col(PromoCode.max_uses).is_(None),
+        col(PromoCode.uses_held) + col(PromoCode.uses_final) < col(PromoCode.max_uses),
+    )
 
 
-async def hold(session: AsyncSession, promo: PromoCode, order_id: uuid.UUID, user_id: uuid.UUID, discount: int) -> None:
-    """Hold one use for the order, or raise PromoUnavailable. The caller holds the customer's account lock."""
+async def hold(
+    session: AsyncSession, promo: PromoCode, order_id: uuid.UUID, user_id: uuid.UUID, discount: int
+) -> None:
+    """Hold one use for the order, or raise PromoUnavailable. The caller holds the customer's
+    account lock."""
     reason = await unavailable_reason(session, promo, user_id, utcnow())
     if reason is not None:
         raise PromoUnavailable(promo.code, reason)
@@ -134,11 +182,18 @@ async def hold(session: AsyncSession, promo: PromoCode, order_id: uuid.UUID, use
     )
     if held.scalar_one_or_none() is None:
         raise PromoUnavailable(promo.code, USED_UP)
-    session.add(PromoUse(order_id=order_id, code=promo.code, user_id=user_id, status="held", discount=discount))
+    session.add(
+        PromoUse(
+            order_id=order_id, code=promo.code, user_id=user_id, status="held", discount=discount
+        )
+    )
 
 
-async def _move_use(session: AsyncSession, order_id: uuid.UUID, from_status: str, to_status: str) -> str | None:
-    """The use's guarded transition; its code if it moved, None if there was none in `from_status`."""
+async def _move_use(
+    session: AsyncSession, order_id: uuid.UUID, from_status: str, to_status: str
+) -> str | None:
+    """The use's guarded transition; its code if it moved, None if there was none in
+    `from_status`."""
     moved = await session.exec(
         update(PromoUse)
         .where(col(PromoUse.order_id) == order_id, col(PromoUse.status) == from_status)
@@ -149,13 +204,16 @@ async def _move_use(session: AsyncSession, order_id: uuid.UUID, from_status: str
 
 
 async def finalise(session: AsyncSession, order_id: uuid.UUID) -> str | None:
-    """The order is PAID: its held use is final (its code returned). Idempotent: a final use is left as it is."""
+    """The order is PAID: its held use is final (its code returned). Idempotent: a final use is
+    left as it is."""
     code = await _move_use(session, order_id, "held", "final")
     if code is not None:
         await session.exec(
             update(PromoCode)
             .where(col(PromoCode.code) == code)
-            .values(uses_held=col(PromoCode.uses_held) - 1, uses_final=col(PromoCode.uses_final) + 1)
+            .values(
+                uses_held=col(PromoCode.uses_held) - 1, uses_final=col(PromoCode.uses_final) + 1
+            )
         )
     return code
 
@@ -164,7 +222,11 @@ async def release(session: AsyncSession, order_id: uuid.UUID) -> str | None:
     """The order ended unpaid: its held use goes back to the code (returned). Idempotent."""
     code = await _move_use(session, order_id, "held", "released")
     if code is not None:
-        await session.exec(update(PromoCode).where(col(PromoCode.code) == code).values(uses_held=col(PromoCode.uses_held) - 1))
+        await session.exec(
+            update(PromoCode)
+            .where(col(PromoCode.code) == code)
+            .values(uses_held=col(PromoCode.uses_held) - 1)
+        )
     return code
 
 

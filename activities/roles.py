@@ -1,5 +1,6 @@
 """Roles and what each may do. The gateway checks a route's permission with one dependency
-(`api.deps.requires`); the checkout's `verify_customer` asks the same table whether a role may buy."""
+(`api.deps.requires`); the checkout's `verify_customer` asks the same table whether a role may
+buy."""
 
 from enum import StrEnum
 

@@ -65,7 +65,9 @@ class SearchQuery:
     brands: tuple[str, ...] = ()
     price_min: int | None = None
     price_max: int | None = None
-    attributes: tuple[tuple[str, str], ...] = ()  # (name, value); values of one name are alternatives
+    attributes: tuple[
+        tuple[str, str], ...
+    ] = ()  # (name, value); values of one name are alternatives
     in_stock: bool = False
     sort: str = "relevance"
     cursor: str | None = None
@@ -131,7 +133,9 @@ async def search(session: AsyncSession, query: SearchQuery) -> SearchResult:
     # Each statement of a search is short: parallel workers cost more to start than they save,
     # and under load they take the cores other searches need.
     await session.exec(text("SET LOCAL max_parallel_workers_per_gather = 0"))  # type: ignore[call-overload]
-    terms = [word[:MAX_WORD_LENGTH] for word in WORD.findall(normalized(query.text))][:MAX_QUERY_WORDS]
+    terms = [word[:MAX_WORD_LENGTH] for word in WORD.findall(normalized(query.text))][
+        :MAX_QUERY_WORDS
+    ]
     nearest = await _nearest_words(session, terms) if 0 < len(terms) <= TYPO_QUERY_WORDS else {}
     where = await _conditions(session, query, terms, nearest)
     sort = "popularity" if query.sort == "relevance" and not terms else query.sort
@@ -141,10 +145,14 @@ async def search(session: AsyncSession, query: SearchQuery) -> SearchResult:
     return SearchResult(items, facets, total, exact, next_cursor, corrections)
 
 
-async def _conditions(session: AsyncSession, query: SearchQuery, terms: list[str], nearest: dict[str, str]) -> _Where:
+async def _conditions(
+    session: AsyncSession, query: SearchQuery, terms: list[str], nearest: dict[str, str]
+) -> _Where:
     where = _Where()
     if terms:
-        where.add("p.search_vector @@ to_tsquery('russian', :tsquery)", tsquery=_tsquery(terms, nearest))
+        where.add(
+            "p.search_vector @@ to_tsquery('russian', :tsquery)", tsquery=_tsquery(terms, nearest)
+        )
     if query.category is not None:
         categories = await subtree(session, query.category)
         # Equality for a leaf, so that the planner sees one category and walks its index in order.
@@ -163,8 +171,15 @@ async def _conditions(session: AsyncSession, query: SearchQuery, terms: list[str
     if query.price_max is not None:
         where.add(f"{price} <= :price_max", price_max=query.price_max)
     for n, (name, values) in enumerate(_grouped(query.attributes).items()):
-        alternatives = {f"attribute_{n}_{m}": json.dumps({name: value}) for m, value in enumerate(values)}
-        where.add("(" + " OR ".join(f"p.attributes @> CAST(:{key} AS jsonb)" for key in alternatives) + ")", **alternatives)
+        alternatives = {
+            f"attribute_{n}_{m}": json.dumps({name: value}) for m, value in enumerate(values)
+        }
+        where.add(
+            "("
+            + " OR ".join(f"p.attributes @> CAST(:{key} AS jsonb)" for key in alternatives)
+            + ")",
+            **alternatives,
+        )
     if query.in_stock:
         # A lookup per candidate by primary key: as a semi-join, PostgreSQL misjudges how many
         # are in stock (it cannot estimate on_hand > reserved) and scans the whole stock table.
@@ -177,7 +192,11 @@ def _check(query: SearchQuery) -> None:
         raise Invalid("unknown_sort", f"sort must be one of {', '.join(SORTS)}.")
     if not 1 <= query.limit <= 100:
         raise Invalid("invalid_limit", "limit must be between 1 and 100.")
-    if query.price_min is not None and query.price_max is not None and query.price_min > query.price_max:
+    if (
+        query.price_min is not None
+        and query.price_max is not None
+        and query.price_min > query.price_max
+    ):
         raise Invalid("invalid_price_range", "price_min is above price_max: swap them.")
 
 
@@ -196,7 +215,9 @@ def _tsquery(terms: list[str], nearest: dict[str, str]) -> str:
     for n, term in enumerate(terms):
         typing = n == len(terms) - 1 and len(term) >= 3 and nearest.get(term) != term
         spelled = f"{term}:*" if typing else term
-        parts.append(f"({spelled} | {nearest[term]})" if nearest.get(term, term) != term else spelled)
+        parts.append(
+            f"({spelled} | {nearest[term]})" if nearest.get(term, term) != term else spelled
+        )
     return " & ".join(parts)
 
 
@@ -220,9 +241,17 @@ async def _nearest_words(session: AsyncSession, terms: list[str]) -> dict[str, s
 
 
 async def _page(
-    session: AsyncSession, query: SearchQuery, where: _Where, keys: tuple[SortKey, ...], ranked: bool
+    session: AsyncSession,
+    query: SearchQuery,
+    where: _Where,
+    keys: tuple[SortKey, ...],
+    ranked: bool,
 ) -> tuple[list[ProductView], str | None]:
-    rank = "ts_rank(p.search_vector, to_tsquery('russian', :tsquery))::float8" if ranked else "0::float8"
+    rank = (
+        "ts_rank(p.search_vector, to_tsquery('russian', :tsquery))::float8"
+        if ranked
+        else "0::float8"
+    )
     # Every match is ranked anyway; OFFSET 0 keeps the cursor's conditions on `rank` out of the
     # subquery, where PostgreSQL would rank each row again for each of them.
     fence = "OFFSET 0" if ranked and keys[0] is RANK else ""
@@ -235,9 +264,10 @@ async def _page(
     rows = (
         await session.exec(  # type: ignore[call-overload]
             text(f"""
-            SELECT p.sku, p.title, p.brand, p.category, p.price, p.old_price, p.currency, p.vat_rate,
-                   p.rating, p.review_count, p.images->>0 AS image,
-                   coalesce((SELECT s.on_hand - s.reserved FROM stock s WHERE s.sku = p.sku), 0) AS available,
+            SELECT p.sku, p.title, p.brand, p.category, p.price, p.old_price, p.currency,
+                   p.vat_rate, p.rating, p.review_count, p.images->>0 AS image,
+                   coalesce((SELECT s.on_hand - s.reserved FROM stock s WHERE s.sku = p.sku), 0)
+                       AS available,
                    {key_columns}
             FROM (SELECT p.*, {rank} AS rank FROM products p WHERE {where.sql()} {fence}) AS p
             WHERE {after}
@@ -256,10 +286,14 @@ async def _page(
 
 def _after(keys: tuple[SortKey, ...], after: list[Any], params: dict[str, Any]) -> str:
     """Rows after the cursor in the order of `keys` then SKU: (k0 past c0) or (k0 = c0 and k1
-    past c1) … or (all equal and sku > c_sku); plus k0 at or past c0 alone, which an index can use."""
+    past c1) … or (all equal and sku > c_sku); plus k0 at or past c0 alone, which an index can
+    use."""
     *values, sku = after
     params.update({f"after_{n}": value for n, value in enumerate(values)}, after_sku=sku)
-    past = [f"{key.expression} {'<' if key.descending else '>'} :after_{n}" for n, key in enumerate(keys)]
+    past = [
+        f"{key.expression} {'<' if key.descending else '>'} :after_{n}"
+        for n, key in enumerate(keys)
+    ]
     past.append("p.sku > :after_sku")
     equal = [f"{key.expression} = :after_{n}" for n, key in enumerate(keys)]
     alternatives = [" AND ".join([*equal[:n], past[n]]) for n in range(len(past))]
@@ -273,7 +307,9 @@ def _encode_cursor(sort: str, after: list[Any]) -> str:
 
 
 def _decode_cursor(cursor: str, sort: str, keys: tuple[SortKey, ...]) -> list[Any]:
-    wrong = Invalid("invalid_cursor", "This cursor is not one this search gave: start again without it.")
+    wrong = Invalid(
+        "invalid_cursor", "This cursor is not one this search gave: start again without it."
+    )
     try:
         decoded = decode_cursor(cursor)
         after = decoded["after"]
@@ -281,7 +317,8 @@ def _decode_cursor(cursor: str, sort: str, keys: tuple[SortKey, ...]) -> list[An
             raise wrong
         values = [_cursor_value(value, key.kind) for value, key in zip(after, keys, strict=False)]
         sku = after[-1]
-        # A SKU as the catalog has them: a forged one must not reach PostgreSQL (NUL) or the driver (surrogates).
+        # A SKU as the catalog has them: a forged one must not reach PostgreSQL (NUL) or the driver
+        # (surrogates).
         if not isinstance(sku, str) or len(sku) > 64 or "\x00" in sku:
             raise wrong
         sku.encode()  # UnicodeEncodeError is a ValueError: invalid_cursor
@@ -295,7 +332,12 @@ def _cursor_value(value: Any, kind: type) -> Any:
         return datetime.fromisoformat(value)
     if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    if kind is int and isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63:
+    if (
+        kind is int
+        and isinstance(value, int)
+        and not isinstance(value, bool)
+        and abs(value) < 2**63
+    ):
         return value
     raise ValueError("a cursor value of the wrong type")
 
@@ -306,7 +348,9 @@ async def _facets(session: AsyncSession, where: _Where) -> tuple[Facets, int, bo
     counting a million rows one by one takes longer than a shopper waits. A first sample of
     about PROBE_ROWS products tells which it is (and, for a broad search, is the estimate itself).
     Samples are the same for the same data (REPEATABLE), so paging shows the same figures."""
-    products = await _scalar(session, "SELECT greatest(reltuples, 1) FROM pg_class WHERE relname = 'products'", {})
+    products = await _scalar(
+        session, "SELECT greatest(reltuples, 1) FROM pg_class WHERE relname = 'products'", {}
+    )
     probe = min(100.0, 100 * PROBE_ROWS / products)
     facets, estimated = await _counted(session, where, _sample(probe), 100 / probe)
     if probe == 100:
@@ -327,20 +371,25 @@ async def _scalar(session: AsyncSession, sql: str, params: dict[str, Any]) -> An
     return (await session.exec(text(sql), params=params)).scalar_one()  # type: ignore[call-overload]
 
 
-async def _counted(session: AsyncSession, where: _Where, sample: str, scale: float) -> tuple[Facets, int]:
+async def _counted(
+    session: AsyncSession, where: _Where, sample: str, scale: float
+) -> tuple[Facets, int]:
     """Facet counts over the matching products (of a sample, if given), each multiplied by
     `scale`, and their total."""
     rows = await session.exec(  # type: ignore[call-overload]
         text(f"""
         WITH matched AS MATERIALIZED (
-            SELECT p.brand, p.category, p.price, p.attributes FROM products p {sample} WHERE {where.sql()}
+            SELECT p.brand, p.category, p.price, p.attributes
+            FROM products p {sample} WHERE {where.sql()}
         )
-        SELECT 'brand' AS facet, NULL AS name, brand AS value, count(*) AS count FROM matched GROUP BY brand
+        SELECT 'brand' AS facet, NULL AS name, brand AS value, count(*) AS count
+        FROM matched GROUP BY brand
         UNION ALL
         SELECT 'category', min(c.name), matched.category, count(*)
         FROM matched JOIN categories c ON c.slug = matched.category GROUP BY matched.category
         UNION ALL
-        SELECT 'price', NULL, width_bucket(price, CAST(:price_bounds AS int[]))::text, count(*) FROM matched GROUP BY 3
+        SELECT 'price', NULL, width_bucket(price, CAST(:price_bounds AS int[]))::text, count(*)
+        FROM matched GROUP BY 3
         UNION ALL
         SELECT 'attribute', a.key, a.value, count(*)
         FROM matched, jsonb_each_text(matched.attributes) AS a GROUP BY a.key, a.value
@@ -373,4 +422,3 @@ async def _counted(session: AsyncSession, where: _Where, sample: str, scale: flo
 
 def _most_frequent(values: list[F]) -> list[F]:
     return sorted(values, key=lambda v: (-v.count, v.value))[:FACET_VALUES]
-

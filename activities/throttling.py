@@ -2,8 +2,9 @@
 
 Attempts are counted per account (by e-mail, whether the account exists or not, so the answer
 tells nothing) and per client address, in fixed windows, in PostgreSQL: the limits hold across
-api processes. An attempt is counted *before* its password is checked, in a transaction of its own,
-so a burst of concurrent guesses cannot slip past the limit; a right password gives the attempt back.
+api processes. An attempt is counted *before* its password is checked, in a transaction of its
+own, so a burst of concurrent guesses cannot slip past the limit; a right password gives the
+attempt back.
 """
 
 import math
@@ -40,7 +41,9 @@ class LoginLimits:
         )
 
 
-async def count_attempt(session: AsyncSession, limits: LoginLimits, email: str, client_address: str) -> int | None:
+async def count_attempt(
+    session: AsyncSession, limits: LoginLimits, email: str, client_address: str
+) -> int | None:
     """Counts one attempt for the account and for the address; the seconds to wait if either is
     over its limit (the attempt must then not be tried), else None."""
     now = utcnow()
@@ -58,14 +61,18 @@ async def count_attempt(session: AsyncSession, limits: LoginLimits, email: str, 
                 index_elements=["scope", "subject"],
                 set_={
                     "attempts": case((window_over, 1), else_=col(LoginAttempts.attempts) + 1),
-                    "window_started_at": case((window_over, now), else_=col(LoginAttempts.window_started_at)),
+                    "window_started_at": case(
+                        (window_over, now), else_=col(LoginAttempts.window_started_at)
+                    ),
                 },
             )
             .returning(col(LoginAttempts.attempts), col(LoginAttempts.window_started_at))
         )
         attempts, window_started_at = counted.one()
         if attempts > limit:
-            waits.append(max(1, math.ceil((window_started_at + limits.window - now).total_seconds())))
+            waits.append(
+                max(1, math.ceil((window_started_at + limits.window - now).total_seconds()))
+            )
     return max(waits, default=None)
 
 
@@ -81,4 +88,8 @@ async def forgive(session: AsyncSession, email: str, client_address: str) -> Non
 
 
 async def forget_account(session: AsyncSession, email: str) -> None:
-    await session.exec(delete(LoginAttempts).where(col(LoginAttempts.scope) == ACCOUNT, col(LoginAttempts.subject) == email))
+    await session.exec(
+        delete(LoginAttempts).where(
+            col(LoginAttempts.scope) == ACCOUNT, col(LoginAttempts.subject) == email
+        )
+    )

@@ -76,10 +76,23 @@ class AccessClaims:
     family_id: uuid.UUID
 
 
-def issue_access_token(keyring: Keyring, user_id: uuid.UUID, family_id: uuid.UUID, lifetime: timedelta) -> str:
+def issue_access_token(
+    keyring: Keyring, user_id: uuid.UUID, family_id: uuid.UUID, lifetime: timedelta
+) -> str:
     now = utcnow()
-    claims = {"sub": str(user_id), "sid": str(family_id), "iat": now, "exp": now + lifetime, "typ": "access"}
-    return jwt.encode(claims, keyring.signing_key, algorithm=ALGORITHM, headers={"kid": key_id(keyring.signing_key)})
+    claims = {
+        "sub": str(user_id),
+        "sid": str(family_id),
+        "iat": now,
+        "exp": now + lifetime,
+        "typ": "access",
+    }
+    return jwt.encode(
+        claims,
+        keyring.signing_key,
+        algorithm=ALGORITHM,
+        headers={"kid": key_id(keyring.signing_key)},
+    )
 
 
 def read_access_token(keyring: Keyring, token: str) -> AccessClaims:
@@ -89,15 +102,22 @@ def read_access_token(keyring: Keyring, token: str) -> AccessClaims:
         key = keyring.verification_keys.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise jwt.InvalidTokenError
-        # Only HS256: `none`, and a public-key algorithm fed our secret as its key, are refused here.
-        claims = jwt.decode(token, key, algorithms=[ALGORITHM], options={"require": ["sub", "sid", "exp", "typ"]})
+        # Only HS256: `none`, and a public-key algorithm fed our secret as its key, are refused
+        # here.
+        claims = jwt.decode(
+            token, key, algorithms=[ALGORITHM], options={"require": ["sub", "sid", "exp", "typ"]}
+        )
         if claims["typ"] != "access":
             raise jwt.InvalidTokenError
         return AccessClaims(uuid.UUID(str(claims["sub"])), uuid.UUID(str(claims["sid"])))
     except jwt.ExpiredSignatureError:
-        raise Unauthorized("token_expired", "The access token has expired: refresh it, or log in again.") from None
+        raise Unauthorized(
+            "token_expired", "The access token has expired: refresh it, or log in again."
+        ) from None
     except (jwt.InvalidTokenError, ValueError):
-        raise Unauthorized("invalid_token", "The access token is not valid: log in again.") from None
+        raise Unauthorized(
+            "invalid_token", "The access token is not valid: log in again."
+        ) from None
 
 
 async def signed_in_user(session: AsyncSession, claims: AccessClaims) -> User:
@@ -110,9 +130,13 @@ async def signed_in_user(session: AsyncSession, claims: AccessClaims) -> User:
         )
     ).one_or_none()
     if row is not None and row[1] is not None:
-        raise Unauthorized("token_revoked", "This login has ended (logged out or revoked): log in again.")
+        raise Unauthorized(
+            "token_revoked", "This login has ended (logged out or revoked): log in again."
+        )
     if row is None or row[0].status != "active":
-        raise Unauthorized("invalid_token", "The account behind this token is gone or blocked: log in again.")
+        raise Unauthorized(
+            "invalid_token", "The account behind this token is gone or blocked: log in again."
+        )
     return row[0]
 
 
@@ -128,26 +152,40 @@ async def start_family(session: AsyncSession, policy: TokenPolicy, user_id: uuid
     return await _next_pair(session, policy, user_id, family.id)
 
 
-async def _next_pair(session: AsyncSession, policy: TokenPolicy, user_id: uuid.UUID, family_id: uuid.UUID) -> TokenPair:
+async def _next_pair(
+    session: AsyncSession, policy: TokenPolicy, user_id: uuid.UUID, family_id: uuid.UUID
+) -> TokenPair:
     now = utcnow()
-    # Expired tokens of the family are dead whether spent or not: no need to keep them for reuse detection.
-    await session.exec(delete(RefreshToken).where(col(RefreshToken.family_id) == family_id, col(RefreshToken.expires_at) < now))
+    # Expired tokens of the family are dead whether spent or not: no need to keep them for reuse
+    # detection.
+    await session.exec(
+        delete(RefreshToken).where(
+            col(RefreshToken.family_id) == family_id, col(RefreshToken.expires_at) < now
+        )
+    )
     refresh_token = secrets.token_urlsafe(32)
     session.add(
         RefreshToken(
-            token_hash=_digest(refresh_token), family_id=family_id, issued_at=now, expires_at=now + policy.refresh_lifetime
+            token_hash=_digest(refresh_token),
+            family_id=family_id,
+            issued_at=now,
+            expires_at=now + policy.refresh_lifetime,
         )
     )
     access_token = issue_access_token(policy.keyring, user_id, family_id, policy.access_lifetime)
     return TokenPair(access_token, refresh_token, int(policy.access_lifetime.total_seconds()))
 
 
-_INVALID_REFRESH = ("invalid_refresh_token", "The refresh token is unknown, expired or its login has ended: log in again.")
+_INVALID_REFRESH = (
+    "invalid_refresh_token",
+    "The refresh token is unknown, expired or its login has ended: log in again.",
+)
 
 
 async def rotate(engine: AsyncEngine, policy: TokenPolicy, refresh_token: str) -> TokenPair:
     """A new pair for a live refresh token, which this spends. Not idempotent, by design: the same
-    token twice is a reuse, and revokes its family (the revocation is kept although this refuses)."""
+    token twice is a reuse, and revokes its family (the revocation is kept although this
+    refuses)."""
     async with session_scope(engine) as session:
         now = utcnow()
         token_hash = _digest(refresh_token)
@@ -176,7 +214,8 @@ async def rotate(engine: AsyncEngine, policy: TokenPolicy, refresh_token: str) -
                 await revoke_family(session, known.family_id, "reuse")
                 refusal = Unauthorized(
                     "refresh_token_reused",
-                    "This refresh token was used before, so it may have been copied: this login has ended. Log in again.",
+                    "This refresh token was used before, so it may have been copied:"
+                    " this login has ended. Log in again.",
                 )
             else:
                 refusal = Unauthorized(*_INVALID_REFRESH)

@@ -1,9 +1,9 @@
 """Money going back: refunds, late payments and the reconciliation that finds them.
 
-    RefundWorkflow        — refund an order's charge (all that is left, or an amount), once per key
-    LatePaymentWorkflow   — a success the checkout did not take: complete the order if its stock is
-                            still there and its cart has moved on to nothing else; otherwise refund it
-    ReconcileWorkflow     — on a schedule: successes without a charge on the ledger → LatePayment
+RefundWorkflow        — refund an order's charge (all that is left, or an amount), once per key
+LatePaymentWorkflow   — a success the checkout did not take: complete the order if its stock is
+                        still there and its cart has moved on to nothing else; otherwise refund it
+ReconcileWorkflow     — on a schedule: successes without a charge on the ledger → LatePayment
 """
 
 from dataclasses import dataclass
@@ -22,7 +22,6 @@ with workflow.unsafe.imports_passed_through():
         RefundPaymentInput,
     )
     from workflows.retries import DATABASE_RETRY, REFUND_RETRY
-
 
 
 def refund_workflow_id(order_id: str, idempotency_key: str) -> str:
@@ -72,7 +71,9 @@ class LatePaymentWorkflow:
         key = f"late-{payment.intent_id}"
         refund = await workflow.execute_child_workflow(
             RefundWorkflow.run,
-            RefundPaymentInput(payment.order_id, key, "late_payment", payment.amount, payment.intent_id),
+            RefundPaymentInput(
+                payment.order_id, key, "late_payment", payment.amount, payment.intent_id
+            ),
             id=refund_workflow_id(payment.order_id, key),
         )
         return LatePaymentResult("refunded", refund.refund_id)

@@ -1,4 +1,5 @@
-"""HoldSweepWorkflow: on a schedule, release the holds no checkout will release (activities/sweeper.py)."""
+"""HoldSweepWorkflow: on a schedule, release the holds no checkout will release
+(activities/sweeper.py)."""
 
 from datetime import timedelta
 
