@@ -101,9 +101,7 @@ async def create_token(body: TokenRequest, storage: StorageDep) -> dict[str, Any
 async def create_payment_intent(
     body: PaymentIntentRequest, key: IdempotencyKey, storage: StorageDep
 ) -> dict[str, Any]:
-    intent = storage.create_intent(
-        key, _fingerprint("payment_intents", body), **body.model_dump()
-    )
+    intent = storage.create_intent(key, _fingerprint("payment_intents", body), **body.model_dump())
     return intent.as_json()
 
 

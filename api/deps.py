@@ -1,4 +1,5 @@
-"""What a route needs, as dependencies: settings, a database session, Temporal, the caller and what it may do."""
+"""What a route needs, as dependencies: settings, a database session, Temporal, the caller and
+what it may do."""
 
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -35,14 +36,17 @@ async def get_temporal(request: Request) -> Client:
     return request.app.state.temporal
 
 
-async def get_session(engine: Annotated[AsyncEngine, Depends(get_engine)]) -> AsyncIterator[AsyncSession]:
+async def get_session(
+    engine: Annotated[AsyncEngine, Depends(get_engine)],
+) -> AsyncIterator[AsyncSession]:
     async with session_scope(engine) as session:
         yield session
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
-# Committed before the answer is sent (scope "function"): a client that got its 200 reads what it wrote.
+# Committed before the answer is sent (scope "function"): a client that got its 200 reads what it
+# wrote.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
 
@@ -73,11 +77,14 @@ _bearer = HTTPBearer(auto_error=False)
 
 
 async def get_access_claims(
-    policy: TokenPolicyDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    policy: TokenPolicyDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> AccessClaims:
     """The bearer token's claims, checked by signature and expiry alone (no database)."""
     if credentials is None:
-        raise Unauthorized("not_authenticated", "Log in and send `Authorization: Bearer <access_token>`.")
+        raise Unauthorized(
+            "not_authenticated", "Log in and send `Authorization: Bearer <access_token>`."
+        )
     return tokens.read_access_token(policy.keyring, credentials.credentials)
 
 
@@ -85,7 +92,8 @@ AccessClaimsDep = Annotated[AccessClaims, Depends(get_access_claims)]
 
 
 async def get_current_user(engine: EngineDep, claims: AccessClaimsDep) -> User:
-    # Its own short transaction: routes that wait on a workflow must not hold a connection meanwhile.
+    # Its own short transaction: routes that wait on a workflow must not hold a connection
+    # meanwhile.
     async with session_scope(engine) as session:
         return await tokens.signed_in_user(session, claims)
 
@@ -96,12 +104,16 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 def permitted(user: User, permission: Permission) -> User:
     """The user, if their role has `permission`; 403 if not."""
     if not allows(user.role, permission):
-        raise Forbidden("not_permitted", f"A {user.role} account may not do this: it needs the {permission} permission.")
+        raise Forbidden(
+            "not_permitted",
+            f"A {user.role} account may not do this: it needs the {permission} permission.",
+        )
     return user
 
 
 def requires(permission: Permission) -> Any:
-    """The caller, if their role has `permission` (403 if not): `user: Annotated[User, requires(Permission.X)]`."""
+    """The caller, if their role has `permission` (403 if not):
+    `user: Annotated[User, requires(Permission.X)]`."""
 
     async def permitted_user(user: CurrentUser) -> User:
         return permitted(user, permission)

@@ -37,11 +37,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.database_url:
-            raise SystemExit("kassa api: set KASSA_DATABASE_URL (or start everything with `kassa dev`).")
+            raise SystemExit(
+                "kassa api: set KASSA_DATABASE_URL (or start everything with `kassa dev`)."
+            )
         app.state.settings = settings
         app.state.engine = make_engine(settings.database_url, pool_size=40, max_overflow=0)
-        # Lazy: the api starts (and /readyz says why it is not ready) while Temporal is still coming up.
-        app.state.temporal = await connect(settings, lazy=True, interceptors=configure_tracing(settings, "api"))
+        # Lazy: the api starts (and /readyz says why it is not ready) while Temporal is still
+        # coming up.
+        app.state.temporal = await connect(
+            settings, lazy=True, interceptors=configure_tracing(settings, "api")
+        )
         log.info("api started", extra={"temporal": settings.temporal_target})
         yield
         await app.state.engine.dispose()

@@ -12,7 +12,8 @@ from kassa.logs import log_context
 from kassa.metrics import PAY_NOW_SECONDS
 
 REQUEST_ID_HEADER = b"x-request-id"
-# A caller's own id is kept when it is a plain token (a proxy's, the app's); anything else is replaced.
+# A caller's own id is kept when it is a plain token (a proxy's, the app's); anything else is
+# replaced.
 _ACCEPTABLE_ID = re.compile(rb"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -31,7 +32,10 @@ class RequestContext:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID_HEADER, request_id.encode()),
+                ]
             await send(message)
 
         started = time.perf_counter()

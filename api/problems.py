@@ -29,11 +29,19 @@ MAX_BODY_BYTES = 64 * 1024
 
 def problem(status: int, code: str, detail: str, /, **extra: Any) -> JSONResponse:
     """`status` is the HTTP status, as RFC 9457 has it; an order's status goes in `order_status`."""
-    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "code": code, "detail": detail}
+    body = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "code": code,
+        "detail": detail,
+    }
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     if "retry_after" in extra:
         headers["Retry-After"] = str(extra["retry_after"])
-    return JSONResponse(body | extra, status_code=status, media_type="application/problem+json", headers=headers)
+    return JSONResponse(
+        body | extra, status_code=status, media_type="application/problem+json", headers=headers
+    )
 
 
 async def _domain_error(request: Request, error: Exception) -> JSONResponse:
@@ -48,7 +56,9 @@ async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
         return problem(400, "malformed_json", "The body is not valid JSON.")
     # Name the fields and what is wrong with them, without echoing the input back.
     fields = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in errors]
-    return problem(422, "invalid_request", "Some fields are missing or wrong: see `errors`.", errors=fields)
+    return problem(
+        422, "invalid_request", "Some fields are missing or wrong: see `errors`.", errors=fields
+    )
 
 
 async def _http_error(request: Request, error: Exception) -> JSONResponse:
@@ -63,17 +73,28 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
 
 async def _workflow_slow(request: Request, error: Exception) -> JSONResponse:
     # The workflow goes on; repeating the request attaches to the same run (idempotent).
-    return problem(503, "checkout_busy", "Still working on it: repeat the request in a moment.", retry_after=1)
+    return problem(
+        503, "checkout_busy", "Still working on it: repeat the request in a moment.", retry_after=1
+    )
 
 
 async def _temporal_unreachable(request: Request, error: Exception) -> JSONResponse:
-    log.warning("temporal unreachable", extra={"path": request.url.path, "error": type(error).__name__})
-    return problem(503, "temporal_unavailable", "Orders cannot be processed right now: try again shortly.", retry_after=5)
+    log.warning(
+        "temporal unreachable", extra={"path": request.url.path, "error": type(error).__name__}
+    )
+    return problem(
+        503,
+        "temporal_unavailable",
+        "Orders cannot be processed right now: try again shortly.",
+        retry_after=5,
+    )
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-    log.exception("unexpected error", extra={"path": request.url.path})
-    return problem(500, "internal_error", "Something went wrong on our side; it was logged. Try again shortly.")
+    log.error("unexpected error", exc_info=error, extra={"path": request.url.path})
+    return problem(
+        500, "internal_error", "Something went wrong on our side; it was logged. Try again shortly."
+    )
 
 
 class BodySizeLimit:
@@ -93,7 +114,9 @@ class BodySizeLimit:
                 too_large = size > MAX_BODY_BYTES
                 receive = _replaying(messages, receive)
             if too_large:
-                response = problem(413, "body_too_large", f"Bodies are limited to {MAX_BODY_BYTES} bytes.")
+                response = problem(
+                    413, "body_too_large", f"Bodies are limited to {MAX_BODY_BYTES} bytes."
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

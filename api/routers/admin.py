@@ -28,13 +28,18 @@ class StockCount(BaseModel):
 
 @router.put("/stock/{sku}")
 async def set_stock(
-    sku: SkuPath, body: StockCount, admin: Annotated[User, requires(Permission.STOCK_WRITE)], session: SessionDep
+    sku: SkuPath,
+    body: StockCount,
+    admin: Annotated[User, requires(Permission.STOCK_WRITE)],
+    session: SessionDep,
 ) -> StockLevel:
     return await inventory.set_on_hand(session, sku, body.on_hand)
 
 
 class RefundRequest(BaseModel):
-    amount: Annotated[Count, Field(ge=1)] | None = None  # kopecks; none: everything charged that is left
+    amount: Annotated[Count, Field(ge=1)] | None = (
+        None  # kopecks; none: everything charged that is left
+    )
 
 
 @router.post("/orders/{order_id}/refund")
@@ -45,12 +50,17 @@ async def refund_order(
     engine: EngineDep,
     settings: SettingsDep,
     temporal: TemporalDep,
-    idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=8, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")],
+    idempotency_key: Annotated[
+        str,
+        Header(alias="Idempotency-Key", min_length=8, max_length=100, pattern=r"^[A-Za-z0-9_-]+$"),
+    ],
 ) -> RefundDone:
     """A refund per Idempotency-Key: the same key again returns the same refund, never a second."""
     async with session_scope(engine) as session:
         await orders.owned_order(session, None, order_id)
-    request = RefundPaymentInput(str(order_id), f"admin-{idempotency_key}", "requested_by_admin", body.amount)
+    request = RefundPaymentInput(
+        str(order_id), f"admin-{idempotency_key}", "requested_by_admin", body.amount
+    )
     try:
         return await temporal.execute_workflow(
             RefundWorkflow.run,
@@ -62,7 +72,10 @@ async def refund_order(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except WorkflowAlreadyStartedError:
-        return await temporal.get_workflow_handle_for(RefundWorkflow.run, refund_workflow_id(str(order_id), request.idempotency_key)).result()
+        handle = temporal.get_workflow_handle_for(
+            RefundWorkflow.run, refund_workflow_id(str(order_id), request.idempotency_key)
+        )
+        return await handle.result()
     except WorkflowFailureError as failed:
         cause = failed.cause.cause if isinstance(failed.cause, ActivityError) else failed.cause
         if isinstance(cause, ApplicationError) and cause.type:

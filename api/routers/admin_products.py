@@ -36,18 +36,25 @@ class ProductFields(BaseModel):
     title: Line | None = None
     description: Annotated[Text, Field(max_length=5000)] | None = None
     brand: Annotated[Line, StringConstraints(max_length=128)] | None = None
-    category: Annotated[Text, Field(max_length=128, description="a leaf category's slug")] | None = None
+    category: (
+        Annotated[Text, Field(max_length=128, description="a leaf category's slug")] | None
+    ) = None
     attributes: Annotated[dict[AttributeName, AttributeValue], Field(max_length=30)] | None = None
     price: Kopecks | None = None
     old_price: Kopecks | None = None
     vat_rate: Annotated[Count, AfterValidator(_known_vat)] | None = None
     images: Annotated[list[ImageUrl], Field(max_length=10)] | None = None
-    max_per_order: Annotated[Count, Field(ge=1, le=99, description="how many one order may take")] | None = None
+    max_per_order: (
+        Annotated[Count, Field(ge=1, le=99, description="how many one order may take")] | None
+    ) = None
 
     def change(self) -> ProductChange:
         # "old_price": null sent on purpose ends a discount; a field left out changes nothing.
         end_discount = "old_price" in self.model_fields_set and self.old_price is None
-        return ProductChange(**{name: getattr(self, name) for name in ProductFields.model_fields}, end_discount=end_discount)
+        return ProductChange(
+            **{name: getattr(self, name) for name in ProductFields.model_fields},
+            end_discount=end_discount,
+        )
 
 
 class NewProduct(ProductFields):
@@ -57,13 +64,18 @@ class NewProduct(ProductFields):
 
 @router.post("", status_code=201)
 async def create_product(
-    body: NewProduct, admin: Annotated[User, requires(Permission.CATALOG_WRITE)], session: SessionDep
+    body: NewProduct,
+    admin: Annotated[User, requires(Permission.CATALOG_WRITE)],
+    session: SessionDep,
 ) -> ProductDetails:
     return await catalog.create_product(session, body.sku, body.change(), body.on_hand)
 
 
 @router.patch("/{sku}")
 async def update_product(
-    sku: SkuPath, body: ProductFields, admin: Annotated[User, requires(Permission.CATALOG_WRITE)], session: SessionDep
+    sku: SkuPath,
+    body: ProductFields,
+    admin: Annotated[User, requires(Permission.CATALOG_WRITE)],
+    session: SessionDep,
 ) -> ProductDetails:
     return await catalog.update_product(session, sku, body.change())

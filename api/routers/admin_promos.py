@@ -40,7 +40,9 @@ class NewPromo(BaseModel):
 
 
 @router.post("", status_code=201)
-async def create_promo(body: NewPromo, admin: Annotated[User, requires(Permission.PROMOS_MANAGE)], session: SessionDep) -> PromoView:
+async def create_promo(
+    body: NewPromo, admin: Annotated[User, requires(Permission.PROMOS_MANAGE)], session: SessionDep
+) -> PromoView:
     return PromoView.of(await promos.create(session, body.model_dump()))
 
 

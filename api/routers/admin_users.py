@@ -30,17 +30,27 @@ class AccountChange(BaseModel):
 async def list_users(
     admin: Annotated[User, requires(Permission.USERS_MANAGE)],
     session: SessionDep,
-    email: Annotated[Text | None, Query(max_length=254, description="the start of the address")] = None,
+    email: Annotated[
+        Text | None, Query(max_length=254, description="the start of the address")
+    ] = None,
     role: Annotated[Text | None, Query(max_length=16)] = None,
     status: AccountStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> list[AccountView]:
-    return [AccountView.of(user) for user in await accounts.list_accounts(session, limit, email, role, status)]
+    return [
+        AccountView.of(user)
+        for user in await accounts.list_accounts(session, limit, email, role, status)
+    ]
 
 
 @router.patch("/{user_id}")
 async def change_user(
-    user_id: uuid.UUID, body: AccountChange, admin: Annotated[User, requires(Permission.USERS_MANAGE)], session: SessionDep
+    user_id: uuid.UUID,
+    body: AccountChange,
+    admin: Annotated[User, requires(Permission.USERS_MANAGE)],
+    session: SessionDep,
 ) -> AccountView:
-    user = await accounts.change_account(session, admin.id, user_id, body.role, body.status, body.unlock)
+    user = await accounts.change_account(
+        session, admin.id, user_id, body.role, body.status, body.unlock
+    )
     return AccountView.of(user)

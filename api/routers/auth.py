@@ -8,7 +8,14 @@ from pydantic import BaseModel, Field
 from activities import auth, tokens
 from activities.accounts import Profile
 from activities.tokens import TokenPair
-from api.deps import ClientAddressDep, EngineDep, LoginLimitsDep, PasswordHasherDep, SessionDep, TokenPolicyDep
+from api.deps import (
+    ClientAddressDep,
+    EngineDep,
+    LoginLimitsDep,
+    PasswordHasherDep,
+    SessionDep,
+    TokenPolicyDep,
+)
 from api.fields import Text
 from kassa.db import session_scope
 

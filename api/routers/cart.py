@@ -30,33 +30,46 @@ class PromoEntry(BaseModel):
 async def get_cart(
     user: Annotated[User, requires(Permission.SHOP)],
     session: SessionDep,
-    redeem_points: Annotated[int, Query(ge=0, le=1_000_000_000, description="preview: the cart with these points")] = 0,
+    redeem_points: Annotated[
+        int, Query(ge=0, le=1_000_000_000, description="preview: the cart with these points")
+    ] = 0,
 ) -> CartView:
     return await carts.view_cart(session, await carts.current_cart(session, user.id), redeem_points)
 
 
 @router.post("/promo")
-async def apply_promo(body: PromoEntry, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep) -> CartView:
+async def apply_promo(
+    body: PromoEntry, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep
+) -> CartView:
     return await carts.apply_promo(session, user.id, body.code)
 
 
 @router.delete("/promo")
-async def remove_promo(user: Annotated[User, requires(Permission.SHOP)], session: SessionDep) -> CartView:
+async def remove_promo(
+    user: Annotated[User, requires(Permission.SHOP)], session: SessionDep
+) -> CartView:
     return await carts.remove_promo(session, user.id)
 
 
 @router.post("/items")
-async def add_item(body: NewItem, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep) -> CartView:
+async def add_item(
+    body: NewItem, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep
+) -> CartView:
     return await carts.set_item(session, user.id, body.sku, body.quantity, add=True)
 
 
 @router.patch("/items/{sku}")
 async def change_quantity(
-    sku: SkuPath, body: QuantityChange, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep
+    sku: SkuPath,
+    body: QuantityChange,
+    user: Annotated[User, requires(Permission.SHOP)],
+    session: SessionDep,
 ) -> CartView:
     return await carts.set_item(session, user.id, sku, body.quantity, add=False)
 
 
 @router.delete("/items/{sku}")
-async def remove_item(sku: SkuPath, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep) -> CartView:
+async def remove_item(
+    sku: SkuPath, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep
+) -> CartView:
     return await carts.remove_item(session, user.id, sku)

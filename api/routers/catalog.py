@@ -1,4 +1,5 @@
-"""The storefront's catalog: search with facets and cursor paging, product pages, the category tree."""
+"""The storefront's catalog: search with facets and cursor paging, product pages, the category
+tree."""
 
 from typing import Annotated
 
@@ -20,17 +21,32 @@ MAX_KOPECKS = 10**12  # far above any price; keeps a bound parameter a plain int
 async def search_products(
     session: SessionDep,
     q: Annotated[Text, Query(max_length=200, description="words to find, Russian or English")] = "",
-    category: Annotated[Text | None, Query(max_length=128, description="a category slug: it and its subtree")] = None,
+    category: Annotated[
+        Text | None, Query(max_length=128, description="a category slug: it and its subtree")
+    ] = None,
     brand: Annotated[list[Text], Query(max_length=50, description="one or more brands")] = [],  # noqa: B006
     price_min: Annotated[int | None, Query(ge=0, le=MAX_KOPECKS, description="kopecks")] = None,
     price_max: Annotated[int | None, Query(ge=0, le=MAX_KOPECKS, description="kopecks")] = None,
-    attr: Annotated[list[Text], Query(max_length=20, description="name:value, e.g. colour:black")] = [],  # noqa: B006
+    attr: Annotated[
+        list[Text], Query(max_length=20, description="name:value, e.g. colour:black")
+    ] = [],  # noqa: B006
     in_stock: bool = False,
     sort: Annotated[Text, Query(max_length=32, description=", ".join(search.SORTS))] = "relevance",
     cursor: Annotated[Text | None, Query(max_length=512)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> search.SearchResult:
-    query = SearchQuery(q, category, tuple(brand), price_min, price_max, _attributes(attr), in_stock, sort, cursor, limit)
+    query = SearchQuery(
+        q,
+        category,
+        tuple(brand),
+        price_min,
+        price_max,
+        _attributes(attr),
+        in_stock,
+        sort,
+        cursor,
+        limit,
+    )
     return await search.search(session, query)
 
 
@@ -39,7 +55,10 @@ def _attributes(filters: list[str]) -> tuple[tuple[str, str], ...]:
     for spelled in filters:
         name, colon, value = spelled.partition(":")
         if not (colon and name and value):
-            raise Invalid("invalid_attribute", f"attr must be name:value (colour:black), not {spelled[:40]!r}.")
+            raise Invalid(
+                "invalid_attribute",
+                f"attr must be name:value (colour:black), not {spelled[:40]!r}.",
+            )
         pairs.append((name, value))
     return tuple(pairs)
 

@@ -35,7 +35,10 @@ async def readyz(engine: EngineDep, temporal: TemporalDep) -> JSONResponse:
     except Exception as error:  # noqa: BLE001
         checks["temporal"] = f"unreachable: {type(error).__name__}"
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not_ready", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
 
 
 @router.get("/metrics", include_in_schema=False)

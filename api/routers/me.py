@@ -18,7 +18,9 @@ from kassa.tables import User
 router = APIRouter(prefix="/me", tags=["me"])
 
 
-Phone = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164, like +79161234567")]
+Phone = Annotated[
+    str, Field(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164, like +79161234567")
+]
 
 
 class ProfileChange(BaseModel):
@@ -51,13 +53,25 @@ async def change_profile(body: ProfileChange, user: CurrentUser, session: Sessio
 
 
 @router.get("/addresses")
-async def list_addresses(user: Annotated[User, requires(Permission.SHOP)], session: SessionDep) -> list[AddressView]:
+async def list_addresses(
+    user: Annotated[User, requires(Permission.SHOP)], session: SessionDep
+) -> list[AddressView]:
     return [AddressView.of(address) for address in await addresses.list_addresses(session, user.id)]
 
 
 @router.post("/addresses", status_code=201)
-async def add_address(body: NewAddress, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep) -> AddressView:
-    fields = body.model_dump(exclude={"is_default"})
+async def add_address(
+    body: NewAddress, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep
+) -> AddressView:
+    fields = addresses.AddressFields(
+        recipient=body.recipient,
+        phone=body.phone,
+        country=body.country,
+        city=body.city,
+        postal_code=body.postal_code,
+        line1=body.line1,
+        line2=body.line2,
+    )
     return AddressView.of(await addresses.add_address(session, user.id, fields, body.is_default))
 
 
@@ -70,5 +84,7 @@ async def delete_address(
 
 
 @router.get("/loyalty")
-async def get_loyalty(user: Annotated[User, requires(Permission.SHOP)], session: SessionDep) -> LoyaltyView:
+async def get_loyalty(
+    user: Annotated[User, requires(Permission.SHOP)], session: SessionDep
+) -> LoyaltyView:
     return await loyalty.view(session, user.id)
