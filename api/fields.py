@@ -23,8 +23,16 @@ def _storable(text: str) -> str:
 Text = Annotated[str, AfterValidator(_storable)]
 # A line a person typed, trimmed, then 1 to N characters: a name or a city, a street address.
 # The length comes before the check: after an AfterValidator, pydantic trims but does not count.
-NameLine = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_storable)]
-AddressLine = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_storable)]
+NameLine = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_storable),
+]
+AddressLine = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_storable),
+]
 
 SkuPath = Annotated[Text, Path(min_length=1, max_length=64)]
 # Quantities, stock counts and points are JSON integers: "3", true or 3.0 are refused, not coerced.
