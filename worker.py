@@ -19,10 +19,10 @@ from temporalio.client import (
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from activities.checkout import CheckoutActivities
-from activities.money import MoneyActivities
 from activities.payments import AcquirerClient
-from activities.sweeper import SweepActivities, SweepHoldsInput
+from activities.temporal.checkout_steps import CheckoutActivities
+from activities.temporal.hold_sweep_steps import SweepActivities, SweepHoldsInput
+from activities.temporal.money_steps import MoneyActivities
 from kassa import metrics
 from kassa.db import make_engine
 from kassa.logs import ActivityLogContext
@@ -30,9 +30,9 @@ from kassa.settings import Settings
 from kassa.temporal import connect
 from kassa.tracing import configure_tracing
 from workflows.checkout import CheckoutWorkflow
-from workflows.refunds import LatePaymentWorkflow, ReconcileWorkflow, RefundWorkflow
+from workflows.hold_sweep import HoldSweepWorkflow
+from workflows.money_back import LatePaymentWorkflow, ReconcileWorkflow, RefundWorkflow
 from workflows.summaries import ActivitySummaries
-from workflows.sweeper import HoldSweepWorkflow
 
 log = logging.getLogger("kassa.worker")
 

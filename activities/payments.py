@@ -14,8 +14,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kassa.errors import Conflict, Invalid
 from kassa.metrics import ACQUIRER_ERRORS, ACQUIRER_SECONDS
-from kassa.tracing import tracer
 from kassa.tables import Payment, utcnow
+from kassa.tracing import tracer
 
 # Forward only: a settled intent never goes back to waiting, nor from one outcome to another.
 OPEN_STATUSES = ("requires_action", "processing")

@@ -17,10 +17,10 @@ from api.routers import (
     auth,
     cart,
     catalog,
-    checkout,
     health,
     me,
     orders,
+    pay_now,
     webhooks,
 )
 from kassa.db import make_engine
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         me.router,
         catalog.router,
         cart.router,
-        checkout.router,
+        pay_now.router,
         orders.router,
         webhooks.router,
         admin.router,

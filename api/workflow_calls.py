@@ -16,14 +16,14 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities import orders
-from activities.money import LatePaymentInput
+from activities.temporal.money_steps import LatePaymentInput
 from activities.webhook_inbox import Charge, PaymentNews
 from api.problems import problem
 from kassa.db import session_scope
 from kassa.errors import Conflict
 from kassa.tables import Order
 from workflows.checkout import UNAVAILABLE, CheckoutState, CheckoutWorkflow, PaymentUpdate
-from workflows.refunds import LatePaymentWorkflow, late_payment_workflow_id
+from workflows.money_back import LatePaymentWorkflow, late_payment_workflow_id
 
 # Its lines are the webhook's: only `hand_on` logs.
 log = logging.getLogger("kassa.webhooks")
@@ -141,7 +141,7 @@ async def _start_late_payment(temporal: Client, task_queue: str, charge: Charge)
     with contextlib.suppress(WorkflowAlreadyStartedError):  # settled or being settled: once per intent
         await temporal.start_workflow(
             LatePaymentWorkflow.run,
-            LatePaymentInput(str(charge.order_id), charge.intent_id, charge.amount, charge.currency),
+            LatePaymentInput(charge.order_id, charge.intent_id, charge.amount, charge.currency),
             id=late_payment_workflow_id(charge.intent_id),
             task_queue=task_queue,
             static_summary=f"Late payment {charge.intent_id} of order {charge.order_id}: complete or refund",

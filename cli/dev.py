@@ -24,7 +24,13 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
 from cli.embedded import StartError, database_url, postgres_log, stop_postgres, temporal_dev_command
-from cli.seed import DEMO_CATALOG, progress_bar, seed_category_tree, seed_demo_catalog, seed_generated
+from cli.seed import (
+    DEMO_CATALOG,
+    progress_bar,
+    seed_category_tree,
+    seed_demo_catalog,
+    seed_generated,
+)
 from kassa.db import make_engine, migrate
 from kassa.settings import SECRET_NAMES, Settings
 

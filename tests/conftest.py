@@ -20,10 +20,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from acquirer.app import create_app as create_acquirer
 from activities.auth import password_hasher, register
-from activities.checkout import CheckoutActivities
-from activities.money import MoneyActivities
 from activities.payments import AcquirerClient
-from activities.sweeper import SweepActivities
+from activities.temporal.checkout_steps import CheckoutActivities
+from activities.temporal.hold_sweep_steps import SweepActivities
+from activities.temporal.money_steps import MoneyActivities
 from activities.tokens import TokenPolicy, start_family
 from api.main import create_app as create_gateway
 from cli.embedded import start_postgres, stop_postgres

@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.placement import PlaceOrder, claim_stock, place_order
-from api.routers.checkout import checkout_input
+from api.routers.pay_now import checkout_input
 from kassa.db import autocommit_scope
 from workflows.checkout import CheckoutInput, PaymentMethod, checkout_workflow_id
 

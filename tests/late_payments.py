@@ -10,7 +10,7 @@ from activities.payments import AcquirerClient
 from kassa.db import session_scope
 from kassa.tables import Payment, utcnow
 from tests.conftest import Kassa
-from workflows.refunds import ReconcileWorkflow
+from workflows.money_back import ReconcileWorkflow
 
 
 async def late_success(kassa: Kassa, order_id: str, amount: int) -> None:

@@ -2,7 +2,15 @@
 
 
 from tests.conftest import Kassa
-from tests.flow import CARD, CARD_3DS, CARD_DECLINED, authenticate_3ds, cart_reopened, order_reaches, pay_now
+from tests.flow import (
+    CARD,
+    CARD_3DS,
+    CARD_DECLINED,
+    authenticate_3ds,
+    cart_reopened,
+    order_reaches,
+    pay_now,
+)
 
 
 async def test_frictionless_card_pays_and_commits_stock(kassa: Kassa) -> None:

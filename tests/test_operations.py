@@ -21,7 +21,12 @@ from temporalio.client import ScheduleHandle, WorkflowHandle
 from temporalio.service import RPCError
 
 from acquirer.faults import clear_faults, set_faults
-from activities.sweeper import DEADLINE_LONG_PAST, WORKFLOW_GONE, SweepHoldsInput, SweepResult
+from activities.temporal.hold_sweep_steps import (
+    DEADLINE_LONG_PAST,
+    WORKFLOW_GONE,
+    SweepHoldsInput,
+    SweepResult,
+)
 from kassa.db import session_scope
 from kassa.logs import JsonFormatter
 from kassa.tables import Reservation, utcnow
@@ -29,7 +34,7 @@ from tests.conftest import TEMPORAL_UI_URL, Customer, Kassa
 from tests.flow import CARD, CARD_3DS, authenticate_3ds, order_reaches, pay_now, placed_checkout
 from worker import HOLD_SWEEP_SCHEDULE, RECONCILE_SCHEDULE, ensure_schedules
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
-from workflows.sweeper import HoldSweepWorkflow
+from workflows.hold_sweep import HoldSweepWorkflow
 
 CARD_NUMBER_3DS = "4000000000003220"
 
@@ -194,7 +199,7 @@ async def test_the_sweeper_releases_a_hold_left_by_a_workflow_terminated_from_ou
 
     with captured_logs() as output:
         swept = await _sweep(kassa)
-    assert [hold.why for hold in swept.repaired if hold.order_id == order_id] == [WORKFLOW_GONE]
+    assert [hold.why for hold in swept.repaired if str(hold.order_id) == order_id] == [WORKFLOW_GONE]
     assert (await kassa.stock(sku)).reserved == 0
     async with customer.http() as http:
         order = (await http.get(f"/orders/{order_id}")).json()
@@ -209,7 +214,7 @@ async def test_the_sweeper_releases_a_hold_left_by_a_workflow_terminated_from_ou
     ]
 
     again = await _sweep(kassa)  # a repaired hold is not repaired twice
-    assert order_id not in [hold.order_id for hold in again.repaired]
+    assert order_id not in [str(hold.order_id) for hold in again.repaired]
 
 
 async def test_the_sweeper_stops_a_checkout_stuck_long_past_its_deadline(kassa: Kassa) -> None:
@@ -223,7 +228,7 @@ async def test_the_sweeper_stops_a_checkout_stuck_long_past_its_deadline(kassa: 
             .values(hold_expires_at=utcnow() - timedelta(hours=1))
         )
     swept = await _sweep(kassa)
-    assert [hold.why for hold in swept.repaired if hold.order_id == order_id] == [DEADLINE_LONG_PAST]
+    assert [hold.why for hold in swept.repaired if str(hold.order_id) == order_id] == [DEADLINE_LONG_PAST]
     description = await kassa.temporal.get_workflow_handle(checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"])).describe()
     assert description.status is not None and description.status.name == "TERMINATED"
     assert (await kassa.stock(sku)).reserved == 0

@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from activities import inventory
 from activities.inventory import StockLine
 from activities.placement import Claim, Placement, PlaceOrder, claim_stock, place_order
-from activities.sweeper import CLAIM_ABANDONED, WORKFLOW_GONE
+from activities.temporal.hold_sweep_steps import CLAIM_ABANDONED, WORKFLOW_GONE
 from kassa.db import autocommit_scope, session_scope
 from kassa.tables import Cart, Order, Product, Reservation, utcnow
 from tests.conftest import Customer, Kassa, until_a_lock_is_awaited
@@ -108,7 +108,7 @@ async def test_a_placement_whose_run_never_started_is_swept(kassa: Kassa) -> Non
     assert (await kassa.stock(sku)).reserved == 2
 
     swept = await _sweep(kassa)
-    assert [hold.why for hold in swept.repaired if hold.order_id == order_id] == [WORKFLOW_GONE]
+    assert [hold.why for hold in swept.repaired if str(hold.order_id) == order_id] == [WORKFLOW_GONE]
     assert (await kassa.stock(sku)).reserved == 0
     async with customer.http() as http:
         assert (await order_reaches(http, order_id, "EXPIRED"))["reason"] == "hold_swept"
@@ -123,7 +123,7 @@ async def test_a_claim_whose_order_was_never_made_is_released_by_the_sweeper(kas
     assert (await kassa.stock(sku)).reserved == 2
 
     swept = await _sweep(kassa)
-    assert [(hold.why, hold.order_id) for hold in swept.repaired if hold.reservation_id == str(claim_id)] == [(CLAIM_ABANDONED, None)]
+    assert [(hold.why, hold.order_id) for hold in swept.repaired if hold.reservation_id == claim_id] == [(CLAIM_ABANDONED, None)]
     assert (await kassa.stock(sku)).reserved == 0
 
 

@@ -13,9 +13,9 @@ from contextlib import AsyncExitStack
 
 import pytest
 from opentelemetry import trace
-from starlette.types import ASGIApp, Receive, Scope, Send
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import TracerProvider
+from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from api.main import create_app as create_gateway

@@ -22,7 +22,7 @@ from kassa.db import session_scope
 from kassa.tables import Cart, Order, Payment, WebhookEvent, utcnow
 from tests.conftest import Customer, Kassa
 from tests.flow import CARD, CARD_3DS, authenticate_3ds, order_reaches, pay_now
-from workflows.refunds import late_payment_workflow_id
+from workflows.money_back import late_payment_workflow_id
 
 
 @dataclass

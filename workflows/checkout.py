@@ -23,7 +23,8 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.checkout import (
+    from activities.payments import OPEN_STATUSES, SETTLED_STATUSES, IntentState
+    from activities.temporal.checkout_steps import (
         CheckoutActivities,
         ExtendHoldInput,
         InitiatePaymentInput,
@@ -32,7 +33,6 @@ with workflow.unsafe.imports_passed_through():
         ReopenCartInput,
         ReservationInput,
     )
-    from activities.payments import OPEN_STATUSES, SETTLED_STATUSES, IntentState
     from workflows.retries import ACQUIRER_RETRY, DATABASE_RETRY
 
 ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")

@@ -10,14 +10,14 @@ from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlrea
 from activities import inventory, ledger, orders
 from activities.inventory import StockLevel
 from activities.ledger import TransactionView
-from activities.money import RefundDone, RefundPaymentInput
 from activities.roles import Permission
+from activities.temporal.money_steps import RefundDone, RefundPaymentInput
 from api.deps import EngineDep, SessionDep, SettingsDep, TemporalDep, requires
 from api.fields import Count, SkuPath
 from kassa.db import session_scope
 from kassa.errors import Conflict
 from kassa.tables import User
-from workflows.refunds import RefundWorkflow, refund_workflow_id
+from workflows.money_back import RefundWorkflow, refund_workflow_id
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -59,13 +59,13 @@ async def refund_order(
     async with session_scope(engine) as session:
         await orders.owned_order(session, None, order_id)
     request = RefundPaymentInput(
-        str(order_id), f"admin-{idempotency_key}", "requested_by_admin", body.amount
+        order_id, f"admin-{idempotency_key}", "requested_by_admin", body.amount
     )
     try:
         return await temporal.execute_workflow(
             RefundWorkflow.run,
             request,
-            id=refund_workflow_id(str(order_id), request.idempotency_key),
+            id=refund_workflow_id(order_id, request.idempotency_key),
             task_queue=settings.task_queue,
             static_summary=f"Refund of order {order_id}, asked by admin {admin.id}",
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -73,7 +73,7 @@ async def refund_order(
         )
     except WorkflowAlreadyStartedError:
         handle = temporal.get_workflow_handle_for(
-            RefundWorkflow.run, refund_workflow_id(str(order_id), request.idempotency_key)
+            RefundWorkflow.run, refund_workflow_id(order_id, request.idempotency_key)
         )
         return await handle.result()
     except WorkflowFailureError as failed:

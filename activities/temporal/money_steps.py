@@ -6,14 +6,16 @@ by the domain error's code; the acquirer's outages are retried by Temporal.
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities import refunds
-from activities.checkout import refusals_are_final
 from activities.payments import AcquirerClient
+from activities.temporal.refusals import refusals_are_final
 from kassa.db import session_scope
 from kassa.tables import Order
 
@@ -22,7 +24,7 @@ log = logging.getLogger("kassa.money")
 
 @dataclass(frozen=True)
 class RefundPaymentInput:
-    order_id: str
+    order_id: uuid.UUID
     idempotency_key: str
     reason: str
     amount: int | None = None  # None: everything charged that is left
@@ -38,7 +40,7 @@ class RefundDone:
 
 @dataclass(frozen=True)
 class LatePaymentInput:
-    order_id: str
+    order_id: uuid.UUID
     intent_id: str
     amount: int
     currency: str
@@ -67,7 +69,7 @@ class MoneyActivities:
     @activity.defn
     async def refund_payment(self, request: RefundPaymentInput) -> RefundDone:
         """Idempotent on the key: the acquirer refunds once, we record once."""
-        order_id = uuid.UUID(request.order_id)
+        order_id = request.order_id
         key = request.idempotency_key
         async with refusals_are_final():
             async with session_scope(self._engine) as session:
@@ -88,7 +90,7 @@ class MoneyActivities:
     async def settle_late_payment(self, request: LatePaymentInput) -> LatePaymentSettled:
         async with refusals_are_final(), session_scope(self._engine) as session:
             outcome = await refunds.settle_late_payment(
-                session, uuid.UUID(request.order_id), request.intent_id, request.amount, request.currency
+                session, request.order_id, request.intent_id, request.amount, request.currency
             )
         log.info("late payment", extra={"order_id": request.order_id, "intent_id": request.intent_id, "outcome": outcome})
         return LatePaymentSettled(outcome)
@@ -98,8 +100,8 @@ class MoneyActivities:
         async with session_scope(self._engine) as session:
             found = await refunds.unsettled_payments(session, request.limit)
         return UnsettledPayments(
-            [LatePaymentInput(str(p.order_id), p.intent_id, p.amount, p.currency) for p in found]
+            [LatePaymentInput(p.order_id, p.intent_id, p.amount, p.currency) for p in found]
         )
 
-    def all(self) -> list:  # type: ignore[type-arg]
+    def all(self) -> list[Callable[..., Awaitable[Any]]]:
         return [self.refund_payment, self.settle_late_payment, self.find_unsettled_payments]

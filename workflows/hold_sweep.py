@@ -1,12 +1,12 @@
 """HoldSweepWorkflow: on a schedule, release the holds no checkout will release
-(activities/sweeper.py)."""
+(activities/temporal/hold_sweep_steps.py)."""
 
 from datetime import timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.sweeper import SweepActivities, SweepHoldsInput, SweepResult
+    from activities.temporal.hold_sweep_steps import SweepActivities, SweepHoldsInput, SweepResult
     from workflows.retries import DATABASE_RETRY
 
 

@@ -7,20 +7,18 @@ restarting, acquirer unreachable) is retried by Temporal. Every activity is idem
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
-from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import carts, inventory, ledger, orders, payments
 from activities.payments import AcquirerClient, IntentState
+from activities.temporal.refusals import refusals_are_final
 from kassa.db import session_scope
-from kassa.errors import DomainError
 from kassa.metrics import CHECKOUTS_ENDED, ENDED_STATUSES
 
 log = logging.getLogger("kassa.checkout")
@@ -64,17 +62,6 @@ class IntentInput:
 class ReopenCartInput:
     cart_id: uuid.UUID
     cart_version: int
-
-
-@asynccontextmanager
-async def refusals_are_final() -> AsyncIterator[None]:
-    try:
-        yield
-    except DomainError as refusal:
-        # BENIGN: an expected answer (out of stock…), logged quietly rather than as a failure.
-        raise ApplicationError(
-            refusal.message, refusal.detail, type=refusal.code, non_retryable=True, category=ApplicationErrorCategory.BENIGN
-        ) from None
 
 
 class CheckoutActivities:

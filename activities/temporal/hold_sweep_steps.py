@@ -8,8 +8,11 @@ metric increment and one warning line per repair.
 """
 
 import logging
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
@@ -37,8 +40,8 @@ class SweepHoldsInput:
 
 @dataclass(frozen=True)
 class RepairedHold:
-    order_id: str | None
-    reservation_id: str
+    order_id: uuid.UUID | None
+    reservation_id: uuid.UUID
     why: str
 
 
@@ -68,20 +71,19 @@ class SweepActivities:
             async with session_scope(self._engine) as session:
                 repair = await operations.release_left_hold(session, hold.reservation_id, why)
             if repair is not None:
-                order_id = str(hold.order_id) if hold.order_id else None
                 HOLDS_REPAIRED.labels(why).inc()
                 if repair.ended:  # the order ended here, not in its checkout
                     CHECKOUTS_ENDED.labels(repair.ended).inc()
                 log.warning(
                     "hold released by the sweeper",
                     extra={
-                        "order_id": order_id,
-                        "reservation_id": str(hold.reservation_id),
+                        "order_id": hold.order_id,
+                        "reservation_id": hold.reservation_id,
                         "workflow_id": hold.workflow_id,
                         "why": why,
                     },
                 )
-                repaired.append(RepairedHold(order_id, str(hold.reservation_id), why))
+                repaired.append(RepairedHold(hold.order_id, hold.reservation_id, why))
         return SweepResult(len(held), repaired)
 
     async def _why_left_behind(self, hold: HeldReservation, overdue_before: datetime) -> str | None:
@@ -101,5 +103,5 @@ class SweepActivities:
             running = False
         return None if running else WORKFLOW_GONE
 
-    def all(self) -> list:  # type: ignore[type-arg]
+    def all(self) -> list[Callable[..., Awaitable[Any]]]:
         return [self.sweep_holds]

@@ -19,7 +19,7 @@ baseline measured in the same run on the same servers:
   The invariant checker (tests/invariants.py: nothing oversold, the books agree) runs at the
   end, after the winners paid.
 
-    python -m bench.checkout [--loads 10,20] [--seconds 10] [--saturation 200] [--concurrency 32]
+    python -m bench.pay_now [--loads 10,20] [--seconds 10] [--saturation 200] [--concurrency 32]
                              [--buyers 2000] [--units 200]
 
 Results: a table on stdout and bench/results/latest.json. A smaller run: --seconds 3
@@ -492,7 +492,7 @@ def rates(text: str) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.checkout", description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.pay_now", description=(__doc__ or "").split("\n\n")[0])
     environ = os.environ.get
     parser.add_argument("--loads", type=rates, default=rates(environ("BENCH_LOADS", "10,20")), help="offered loads, checkouts/s (10,20)")
     parser.add_argument("--seconds", type=positive, default=int(environ("BENCH_SECONDS", "10")), help="seconds per offered load (10)")

@@ -6,6 +6,7 @@ LatePaymentWorkflow   — a success the checkout did not take: complete the orde
 ReconcileWorkflow     — on a schedule: successes without a charge on the ledger → LatePayment
 """
 
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -14,7 +15,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.money import (
+    from activities.temporal.money_steps import (
         FindUnsettledInput,
         LatePaymentInput,
         MoneyActivities,
@@ -24,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.retries import DATABASE_RETRY, REFUND_RETRY
 
 
-def refund_workflow_id(order_id: str, idempotency_key: str) -> str:
+def refund_workflow_id(order_id: uuid.UUID, idempotency_key: str) -> str:
     return f"refund-{order_id}-{idempotency_key}"
 
 
