@@ -103,7 +103,9 @@ class OneActivityWorkflow:
 
     @workflow.run
     async def run(self) -> None:
-        self._charged = await workflow.execute_activity(pretend_charge, start_to_close_timeout=timedelta(seconds=10))
+        self._charged = await workflow.execute_activity(
+            pretend_charge, start_to_close_timeout=timedelta(seconds=10)
+        )
         await workflow.wait_condition(workflow.all_handlers_finished)
 
     @workflow.update
@@ -133,10 +135,17 @@ class Run:
 
     def figures(self) -> dict[str, float]:
         p50, p99 = percentiles(self.latencies)
-        return {"p50_ms": p50, "p99_ms": p99, "completed_per_second": self.completed / self.seconds, "count": self.completed}
+        return {
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "completed_per_second": self.completed / self.seconds,
+            "count": self.completed,
+        }
 
 
-async def offered(rate: float | None, count: int, concurrency: int, one: Callable[[int], Awaitable[float]]) -> Run:
+async def offered(
+    rate: float | None, count: int, concurrency: int, one: Callable[[int], Awaitable[float]]
+) -> Run:
     """`one(i)` for i < count: started at `rate` a second (open loop), or at saturation (rate
     None: `concurrency` at a time, each starting as one ends). `one` returns its latency."""
     slots = asyncio.Semaphore(concurrency if rate is None else count)
@@ -162,7 +171,9 @@ async def paid(http: httpx.AsyncClient, shopper: Shopper, order_id: str) -> None
     """Polls the order until it is final; it must have ended PAID."""
     while True:
         response = await http.get(f"/orders/{order_id}", headers=shopper.headers)
-        assert response.status_code == 200, f"GET /orders/{order_id}: {response.status_code} {response.text}"
+        assert response.status_code == 200, (
+            f"GET /orders/{order_id}: {response.status_code} {response.text}"
+        )
         status = response.json()["status"]
         if status not in UNFINISHED:
             break
@@ -177,7 +188,11 @@ async def checkout(http: httpx.AsyncClient, shopper: Shopper) -> float:
     began = time.perf_counter()
     while True:
         shopper.taps += 1
-        response = await http.post("/checkout", json={"cart_id": shopper.cart["id"], "payment_method": shopper.method}, headers=shopper.headers)
+        response = await http.post(
+            "/checkout",
+            json={"cart_id": shopper.cart["id"], "payment_method": shopper.method},
+            headers=shopper.headers,
+        )
         if response.status_code != 503 or response.json().get("code") != "checkout_busy":
             break
         await asyncio.sleep(float(response.json().get("retry_after", 1)))
@@ -185,7 +200,9 @@ async def checkout(http: httpx.AsyncClient, shopper: Shopper) -> float:
     assert response.status_code in (200, 201), response.text
     answer = response.json()
     if answer["payment_url"]:
-        approved = await http.post(f"{answer['payment_url']}/approve")  # the bank's page, Approve pressed
+        approved = await http.post(
+            f"{answer['payment_url']}/approve"
+        )  # the bank's page, Approve pressed
         assert approved.status_code < 400, approved.text
     if answer["status"] != "PAID":
         await paid(http, shopper, answer["order_id"])
@@ -213,7 +230,9 @@ def read_meters(meters: CpuMeters) -> dict[str, float]:
     return {name: meter() for name, meter in meters.items()}
 
 
-async def pay_now_runs(stack: Stack, http: httpx.AsyncClient, meters: CpuMeters, args: argparse.Namespace) -> dict[str, Any]:
+async def pay_now_runs(
+    stack: Stack, http: httpx.AsyncClient, meters: CpuMeters, args: argparse.Namespace
+) -> dict[str, Any]:
     sku = await stack.product(on_hand=PLENTY)
     results: dict[str, Any] = {}
     worker = stack.parts["worker-1"]
@@ -226,7 +245,9 @@ async def pay_now_runs(stack: Stack, http: httpx.AsyncClient, meters: CpuMeters,
             shoppers = await shoppers_with_carts(stack, http, sku, count, method)
             # Counted from here: the customers' sign-up and carts above are not the checkout's cost.
             before = read_meters(meters)
-            run = await offered(rate, count, args.concurrency, lambda index: checkout(http, shoppers[index]))
+            run = await offered(
+                rate, count, args.concurrency, lambda index: checkout(http, shoppers[index])
+            )
             for name, seconds in cpu_used(meters, before).items():
                 cpu[name] += seconds
             busy = sum(shopper.taps - 1 for shopper in shoppers)
@@ -244,21 +265,30 @@ async def pay_now_runs(stack: Stack, http: httpx.AsyncClient, meters: CpuMeters,
     return results
 
 
-async def baseline_runs(stack: Stack, meters: CpuMeters, args: argparse.Namespace) -> dict[str, Any]:
+async def baseline_runs(
+    stack: Stack, meters: CpuMeters, args: argparse.Namespace
+) -> dict[str, Any]:
     """The baselines, on the same Temporal server, with a worker in this process; and what one
     costs the Temporal server in CPU, and this process (client and worker)."""
     assert stack.temporal is not None
     client, queue, results = stack.temporal, f"bench-baseline-{uuid.uuid4().hex[:6]}", {}
 
-    async with Worker(client, task_queue=queue, workflows=list(BASELINES.values()), activities=[pretend_charge]):
+    async with Worker(
+        client, task_queue=queue, workflows=list(BASELINES.values()), activities=[pretend_charge]
+    ):
         for name, baseline in BASELINES.items():
 
             async def one(_: int) -> float:
                 start = WithStartWorkflowOperation(
-                    baseline.run, id=f"{name}-{uuid.uuid4()}", task_queue=queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING
+                    baseline.run,
+                    id=f"{name}-{uuid.uuid4()}",
+                    task_queue=queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 )
                 began = time.perf_counter()
-                await client.execute_update_with_start_workflow(baseline.answer, start_workflow_operation=start)
+                await client.execute_update_with_start_workflow(
+                    baseline.answer, start_workflow_operation=start
+                )
                 return time.perf_counter() - began
 
             before, runs = read_meters(meters), 0
@@ -266,7 +296,10 @@ async def baseline_runs(stack: Stack, meters: CpuMeters, args: argparse.Namespac
                 count = args.saturation if rate is None else int(rate * args.seconds)
                 label = f"{name}_{'saturation' if rate is None else f'{rate:g}_per_second'}"
                 print(f"{label}: {count} update-with-starts", flush=True)
-                results[label] = {"offered_per_second": rate, **(await offered(rate, count, args.concurrency, one)).figures()}
+                results[label] = {
+                    "offered_per_second": rate,
+                    **(await offered(rate, count, args.concurrency, one)).figures(),
+                }
                 runs += count
             used = cpu_used(meters, before)
             results[f"{name}_cost"] = {
@@ -277,7 +310,9 @@ async def baseline_runs(stack: Stack, meters: CpuMeters, args: argparse.Namespac
     return results
 
 
-async def flash_sale(stack: Stack, http: httpx.AsyncClient, meters: CpuMeters, buyers: int, units: int) -> dict[str, Any]:
+async def flash_sale(
+    stack: Stack, http: httpx.AsyncClient, meters: CpuMeters, buyers: int, units: int
+) -> dict[str, Any]:
     """All buyers tap Pay Now (3-D Secure, so the holds stay) at once; then the winners pay."""
     print(f"flash sale: {buyers} buyers for {units} units", flush=True)
     sku = await stack.product(on_hand=units)
@@ -290,7 +325,11 @@ async def flash_sale(stack: Stack, http: httpx.AsyncClient, meters: CpuMeters, b
     async def race(shopper: Shopper, phone: httpx.AsyncClient) -> None:
         sent = time.perf_counter()
         while True:  # an overloaded stack answers 503 checkout_busy: the app taps again
-            response = await phone.post("/checkout", json={"cart_id": shopper.cart["id"], "payment_method": CARD_3DS}, headers=shopper.headers)
+            response = await phone.post(
+                "/checkout",
+                json={"cart_id": shopper.cart["id"], "payment_method": CARD_3DS},
+                headers=shopper.headers,
+            )
             body = response.json()
             if response.status_code != 503 or body.get("code") != "checkout_busy":
                 break
@@ -304,11 +343,17 @@ async def flash_sale(stack: Stack, http: httpx.AsyncClient, meters: CpuMeters, b
         else:
             answers.append(str(body.get("code")))
         if len(answers) % max(1, buyers // 4) == 0:
-            progress(f"{len(answers)}/{buyers} answered, {len(held_at)} held ({time.perf_counter() - began:.1f} s)")
+            progress(
+                f"{len(answers)}/{buyers} answered, {len(held_at)} held ({time.perf_counter() - began:.1f} s)"
+            )
 
     async def pay(shopper: Shopper) -> None:
         while not shopper.answer:  # the bank answered late: pay again, as the app offers
-            again = await http.post(f"/orders/{shopper.order_id}/pay", json={"payment_method": CARD_3DS}, headers=shopper.headers)
+            again = await http.post(
+                f"/orders/{shopper.order_id}/pay",
+                json={"payment_method": CARD_3DS},
+                headers=shopper.headers,
+            )
             assert again.status_code in (200, 201, 503), again.text
             shopper.answer = again.json().get("payment_url") or ""
         await http.post(f"{shopper.answer}/approve")
@@ -319,14 +364,20 @@ async def flash_sale(stack: Stack, http: httpx.AsyncClient, meters: CpuMeters, b
         # requests spends O(queued × connections) on each, and made the bench its own bottleneck.
         # verify=False: plain HTTP on loopback, and loading the CA bundle costs 20 ms per client.
         clients = [
-            await phones.enter_async_context(httpx.AsyncClient(base_url=stack.api_url, timeout=300, verify=False))
+            await phones.enter_async_context(
+                httpx.AsyncClient(base_url=stack.api_url, timeout=300, verify=False)
+            )
             for _ in shoppers
         ]
         progress(f"set-up: {buyers} phones")
         began, opened_at, before = time.perf_counter(), datetime.now(UTC), read_meters(meters)
-        await asyncio.gather(*(race(shopper, phone) for shopper, phone in zip(shoppers, clients, strict=True)))
+        await asyncio.gather(
+            *(race(shopper, phone) for shopper, phone in zip(shoppers, clients, strict=True))
+        )
     elapsed, cpu = time.perf_counter() - began, cpu_used(meters, before)
-    assert answers.count("held") == units and answers.count("out_of_stock") == buyers - units, {a: answers.count(a) for a in set(answers)}
+    assert answers.count("held") == units and answers.count("out_of_stock") == buyers - units, {
+        a: answers.count(a) for a in set(answers)
+    }
     # When each hold was taken, by the database's rows (the gateway holds before it starts the run).
     async with session_scope(stack.engine) as session:
         holds = (await session.exec(HOLDS_OF_SKU, params={"sku": sku})).scalars().all()
@@ -353,7 +404,10 @@ async def flash_sale(stack: Stack, http: httpx.AsyncClient, meters: CpuMeters, b
 async def update_races(stack: Stack, racers: int, units: int) -> dict[str, Any]:
     """The baseline, raced UPDATE_RACES times (each a fraction of a second, so a passing stall
     of the machine moves one of them): the median and every one."""
-    rates = [(await update_race(stack, racers, units))["reservations_per_second"] for _ in range(UPDATE_RACES)]
+    rates = [
+        (await update_race(stack, racers, units))["reservations_per_second"]
+        for _ in range(UPDATE_RACES)
+    ]
     return {
         "connections": min(racers, MAX_UPDATE_CONNECTIONS),
         "reservations_per_second": statistics.median(rates),
@@ -365,7 +419,12 @@ async def update_race(stack: Stack, racers: int, units: int) -> dict[str, Any]:
     """The ceiling: `racers` bare conditional UPDATEs on one row, autocommit, over a pool."""
     sku = await stack.product(on_hand=units)
     url = stack.settings.database_url or ""
-    connections = await asyncio.gather(*(psycopg.AsyncConnection.connect(url, autocommit=True) for _ in range(min(racers, MAX_UPDATE_CONNECTIONS))))
+    connections = await asyncio.gather(
+        *(
+            psycopg.AsyncConnection.connect(url, autocommit=True)
+            for _ in range(min(racers, MAX_UPDATE_CONNECTIONS))
+        )
+    )
     pool: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
     for connection in connections:
         pool.put_nowait(connection)
@@ -391,18 +450,32 @@ async def update_race(stack: Stack, racers: int, units: int) -> dict[str, Any]:
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="kb", dir="/tmp"))  # short: PostgreSQL's socket lives there
     try:
-        print("starting PostgreSQL, Temporal, the acquirer, the api and a worker (separate processes)…", flush=True)
+        print(
+            "starting PostgreSQL, Temporal, the acquirer, the api and a worker (separate processes)…",
+            flush=True,
+        )
         stack = await Stack.start(root / "stack", await asyncio.to_thread(start_postgres, root))
         try:
-            limits = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=1)
-            async with httpx.AsyncClient(base_url=stack.api_url, timeout=300, limits=limits) as http:
+            limits = httpx.Limits(
+                max_connections=256, max_keepalive_connections=256, keepalive_expiry=1
+            )
+            async with httpx.AsyncClient(
+                base_url=stack.api_url, timeout=300, limits=limits
+            ) as http:
                 print("warming up…", flush=True)
                 sku = await stack.product(on_hand=PLENTY)
                 warm = await shoppers_with_carts(stack, http, sku, 2 * args.concurrency, CARD)
-                await offered(None, len(warm), args.concurrency, lambda index: checkout(http, warm[index]))
+                await offered(
+                    None, len(warm), args.concurrency, lambda index: checkout(http, warm[index])
+                )
                 meters = cpu_meters(stack, postgres_data(root))
-                results = {**await baseline_runs(stack, meters, args), **await pay_now_runs(stack, http, meters, args)}
-                results["flash_sale"] = await flash_sale(stack, http, meters, args.buyers, args.units)
+                results = {
+                    **await baseline_runs(stack, meters, args),
+                    **await pay_now_runs(stack, http, meters, args),
+                }
+                results["flash_sale"] = await flash_sale(
+                    stack, http, meters, args.buyers, args.units
+                )
                 results["conditional_update"] = await update_races(stack, args.buyers, args.units)
             return results
         finally:
@@ -420,19 +493,31 @@ def ratios(results: dict[str, Any], loads: list[float]) -> dict[str, float]:
             measured, empty = results[f"{name}_{rate}"], results[f"empty_workflow_{rate}"]
             out[f"{name}_{rate}_p50_over_empty_workflow"] = measured["p50_ms"] / empty["p50_ms"]
     out["flash_sale_over_conditional_update"] = (
-        results["flash_sale"]["reservations_per_second"] / results["conditional_update"]["reservations_per_second"]
+        results["flash_sale"]["reservations_per_second"]
+        / results["conditional_update"]["reservations_per_second"]
     )
     return out
 
 
 def table(result: dict[str, Any]) -> str:
     figures, parameters = result["figures"], result["parameters"]
-    lines = ["| | offered | p50 | p99 | completed/s | p50 ÷ empty workflow | 503 busy, tapped again |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| | offered | p50 | p99 | completed/s | p50 ÷ empty workflow | 503 busy, tapped again |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for rate in [*[f"{rate:g}_per_second" for rate in parameters["loads"]], "saturation"]:
         for name in (*BASELINES, *(f"pay_now_{card}" for card in CARDS)):
             row = figures[f"{name}_{rate}"]
-            offered_text = f"{row['offered_per_second']:g}/s" if row["offered_per_second"] else f"saturation ({parameters['concurrency']} at a time)"
-            ratio = "1" if name == "empty_workflow" else f"{result['ratios'][f'{name}_{rate}_p50_over_empty_workflow']:.1f}"
+            offered_text = (
+                f"{row['offered_per_second']:g}/s"
+                if row["offered_per_second"]
+                else f"saturation ({parameters['concurrency']} at a time)"
+            )
+            ratio = (
+                "1"
+                if name == "empty_workflow"
+                else f"{result['ratios'][f'{name}_{rate}_p50_over_empty_workflow']:.1f}"
+            )
             lines.append(
                 f"| {name.replace('_', ' ')} | {offered_text} | {row['p50_ms']:.0f} ms | {row['p99_ms']:.0f} ms |"
                 f" {row['completed_per_second']:.1f} | {ratio} | {row.get('busy_answers', '')} |"
@@ -443,7 +528,10 @@ def table(result: dict[str, Any]) -> str:
         f"Cost: {cost['worker_cpu_seconds_per_1000']:.0f} worker CPU seconds per 1,000 checkouts "
         f"({cost['checkouts']} measured); worker peak memory {cost['worker_peak_memory_mb']:.0f} MB, api {cost['api_peak_memory_mb']:.0f} MB.",
         "CPU seconds per 1,000 checkouts by part: "
-        + ", ".join(f"{name} {seconds:.0f}" for name, seconds in cost["cpu_seconds_per_1000_by_part"].items())
+        + ", ".join(
+            f"{name} {seconds:.0f}"
+            for name, seconds in cost["cpu_seconds_per_1000_by_part"].items()
+        )
         + f"; in all {cost['cpu_seconds_per_1000']:.0f} (the load's own included: it shares the cores), so "
         f"{result['machine']['cores']} cores complete at most "
         f"{result['machine']['cores'] * 1000 / cost['cpu_seconds_per_1000']:.0f} checkouts/s.",
@@ -452,7 +540,8 @@ def table(result: dict[str, Any]) -> str:
             f"{name.replace('_', ' ')}: Temporal {figures[f'{name}_cost']['temporal_cpu_seconds_per_1000']:.0f}, "
             f"client and worker {figures[f'{name}_cost']['client_and_worker_cpu_seconds_per_1000']:.0f}"
             for name in BASELINES
-        ) + ".",
+        )
+        + ".",
         "",
         f"| Flash sale, {sale['buyers']} buyers for {sale['units']} units | reservations/s | ÷ UPDATE |",
         "|---|---:|---:|",
@@ -485,21 +574,57 @@ def rates(text: str) -> list[float]:
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError("comma-separated checkouts per second, e.g. 10,20") from None
+        raise argparse.ArgumentTypeError(
+            "comma-separated checkouts per second, e.g. 10,20"
+        ) from None
     if not values or min(values) <= 0:
-        raise argparse.ArgumentTypeError("comma-separated positive checkouts per second, e.g. 10,20")
+        raise argparse.ArgumentTypeError(
+            "comma-separated positive checkouts per second, e.g. 10,20"
+        )
     return values
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.pay_now", description=(__doc__ or "").split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pay_now", description=(__doc__ or "").split("\n\n")[0]
+    )
     environ = os.environ.get
-    parser.add_argument("--loads", type=rates, default=rates(environ("BENCH_LOADS", "10,20")), help="offered loads, checkouts/s (10,20)")
-    parser.add_argument("--seconds", type=positive, default=int(environ("BENCH_SECONDS", "10")), help="seconds per offered load (10)")
-    parser.add_argument("--saturation", type=positive, default=int(environ("BENCH_SATURATION", "200")), help="checkouts at saturation (200)")
-    parser.add_argument("--concurrency", type=positive, default=int(environ("BENCH_CONCURRENCY", "32")), help="checkouts at a time at saturation (32)")
-    parser.add_argument("--buyers", type=positive, default=int(environ("BENCH_BUYERS", "2000")), help="flash-sale buyers (2000)")
-    parser.add_argument("--units", type=positive, default=int(environ("BENCH_UNITS", "200")), help="flash-sale units (200)")
+    parser.add_argument(
+        "--loads",
+        type=rates,
+        default=rates(environ("BENCH_LOADS", "10,20")),
+        help="offered loads, checkouts/s (10,20)",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=positive,
+        default=int(environ("BENCH_SECONDS", "10")),
+        help="seconds per offered load (10)",
+    )
+    parser.add_argument(
+        "--saturation",
+        type=positive,
+        default=int(environ("BENCH_SATURATION", "200")),
+        help="checkouts at saturation (200)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=positive,
+        default=int(environ("BENCH_CONCURRENCY", "32")),
+        help="checkouts at a time at saturation (32)",
+    )
+    parser.add_argument(
+        "--buyers",
+        type=positive,
+        default=int(environ("BENCH_BUYERS", "2000")),
+        help="flash-sale buyers (2000)",
+    )
+    parser.add_argument(
+        "--units",
+        type=positive,
+        default=int(environ("BENCH_UNITS", "200")),
+        help="flash-sale units (200)",
+    )
     args = parser.parse_args()
     if args.units > args.buyers:
         parser.error("--units must not exceed --buyers: the sale has to sell out")
@@ -511,8 +636,11 @@ def main() -> None:
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
-            "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "load_average_1min_before": load_before, "load_average_1min_after": os.getloadavg()[0],
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_1min_before": load_before,
+            "load_average_1min_after": os.getloadavg()[0],
         },
         "parameters": vars(args),
         "figures": figures,

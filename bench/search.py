@@ -52,7 +52,12 @@ QUERY_MIX: dict[str, dict[str, Any]] = {
     "word + attribute + price": {"q": "куртка", "attr": "size:M", "price_max": 1_000_000},
     "word + brand, by rating": {"q": "чайник", "brand": "Philips", "sort": "rating"},
     "leaf category, by price": {"category": "smartphones", "sort": "price_asc"},
-    "leaf category + filters, newest": {"category": "sneakers", "attr": "colour:black", "in_stock": "true", "sort": "newest"},
+    "leaf category + filters, newest": {
+        "category": "sneakers",
+        "attr": "colour:black",
+        "in_stock": "true",
+        "sort": "newest",
+    },
     "top category": {"category": "electronics"},
     "whole catalog, popular": {},
     "page 2 of a word": {"q": "смартфон", "page": 2},
@@ -60,7 +65,9 @@ QUERY_MIX: dict[str, dict[str, Any]] = {
 
 
 def percentiles(latencies: list[float]) -> dict[str, float]:
-    cuts = statistics.quantiles([seconds * 1000 for seconds in latencies], n=100, method="inclusive")
+    cuts = statistics.quantiles(
+        [seconds * 1000 for seconds in latencies], n=100, method="inclusive"
+    )
     return {"p50_ms": round(cuts[49], 1), "p95_ms": round(cuts[94], 1)}
 
 
@@ -101,12 +108,18 @@ async def measure(http: httpx.AsyncClient, size: int, rounds: int) -> dict[str, 
         by_query.setdefault("baseline", []).extend(await timed([product_page]))
     baseline = by_query.pop("baseline")
     everything = [latency for latencies in by_query.values() for latency in latencies]
-    found = {name: (await http.get("/catalog/products", params=query)).json()["total"] for name, query in params.items()}
+    found = {
+        name: (await http.get("/catalog/products", params=query)).json()["total"]
+        for name, query in params.items()
+    }
     return {
         "products": size,
         "search": percentiles(everything),
         "product_page": percentiles(baseline),
-        "queries": {name: percentiles(latencies) | {"total": found[name]} for name, latencies in by_query.items()},
+        "queries": {
+            name: percentiles(latencies) | {"total": found[name]}
+            for name, latencies in by_query.items()
+        },
     }
 
 
@@ -130,13 +143,21 @@ async def run(sizes: list[int], rounds: int) -> list[dict[str, Any]]:
         settings = Settings(env="test", data_dir=data_dir, database_url=database_url).with_secrets()
         results = []
         seconds_seeding = 0.0
-        async with serving(create_gateway(settings), listening_socket()) as api_url, httpx.AsyncClient(base_url=api_url) as http:
+        async with (
+            serving(create_gateway(settings), listening_socket()) as api_url,
+            httpx.AsyncClient(base_url=api_url) as http,
+        ):
             for size in sizes:
                 began = time.perf_counter()
                 await seed_generated(database_url, engine, size, progress_bar(f"seed {size:,}"))
                 seconds_seeding += time.perf_counter() - began
-                print(f"seeded {size:,} products in {seconds_seeding:.0f} s; measuring {rounds} rounds of {len(QUERY_MIX)} searches", flush=True)
-                results.append(await measure(http, size, rounds) | {"seed_seconds": round(seconds_seeding)})
+                print(
+                    f"seeded {size:,} products in {seconds_seeding:.0f} s; measuring {rounds} rounds of {len(QUERY_MIX)} searches",
+                    flush=True,
+                )
+                results.append(
+                    await measure(http, size, rounds) | {"seed_seconds": round(seconds_seeding)}
+                )
                 report(results[-1])
         await engine.dispose()
         return results
@@ -151,7 +172,9 @@ def report(result: dict[str, Any]) -> None:
     for name, figures in result["queries"].items():
         print(f"  {name:<36} {figures['p50_ms']:>8} {figures['p95_ms']:>8} {figures['total']:>9,}")
     for name in ("search", "product_page"):
-        print(f"  {name + ' (all)' if name == 'search' else 'product page (baseline)':<36} {result[name]['p50_ms']:>8} {result[name]['p95_ms']:>8}")
+        print(
+            f"  {name + ' (all)' if name == 'search' else 'product page (baseline)':<36} {result[name]['p50_ms']:>8} {result[name]['p95_ms']:>8}"
+        )
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
@@ -170,8 +193,12 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="100000,1000000", help="catalog sizes, ascending, comma-separated")
-    parser.add_argument("--rounds", type=int, default=15, help="times each search of the mix runs per size")
+    parser.add_argument(
+        "--sizes", default="100000,1000000", help="catalog sizes, ascending, comma-separated"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=15, help="times each search of the mix runs per size"
+    )
     args = parser.parse_args()
     sizes = sorted(int(size) for size in args.sizes.split(","))
     results = asyncio.run(run(sizes, args.rounds))
@@ -184,7 +211,9 @@ def main() -> None:
         "rounds": args.rounds,
         "shared_buffers": SHARED_BUFFERS,
     }
-    (RESULTS / "search.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, ensure_ascii=False))
+    (RESULTS / "search.json").write_text(
+        json.dumps({"meta": meta, "results": results}, indent=2, ensure_ascii=False)
+    )
 
 
 if __name__ == "__main__":

@@ -78,7 +78,9 @@ def seed(url: str, products: int) -> None:
     async def seed_all(engine: AsyncEngine) -> tuple[int, int]:
         await seed_category_tree(engine)
         demo = await seed_demo_catalog(engine)
-        generated = await seed_generated(url, engine, products, progress_bar("seed")) if products else 0
+        generated = (
+            await seed_generated(url, engine, products, progress_bar("seed")) if products else 0
+        )
         return demo, generated
 
     demo, generated = run_with_engine(url, seed_all)
@@ -102,7 +104,10 @@ def run_with_engine(url: str, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
 
 def _ports(settings: Settings) -> list[tuple[str, int, str]]:
     """(what, port, the flag that moves it) for every port `kassa dev` listens on."""
-    ports = [("api", settings.api_port, "--api-port"), ("acquirer", settings.acquirer_port, "--acquirer-port")]
+    ports = [
+        ("api", settings.api_port, "--api-port"),
+        ("acquirer", settings.acquirer_port, "--acquirer-port"),
+    ]
     metrics = [
         ("worker metrics", settings.worker_metrics_port, "--worker-metrics-port"),
         ("worker's Temporal metrics", settings.temporal_metrics_port, "--temporal-metrics-port"),
@@ -120,7 +125,9 @@ def check_ports_free(settings: Settings) -> None:
     seen: dict[int, str] = {}
     for what, port, flag in _ports(settings):
         if port in seen:
-            raise StartError(f"port {port} is given to both {seen[port]} and {what} — pass {flag} with another")
+            raise StartError(
+                f"port {port} is given to both {seen[port]} and {what} — pass {flag} with another"
+            )
         seen[port] = what
         if not _port_free(settings.host, port):
             raise StartError(f"port {port} ({what}) is in use — stop what uses it or pass {flag}")
@@ -146,7 +153,12 @@ def _size(path: Path) -> int:
 
 def child_environment(settings: Settings, url: str) -> dict[str, str]:
     """What every child shares: one database, one Temporal, the same secrets."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", KASSA_DATABASE_URL=url, KASSA_TEMPORAL_ADDRESS=settings.temporal_target)
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        KASSA_DATABASE_URL=url,
+        KASSA_TEMPORAL_ADDRESS=settings.temporal_target,
+    )
     for name in SECRET_NAMES:
         secret = getattr(settings, name)
         assert secret, "settings come from get_settings(), which fills the secrets"
@@ -227,7 +239,11 @@ class Children:
         assert self.first_exited
         name, code = self.first_exited.name, self.first_exited.process.returncode
         assert code is not None
-        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        how = (
+            f"was killed by {signal.Signals(-code).name}"
+            if code < 0
+            else f"exited with code {code}"
+        )
         return f"{name} {how} — see its lines above"
 
     async def stop_all(self) -> None:
@@ -241,7 +257,9 @@ async def _supervise(settings: Settings, url: str, log_offset: int) -> int:
     postgres_lines = (
         None
         if settings.database_url
-        else asyncio.create_task(_relay_log(postgres_log(settings.data_dir), log_offset, postgres_done))
+        else asyncio.create_task(
+            _relay_log(postgres_log(settings.data_dir), log_offset, postgres_done)
+        )
     )
     children = Children(child_environment(settings, url))
     serving = asyncio.create_task(_serve(children, settings))
@@ -286,12 +304,20 @@ async def _start_services(children: Children, settings: Settings) -> None:
         await children.start(name, [sys.executable, "-m", "cli.main", name])
     async with httpx.AsyncClient(timeout=5) as http:
         await asyncio.gather(
-            _wait_until_answers(children, "api", lambda: _healthy(http, _local_url(settings, settings.api_port))),
-            _wait_until_answers(children, "acquirer", lambda: _healthy(http, _local_url(settings, settings.acquirer_port))),
+            _wait_until_answers(
+                children, "api", lambda: _healthy(http, _local_url(settings, settings.api_port))
+            ),
+            _wait_until_answers(
+                children,
+                "acquirer",
+                lambda: _healthy(http, _local_url(settings, settings.acquirer_port)),
+            ),
         )
 
 
-async def _wait_until_answers(children: Children, what: str, probe: Callable[[], Awaitable[None]]) -> None:
+async def _wait_until_answers(
+    children: Children, what: str, probe: Callable[[], Awaitable[None]]
+) -> None:
     deadline = asyncio.get_running_loop().time() + STARTUP_SECONDS
     while True:
         if children.exited.is_set():
@@ -300,13 +326,17 @@ async def _wait_until_answers(children: Children, what: str, probe: Callable[[],
             return await probe()
         except Exception:  # any failure here means "not up yet"
             if asyncio.get_running_loop().time() > deadline:
-                raise StartError(f"{what} did not answer within {STARTUP_SECONDS} s — see its lines above") from None
+                raise StartError(
+                    f"{what} did not answer within {STARTUP_SECONDS} s — see its lines above"
+                ) from None
         await asyncio.sleep(0.25)
 
 
 async def _temporal_ready(settings: Settings) -> None:
     client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
-    await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=settings.temporal_namespace))
+    await client.workflow_service.describe_namespace(
+        DescribeNamespaceRequest(namespace=settings.temporal_namespace)
+    )
 
 
 async def _healthy(http: httpx.AsyncClient, base_url: str) -> None:
@@ -328,7 +358,9 @@ def _announce(settings: Settings) -> None:
     if not settings.temporal_address:
         lines.append(f"  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}")
     if settings.worker_metrics_port:
-        lines.append(f"  metrics      {api}/metrics, worker {_local_url(settings, settings.worker_metrics_port)}/metrics")
+        lines.append(
+            f"  metrics      {api}/metrics, worker {_local_url(settings, settings.worker_metrics_port)}/metrics"
+        )
     lines += [
         "Create an admin in another terminal:  kassa users create-admin you@example.com --password …",
         f"Ctrl-C stops everything; the data stays in {settings.data_dir}",

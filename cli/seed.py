@@ -39,29 +39,133 @@ class DemoProduct:
 
 
 DEMO_CATALOG = (
-    DemoProduct("PHN-APL-IP15-128-BLK", "iPhone 15, 128 GB, black", "Apple", "smartphones", 7_999_900, 120),
-    DemoProduct("PHN-SMS-S24-256-GRY", "Galaxy S24, 8/256 GB, grey", "Samsung", "smartphones", 7_499_000, 90),
-    DemoProduct("PHN-XMI-RN13P-256-BLU", "Redmi Note 13 Pro, 8/256 GB, blue", "Xiaomi", "smartphones", 2_799_000, 300),
-    DemoProduct("PHN-HNR-200-512-GRN", "Honor 200, 12/512 GB, green", "Honor", "smartphones", 3_999_000, 150),
-    DemoProduct("PHN-SMS-A55-128-NVY", "Galaxy A55, 8/128 GB, navy", "Samsung", "smartphones", 3_299_000, 240),
-    DemoProduct("LPT-APL-MBA13-M3-256", "MacBook Air 13\" M3, 8/256 GB", "Apple", "laptops", 11_999_000, 50),
-    DemoProduct("LPT-LNV-SLIM5-16-512", "IdeaPad Slim 5 16\", Ryzen 7, 16/512 GB", "Lenovo", "laptops", 7_499_000, 70),
-    DemoProduct("LPT-ASU-VIVO15-512", "Vivobook 15, Core i5, 16/512 GB", "ASUS", "laptops", 5_499_000, 110),
-    DemoProduct("LPT-HUA-MBD16-512", "MateBook D 16, Core i5, 16/512 GB", "Huawei", "laptops", 6_499_000, 80),
-    DemoProduct("AUD-APL-APP2-USBC", "AirPods Pro 2 with USB-C case", "Apple", "headphones", 2_299_000, 200),
-    DemoProduct("AUD-SNY-WH1000XM5-BLK", "WH-1000XM5 wireless headphones, black", "Sony", "headphones", 3_299_000, 130),
-    DemoProduct("AUD-JBL-T520BT-BLK", "Tune 520BT on-ear headphones, black", "JBL", "headphones", 449_000, 500),
-    DemoProduct("AUD-SMS-BUDS2P-GRP", "Galaxy Buds2 Pro, graphite", "Samsung", "headphones", 1_299_000, 260),
+    DemoProduct(
+        "PHN-APL-IP15-128-BLK", "iPhone 15, 128 GB, black", "Apple", "smartphones", 7_999_900, 120
+    ),
+    DemoProduct(
+        "PHN-SMS-S24-256-GRY", "Galaxy S24, 8/256 GB, grey", "Samsung", "smartphones", 7_499_000, 90
+    ),
+    DemoProduct(
+        "PHN-XMI-RN13P-256-BLU",
+        "Redmi Note 13 Pro, 8/256 GB, blue",
+        "Xiaomi",
+        "smartphones",
+        2_799_000,
+        300,
+    ),
+    DemoProduct(
+        "PHN-HNR-200-512-GRN", "Honor 200, 12/512 GB, green", "Honor", "smartphones", 3_999_000, 150
+    ),
+    DemoProduct(
+        "PHN-SMS-A55-128-NVY",
+        "Galaxy A55, 8/128 GB, navy",
+        "Samsung",
+        "smartphones",
+        3_299_000,
+        240,
+    ),
+    DemoProduct(
+        "LPT-APL-MBA13-M3-256", 'MacBook Air 13" M3, 8/256 GB', "Apple", "laptops", 11_999_000, 50
+    ),
+    DemoProduct(
+        "LPT-LNV-SLIM5-16-512",
+        'IdeaPad Slim 5 16", Ryzen 7, 16/512 GB',
+        "Lenovo",
+        "laptops",
+        7_499_000,
+        70,
+    ),
+    DemoProduct(
+        "LPT-ASU-VIVO15-512", "Vivobook 15, Core i5, 16/512 GB", "ASUS", "laptops", 5_499_000, 110
+    ),
+    DemoProduct(
+        "LPT-HUA-MBD16-512", "MateBook D 16, Core i5, 16/512 GB", "Huawei", "laptops", 6_499_000, 80
+    ),
+    DemoProduct(
+        "AUD-APL-APP2-USBC", "AirPods Pro 2 with USB-C case", "Apple", "headphones", 2_299_000, 200
+    ),
+    DemoProduct(
+        "AUD-SNY-WH1000XM5-BLK",
+        "WH-1000XM5 wireless headphones, black",
+        "Sony",
+        "headphones",
+        3_299_000,
+        130,
+    ),
+    DemoProduct(
+        "AUD-JBL-T520BT-BLK",
+        "Tune 520BT on-ear headphones, black",
+        "JBL",
+        "headphones",
+        449_000,
+        500,
+    ),
+    DemoProduct(
+        "AUD-SMS-BUDS2P-GRP", "Galaxy Buds2 Pro, graphite", "Samsung", "headphones", 1_299_000, 260
+    ),
     DemoProduct("AUD-XMI-BUDS5-WHT", "Redmi Buds 5, white", "Xiaomi", "headphones", 249_000, 450),
-    DemoProduct("HOM-DSN-V15-DTCT", "V15 Detect cordless vacuum cleaner", "Dyson", "vacuum-cleaners", 6_999_000, 60),
-    DemoProduct("HOM-XMI-S10-ROBOT", "Robot Vacuum S10, white", "Xiaomi", "vacuum-cleaners", 1_999_000, 180),
-    DemoProduct("HOM-PHL-HD9350-KTL", "Series 5000 electric kettle, 1.7 l", "Philips", "kettles", 399_000, 400),
-    DemoProduct("HOM-TFL-EY8018-AFR", "Easy Fry Max air fryer, 5 l", "Tefal", "air-fryers", 899_000, 220),
-    DemoProduct("HOM-DLG-ECAM22-CFM", "Magnifica S bean-to-cup coffee machine", "De'Longhi", "coffee-machines", 3_999_000, 75),
-    DemoProduct("SPT-NKE-PEG41-42", "Air Zoom Pegasus 41 running shoes, size 42", "Nike", "running-shoes", 1_299_000, 160),
-    DemoProduct("SPT-ADS-ULTRA-43", "Ultraboost Light running shoes, size 43", "adidas", "running-shoes", 1_599_000, 140),
-    DemoProduct("SPT-GRM-FR265-BLK", "Forerunner 265 GPS running watch, black", "Garmin", "smartwatches", 4_499_000, 55),
-    DemoProduct("SPT-XMI-BAND9-BLK", "Smart Band 9 fitness tracker, black", "Xiaomi", "fitness-trackers", 349_000, 480),
+    DemoProduct(
+        "HOM-DSN-V15-DTCT",
+        "V15 Detect cordless vacuum cleaner",
+        "Dyson",
+        "vacuum-cleaners",
+        6_999_000,
+        60,
+    ),
+    DemoProduct(
+        "HOM-XMI-S10-ROBOT", "Robot Vacuum S10, white", "Xiaomi", "vacuum-cleaners", 1_999_000, 180
+    ),
+    DemoProduct(
+        "HOM-PHL-HD9350-KTL",
+        "Series 5000 electric kettle, 1.7 l",
+        "Philips",
+        "kettles",
+        399_000,
+        400,
+    ),
+    DemoProduct(
+        "HOM-TFL-EY8018-AFR", "Easy Fry Max air fryer, 5 l", "Tefal", "air-fryers", 899_000, 220
+    ),
+    DemoProduct(
+        "HOM-DLG-ECAM22-CFM",
+        "Magnifica S bean-to-cup coffee machine",
+        "De'Longhi",
+        "coffee-machines",
+        3_999_000,
+        75,
+    ),
+    DemoProduct(
+        "SPT-NKE-PEG41-42",
+        "Air Zoom Pegasus 41 running shoes, size 42",
+        "Nike",
+        "running-shoes",
+        1_299_000,
+        160,
+    ),
+    DemoProduct(
+        "SPT-ADS-ULTRA-43",
+        "Ultraboost Light running shoes, size 43",
+        "adidas",
+        "running-shoes",
+        1_599_000,
+        140,
+    ),
+    DemoProduct(
+        "SPT-GRM-FR265-BLK",
+        "Forerunner 265 GPS running watch, black",
+        "Garmin",
+        "smartwatches",
+        4_499_000,
+        55,
+    ),
+    DemoProduct(
+        "SPT-XMI-BAND9-BLK",
+        "Smart Band 9 fitness tracker, black",
+        "Xiaomi",
+        "fitness-trackers",
+        349_000,
+        480,
+    ),
     DemoProduct("SPT-DCT-YOGA-8MM", "Yoga mat 8 mm, green", "Decathlon", "yoga-mats", 129_900, 350),
 )
 
@@ -87,7 +191,11 @@ async def seed_category_tree(engine: AsyncEngine) -> None:
         await session.exec(
             statement.on_conflict_do_update(
                 index_elements=[col(Category.slug)],
-                set_={"parent": statement.excluded.parent, "name": statement.excluded.name, "name_en": statement.excluded.name_en},
+                set_={
+                    "parent": statement.excluded.parent,
+                    "name": statement.excluded.name,
+                    "name_en": statement.excluded.name_en,
+                },
             )
         )
 
@@ -118,12 +226,16 @@ PRODUCT_COLUMNS = (
 )  # fmt: skip
 
 
-async def seed_generated(database_url: str, engine: AsyncEngine, count: int, progress: Progress) -> int:
+async def seed_generated(
+    database_url: str, engine: AsyncEngine, count: int, progress: Progress
+) -> int:
     """Generated products GEN-0000001 … up to `count`, with their stock; returns how many were
     new. The first `count` are always the same products, so a larger seed extends a smaller one."""
     # Autocommit: each batch is a transaction of its own, and CLUSTER and VACUUM run outside one.
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as connection:
-        listed = await connection.execute("SELECT sku FROM products WHERE sku LIKE %s", [f"{SKU_PREFIX}%"])
+        listed = await connection.execute(
+            "SELECT sku FROM products WHERE sku LIKE %s", [f"{SKU_PREFIX}%"]
+        )
         present = {sku for (sku,) in await listed.fetchall()}
         vocabulary: set[str] = set()
         added = 0
@@ -140,7 +252,11 @@ async def seed_generated(database_url: str, engine: AsyncEngine, count: int, pro
                 batch, stock = [], []
                 progress(number, count)
         if added:
-            print("seed: ordering products by category and vacuuming (a minute for a million)", file=sys.stderr, flush=True)
+            print(
+                "seed: ordering products by category and vacuuming (a minute for a million)",
+                file=sys.stderr,
+                flush=True,
+            )
             await _tidy(connection)
     async with session_scope(engine) as session:
         await remember_words(session, vocabulary)
@@ -165,7 +281,11 @@ def _copy_row(p: GeneratedProduct) -> tuple[object, ...]:
     )  # fmt: skip
 
 
-async def _copy(connection: psycopg.AsyncConnection, products: list[tuple[object, ...]], stock: list[tuple[str, int]]) -> None:
+async def _copy(
+    connection: psycopg.AsyncConnection,
+    products: list[tuple[object, ...]],
+    stock: list[tuple[str, int]],
+) -> None:
     async with connection.transaction(), connection.cursor() as cursor:
         async with cursor.copy(f"COPY products ({', '.join(PRODUCT_COLUMNS)}) FROM STDIN") as copy:
             for row in products:
@@ -189,6 +309,11 @@ def progress_bar(label: str) -> Progress:
         rate = done / max(time.monotonic() - started, 1e-6)
         filled = percent // 5
         line = f"{label}: [{'#' * filled}{'.' * (20 - filled)}] {done:,}/{total:,} ({percent}%), {rate:,.0f}/s"
-        print(f"\r{line}" if tty else line, end="\n" if done >= total or not tty else "", file=sys.stderr, flush=True)
+        print(
+            f"\r{line}" if tty else line,
+            end="\n" if done >= total or not tty else "",
+            file=sys.stderr,
+            flush=True,
+        )
 
     return show

@@ -73,7 +73,9 @@ class Kassa:
     async def token_for(self, user: User) -> str:
         """An access token of a new login of `user`, as POST /auth/login would give."""
         async with session_scope(self.engine) as session:
-            return (await start_family(session, TokenPolicy.from_settings(self.settings), user.id)).access_token
+            return (
+                await start_family(session, TokenPolicy.from_settings(self.settings), user.id)
+            ).access_token
 
     async def product(self, on_hand: int, price: int = 150_000) -> str:
         return await stocked_product(self.engine, on_hand, price)
@@ -104,12 +106,16 @@ class Customer:
 
 async def until_a_lock_is_awaited(kassa: Kassa, statement: str, count: int = 1) -> None:
     """Until `count` statements starting with `statement` wait for a row lock (another test's hold on it)."""
-    waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND starts_with(query, :statement)")
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND starts_with(query, :statement)"
+    )
     async with asyncio.timeout(10):
         while True:
             # Each time in a new transaction: one sees pg_stat_activity as it was at its first read.
             async with session_scope(kassa.engine) as session:
-                if (await session.exec(waiting, params={"statement": statement})).scalar_one() >= count:
+                if (
+                    await session.exec(waiting, params={"statement": statement})
+                ).scalar_one() >= count:
                     return
             await asyncio.sleep(0.05)
 
@@ -141,7 +147,9 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
-async def kassa(data_dir: Path, database_url: str, dev_server: WorkflowEnvironment) -> AsyncIterator[Kassa]:
+async def kassa(
+    data_dir: Path, database_url: str, dev_server: WorkflowEnvironment
+) -> AsyncIterator[Kassa]:
     """The gateway, the acquirer and a worker, wired to each other over loopback HTTP."""
     api_socket, acquirer_socket = listening_socket(), listening_socket()
     settings = Settings(
@@ -168,6 +176,8 @@ async def kassa(data_dir: Path, database_url: str, dev_server: WorkflowEnvironme
         activities = CheckoutActivities(engine, acquirer, f"{api_url}/checkout/return")
         money = MoneyActivities(engine, acquirer)
         sweep = SweepActivities(engine, dev_server.client)
-        await stack.enter_async_context(build_worker(dev_server.client, settings, activities, money, sweep))
+        await stack.enter_async_context(
+            build_worker(dev_server.client, settings, activities, money, sweep)
+        )
         yield Kassa(settings, engine, dev_server.client, api_url, activities, money)
     await engine.dispose()

@@ -30,7 +30,11 @@ class Shopper:
 
 
 async def shoppers_with_carts(
-    stack: Stack, http: httpx.AsyncClient, sku: str, count: int, method: dict[str, str] | None = None
+    stack: Stack,
+    http: httpx.AsyncClient,
+    sku: str,
+    count: int,
+    method: dict[str, str] | None = None,
 ) -> list[Shopper]:
     """`count` customers, each with one unit of `sku` in the cart, paying with `method` (unset:
     every third with 3-D Secure)."""
@@ -40,11 +44,15 @@ async def shoppers_with_carts(
     async def with_cart(index: int, token: str) -> Shopper:
         headers = {"Authorization": f"Bearer {token}"}
         async with slots:
-            response = await http.post("/cart/items", json={"sku": sku, "quantity": 1}, headers=headers)
+            response = await http.post(
+                "/cart/items", json={"sku": sku, "quantity": 1}, headers=headers
+            )
         assert response.status_code == 200, response.text
         return Shopper(headers, response.json(), method or (CARD_3DS if index % 3 == 0 else CARD))
 
-    return list(await asyncio.gather(*(with_cart(index, token) for index, token in enumerate(tokens))))
+    return list(
+        await asyncio.gather(*(with_cart(index, token) for index, token in enumerate(tokens)))
+    )
 
 
 async def answered(send, deadline: float) -> httpx.Response:  # type: ignore[no-untyped-def]
@@ -78,10 +86,15 @@ async def check_out(http: httpx.AsyncClient, shopper: Shopper, deadline: float) 
         return
     assert response.status_code in (200, 201, 503), response.text
     while answer.get("code") == "payment_unavailable":
-        assert time.monotonic() < deadline, f"the bank stayed unavailable for order {shopper.order_id}"
+        assert time.monotonic() < deadline, (
+            f"the bank stayed unavailable for order {shopper.order_id}"
+        )
         await asyncio.sleep(RETRY_PAUSE)
         pay = {"payment_method": shopper.method}
-        response = await answered(lambda: http.post(f"/orders/{shopper.order_id}/pay", json=pay, headers=shopper.headers), deadline)
+        response = await answered(
+            lambda: http.post(f"/orders/{shopper.order_id}/pay", json=pay, headers=shopper.headers),
+            deadline,
+        )
         answer = response.json()
     shopper.answer = "held"
     if answer.get("payment_url"):
@@ -103,14 +116,27 @@ async def final_states(stack: Stack, shoppers: list[Shopper], seconds: float) ->
     deadline = time.monotonic() + seconds
     while True:
         async with session_scope(stack.engine) as session:
-            found = list(await session.exec(select(Order.cart_id, Order.id, Order.status).where(col(Order.cart_id).in_(carts))))
+            found = list(
+                await session.exec(
+                    select(Order.cart_id, Order.id, Order.status).where(
+                        col(Order.cart_id).in_(carts)
+                    )
+                )
+            )
         statuses = [status for _, _, status in found]
-        if needed <= {str(cart_id) for cart_id, _, _ in found} and all(status in FINAL_STATUSES for status in statuses):
+        if needed <= {str(cart_id) for cart_id, _, _ in found} and all(
+            status in FINAL_STATUSES for status in statuses
+        ):
             break
-        assert time.monotonic() < deadline, f"{len(found)} orders for {len(needed)} carts after {seconds} s: {sorted(statuses)}"
+        assert time.monotonic() < deadline, (
+            f"{len(found)} orders for {len(needed)} carts after {seconds} s: {sorted(statuses)}"
+        )
         await asyncio.sleep(0.5)
     order_of_cart = {str(cart_id): str(order_id) for cart_id, order_id, _ in found}
     for shopper in shoppers:
         # A tap sent again after a crash got the order of the first, never a second one.
-        assert shopper.order_id in (None, order_of_cart.get(shopper.cart["id"])), (shopper, order_of_cart.get(shopper.cart["id"]))
+        assert shopper.order_id in (None, order_of_cart.get(shopper.cart["id"])), (
+            shopper,
+            order_of_cart.get(shopper.cart["id"]),
+        )
     return {status: statuses.count(status) for status in set(statuses)}

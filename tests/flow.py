@@ -23,7 +23,9 @@ async def pay_now(http: httpx.AsyncClient, cart: dict, method: dict = CARD) -> h
     return await http.post("/checkout", json={"cart_id": cart["id"], "payment_method": method})
 
 
-async def order_reaches(http: httpx.AsyncClient, order_id: str, *statuses: str, timeout: float = 30) -> dict:
+async def order_reaches(
+    http: httpx.AsyncClient, order_id: str, *statuses: str, timeout: float = 30
+) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         order = (await http.get(f"/orders/{order_id}")).json()
@@ -51,13 +53,20 @@ async def cart_reopened(http: httpx.AsyncClient, timeout: float = 30) -> dict:
 
 
 async def placed_checkout(
-    engine: AsyncEngine, customer_id: uuid.UUID, cart: dict, method: dict, hold_seconds: int, grace_seconds: int = 0
+    engine: AsyncEngine,
+    customer_id: uuid.UUID,
+    cart: dict,
+    method: dict,
+    hold_seconds: int,
+    grace_seconds: int = 0,
 ) -> tuple[str, CheckoutInput]:
     """The cart placed as Pay Now places it (stock claimed, order PENDING_PAYMENT): the run's id
     and input, to start it as the gateway would."""
     cart_id = uuid.UUID(cart["id"])
     workflow_id = checkout_workflow_id(cart_id, cart["version"])
-    request = PlaceOrder(uuid.uuid4(), workflow_id, customer_id, cart_id, cart["version"], None, 0, hold_seconds)
+    request = PlaceOrder(
+        uuid.uuid4(), workflow_id, customer_id, cart_id, cart["version"], None, 0, hold_seconds
+    )
     async with autocommit_scope(engine) as autocommit:
         held = await claim_stock(autocommit, request)
     placement = await place_order(engine, request, held)

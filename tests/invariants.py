@@ -36,13 +36,20 @@ class InvariantReport:
     def raise_if_broken(self) -> "InvariantReport":
         if self.violations:
             listed = "\n  ".join(self.violations[:50])
-            more = f"\n  … and {len(self.violations) - 50} more" if len(self.violations) > 50 else ""
-            raise InvariantsBroken(f"{len(self.violations)} invariant violations:\n  {listed}{more}")
+            more = (
+                f"\n  … and {len(self.violations) - 50} more" if len(self.violations) > 50 else ""
+            )
+            raise InvariantsBroken(
+                f"{len(self.violations)} invariant violations:\n  {listed}{more}"
+            )
         return self
 
 
 async def check_invariants(
-    engine: AsyncEngine, acquirer_db: Path | None = None, stocked: dict[str, int] | None = None, settled: bool = True
+    engine: AsyncEngine,
+    acquirer_db: Path | None = None,
+    stocked: dict[str, int] | None = None,
+    settled: bool = True,
 ) -> InvariantReport:
     """`acquirer_db`: the sandbox acquirer's SQLite file, to check the charges against the bank's
     own records. `stocked`: on_hand of some SKUs before the run, to check that what left equals
@@ -52,7 +59,10 @@ async def check_invariants(
 
 
 async def check_connection(
-    connection: AsyncConnection, acquirer_db: Path | None = None, stocked: dict[str, int] | None = None, settled: bool = True
+    connection: AsyncConnection,
+    acquirer_db: Path | None = None,
+    stocked: dict[str, int] | None = None,
+    settled: bool = True,
 ) -> InvariantReport:
     """The same, inside the caller's transaction: a test may corrupt the state, check, and roll back."""
     report = InvariantReport()
@@ -61,27 +71,39 @@ async def check_connection(
     async def rows(sql: str) -> list[tuple]:  # type: ignore[type-arg]
         return [tuple(row) for row in await connection.execute(text(sql))]
 
-    stock = {sku: (on_hand, reserved) for sku, on_hand, reserved in await rows("SELECT sku, on_hand, reserved FROM stock")}
+    stock = {
+        sku: (on_hand, reserved)
+        for sku, on_hand, reserved in await rows("SELECT sku, on_hand, reserved FROM stock")
+    }
     report.skus = len(stock)
-    held = dict(await rows(
-        "SELECT l.sku, SUM(l.quantity) FROM reservation_lines l JOIN reservations r ON r.id = l.reservation_id"
-        " WHERE r.status = 'held' GROUP BY l.sku"
-    ))
-    committed = dict(await rows(
-        "SELECT l.sku, SUM(l.quantity) FROM reservation_lines l JOIN reservations r ON r.id = l.reservation_id"
-        " WHERE r.status = 'committed' GROUP BY l.sku"
-    ))
+    held = dict(
+        await rows(
+            "SELECT l.sku, SUM(l.quantity) FROM reservation_lines l JOIN reservations r ON r.id = l.reservation_id"
+            " WHERE r.status = 'held' GROUP BY l.sku"
+        )
+    )
+    committed = dict(
+        await rows(
+            "SELECT l.sku, SUM(l.quantity) FROM reservation_lines l JOIN reservations r ON r.id = l.reservation_id"
+            " WHERE r.status = 'committed' GROUP BY l.sku"
+        )
+    )
     for sku, (on_hand, reserved) in sorted(stock.items()):
         if not 0 <= reserved <= on_hand:
             broken(f"stock {sku}: reserved {reserved} outside 0..on_hand {on_hand} (oversold)")
         if reserved != held.get(sku, 0):
-            broken(f"stock {sku}: reserved {reserved} but the held reservations add up to {held.get(sku, 0)}")
+            broken(
+                f"stock {sku}: reserved {reserved} but the held reservations add up to {held.get(sku, 0)}"
+            )
     for sku, before in sorted((stocked or {}).items()):
         sold = committed.get(sku, 0)
         if sku in stock and stock[sku][0] != before - sold:
             broken(f"stock {sku}: on_hand {stock[sku][0]}, expected {before} stocked - {sold} sold")
 
-    orders = {order_id: (status, total) for order_id, status, total in await rows("SELECT id::text, status, total FROM orders")}
+    orders = {
+        order_id: (status, total)
+        for order_id, status, total in await rows("SELECT id::text, status, total FROM orders")
+    }
     report.orders = len(orders)
     by_status: dict[str, int] = defaultdict(int)
     for status, _ in orders.values():
@@ -96,7 +118,9 @@ async def check_connection(
     for order_id, status in await rows("SELECT order_id::text, status FROM reservations"):
         reservations[order_id].append(status)
     if settled and (claims := reservations.get(None, []).count("held")):
-        broken(f"claims holding stock for no order: {claims} (the hold sweeper releases them a minute after they were taken)")
+        broken(
+            f"claims holding stock for no order: {claims} (the hold sweeper releases them a minute after they were taken)"
+        )
     for order_id, (status, _) in sorted(orders.items()):
         kept = reservations.get(order_id, [])
         if status in FINAL_STATUSES and "held" in kept:
@@ -110,10 +134,12 @@ async def check_connection(
         "SELECT transaction_id::text, currency, SUM(amount) FROM ledger_postings GROUP BY 1, 2 HAVING SUM(amount) <> 0"
     ):
         broken(f"ledger transaction {transaction_id}: postings sum to {total} {currency}, not 0")
-    ledger_net = dict(await rows(
-        "SELECT t.order_id::text, SUM(p.amount) FROM ledger_transactions t JOIN ledger_postings p ON p.transaction_id = t.id"
-        f" WHERE p.account = '{RECEIVABLE}' GROUP BY t.order_id"
-    ))
+    ledger_net = dict(
+        await rows(
+            "SELECT t.order_id::text, SUM(p.amount) FROM ledger_transactions t JOIN ledger_postings p ON p.transaction_id = t.id"
+            f" WHERE p.account = '{RECEIVABLE}' GROUP BY t.order_id"
+        )
+    )
     for order_id, (status, total) in sorted(orders.items()):
         net = ledger_net.get(order_id, 0)
         if status == "PAID" and not 0 < net <= total:
@@ -127,7 +153,11 @@ async def check_connection(
 
 
 def _check_bank(
-    report: InvariantReport, acquirer_db: Path, orders: dict[str, tuple[str, int]], ledger_net: dict[str, int], settled: bool
+    report: InvariantReport,
+    acquirer_db: Path,
+    orders: dict[str, tuple[str, int]],
+    ledger_net: dict[str, int],
+    settled: bool,
 ) -> None:
     """What the bank kept per order (succeeded intents net of refunds) against our records."""
     broken = report.violations.append
@@ -143,11 +173,17 @@ def _check_bank(
     for order_id, charges in sorted(kept.items()):
         status = orders.get(order_id, ("unknown", 0))[0]
         if len(charges) > 1:
-            broken(f"order {order_id}: charged {len(charges)} times at the bank ({', '.join(i for i, _ in charges)})")
+            broken(
+                f"order {order_id}: charged {len(charges)} times at the bank ({', '.join(i for i, _ in charges)})"
+            )
         if settled and status != "PAID":
-            broken(f"order {order_id}: {status} but the bank kept {sum(a for _, a in charges)} kopecks of it")
+            broken(
+                f"order {order_id}: {status} but the bank kept {sum(a for _, a in charges)} kopecks of it"
+            )
         if status == "PAID" and sum(a for _, a in charges) != ledger_net.get(order_id, 0):
-            broken(f"order {order_id}: the bank kept {sum(a for _, a in charges)}, our ledger {ledger_net.get(order_id, 0)}")
+            broken(
+                f"order {order_id}: the bank kept {sum(a for _, a in charges)}, our ledger {ledger_net.get(order_id, 0)}"
+            )
     for order_id, (status, _) in sorted(orders.items()):
         if status == "PAID" and order_id not in kept:
             broken(f"order {order_id}: PAID but the bank kept no charge for it")

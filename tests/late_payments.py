@@ -16,21 +16,36 @@ from workflows.money_back import ReconcileWorkflow
 async def late_success(kassa: Kassa, order_id: str, amount: int) -> None:
     """A success for the order at the acquirer that the checkout never took (an attempt whose answer was lost)."""
     bank = AcquirerClient(kassa.settings.acquirer_base_url, kassa.settings.acquirer_api_key or "")
-    intent = await bank.create_intent(f"{order_id}-late", amount, "RUB", "tok_success", order_id, None)
+    intent = await bank.create_intent(
+        f"{order_id}-late", amount, "RUB", "tok_success", order_id, None
+    )
     await bank.aclose()
     async with session_scope(kassa.engine) as session:
-        session.add(Payment(intent_id=intent.intent_id, order_id=uuid.UUID(order_id), attempt=2, status="succeeded",
-                            amount=amount, currency="RUB", created_at=utcnow()))
+        session.add(
+            Payment(
+                intent_id=intent.intent_id,
+                order_id=uuid.UUID(order_id),
+                attempt=2,
+                status="succeeded",
+                amount=amount,
+                currency="RUB",
+                created_at=utcnow(),
+            )
+        )
 
 
 async def reconcile(kassa: Kassa) -> None:
     handle: WorkflowHandle = await kassa.temporal.start_workflow(
-        ReconcileWorkflow.run, id=f"reconcile-test-{uuid.uuid4()}", task_queue=kassa.settings.task_queue
+        ReconcileWorkflow.run,
+        id=f"reconcile-test-{uuid.uuid4()}",
+        task_queue=kassa.settings.task_queue,
     )
     await handle.result()
 
 
-async def events_reach(http: httpx.AsyncClient, order_id: str, reason: str, timeout: float = 20) -> dict:
+async def events_reach(
+    http: httpx.AsyncClient, order_id: str, reason: str, timeout: float = 20
+) -> dict:
     for _ in range(int(timeout * 10)):
         order = (await http.get(f"/orders/{order_id}")).json()
         if order["events"][-1]["reason"] == reason:

@@ -71,7 +71,11 @@ def cpu_seconds(pid: int, ended_children: bool = False) -> float:
     """A running process's user + system CPU time so far; with `ended_children`, plus that of its
     children that ended and were waited for."""
     fields = _stat(pid)
-    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if ended_children else 0)
+    ticks = (
+        int(fields[11])
+        + int(fields[12])
+        + (int(fields[13]) + int(fields[14]) if ended_children else 0)
+    )
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -158,7 +162,11 @@ class Stack:
                 # A free port may be taken by another process before Temporal binds it: new ports, again.
                 port = free_port()
                 stack.settings = settings.model_copy(
-                    update={"temporal_port": port, "temporal_ui_port": free_port(), "temporal_address": f"127.0.0.1:{port}"}
+                    update={
+                        "temporal_port": port,
+                        "temporal_ui_port": free_port(),
+                        "temporal_address": f"127.0.0.1:{port}",
+                    }
                 )
                 try:
                     await stack.start_temporal()
@@ -171,7 +179,8 @@ class Stack:
             for number in range(1, workers + 1):
                 stack.spawn(f"worker-{number}", "worker")
             await asyncio.gather(
-                stack.answers("acquirer", stack.acquirer_url), stack.answers("api", stack.api_url),
+                stack.answers("acquirer", stack.acquirer_url),
+                stack.answers("api", stack.api_url),
                 *(stack.worker_ready(f"worker-{number}") for number in range(1, workers + 1)),
             )
         except BaseException:
@@ -199,7 +208,11 @@ class Stack:
         log = self.logs / f"{name}.log"
         with log.open("ab") as output:
             process = subprocess.Popen(
-                argv, env=settings_environment(self.settings), stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                argv,
+                env=settings_environment(self.settings),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self.parts[name] = Part(name, process, log)
@@ -216,7 +229,9 @@ class Stack:
                 return
             except RuntimeError:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"Temporal did not answer in {STARTUP_SECONDS} s: see {self.parts['temporal'].log}") from None
+                    raise TimeoutError(
+                        f"Temporal did not answer in {STARTUP_SECONDS} s: see {self.parts['temporal'].log}"
+                    ) from None
                 await asyncio.sleep(0.25)
 
     async def restart_temporal(self) -> None:
@@ -234,7 +249,9 @@ class Stack:
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{name} did not answer in {STARTUP_SECONDS} s: see {self.parts[name].log}")
+                    raise TimeoutError(
+                        f"{name} did not answer in {STARTUP_SECONDS} s: see {self.parts[name].log}"
+                    )
                 await asyncio.sleep(0.1)
 
     async def worker_ready(self, name: str) -> None:
@@ -271,7 +288,10 @@ class Stack:
     async def customers(self, count: int) -> list[str]:
         """Access tokens of `count` new customers (one password hash for all: argon2 is slow)."""
         password_hash = password_hasher(self.settings).hash(PASSWORD)
-        users = [User(email=f"c-{uuid.uuid4().hex[:12]}@example.com", password_hash=password_hash) for _ in range(count)]
+        users = [
+            User(email=f"c-{uuid.uuid4().hex[:12]}@example.com", password_hash=password_hash)
+            for _ in range(count)
+        ]
         policy = TokenPolicy.from_settings(self.settings)
         async with session_scope(self.engine) as session:
             session.add_all(users)
@@ -280,4 +300,3 @@ class Stack:
 
     async def invariants(self, stocked: dict[str, int] | None = None) -> InvariantReport:
         return (await check_invariants(self.engine, self.acquirer_db, stocked)).raise_if_broken()
-

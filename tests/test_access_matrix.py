@@ -23,10 +23,22 @@ from kassa.db import session_scope
 from tests.conftest import PASSWORD, Customer, Kassa
 from tests.flow import CARD, CARD_3DS, CARD_DECLINED, pay_now
 
-ANONYMOUS, CUSTOMER_A, CUSTOMER_B, SUPPORT, ADMIN = "anonymous", "customer A", "customer B", "support", "admin"
+ANONYMOUS, CUSTOMER_A, CUSTOMER_B, SUPPORT, ADMIN = (
+    "anonymous",
+    "customer A",
+    "customer B",
+    "support",
+    "admin",
+)
 COLUMNS = (ANONYMOUS, CUSTOMER_A, CUSTOMER_B, SUPPORT, ADMIN)
 ASKING_ORDER = (ANONYMOUS, CUSTOMER_B, SUPPORT, ADMIN, CUSTOMER_A)
-ADDRESS = {"recipient": "Ann Petrova", "country": "RU", "city": "Moscow", "postal_code": "101000", "line1": "Tverskaya 1"}
+ADDRESS = {
+    "recipient": "Ann Petrova",
+    "country": "RU",
+    "city": "Moscow",
+    "postal_code": "101000",
+    "line1": "Tverskaya 1",
+}
 
 
 @dataclass
@@ -76,7 +88,11 @@ class World:
 
     async def refresh_token(self) -> str:
         async with session_scope(self.kassa.engine) as session:
-            return (await start_family(session, TokenPolicy.from_settings(self.kassa.settings), self.a.user.id)).refresh_token
+            return (
+                await start_family(
+                    session, TokenPolicy.from_settings(self.kassa.settings), self.a.user.id
+                )
+            ).refresh_token
 
 
 Build = Callable[[World, str], Awaitable[Probe]]
@@ -90,7 +106,10 @@ def fixed(path: str, body: Any = None) -> Build:
 
 
 async def register(world: World, principal: str) -> Probe:
-    return Probe("/auth/register", {"email": f"new-{uuid.uuid4().hex[:12]}@example.com", "password": PASSWORD})
+    return Probe(
+        "/auth/register",
+        {"email": f"new-{uuid.uuid4().hex[:12]}@example.com", "password": PASSWORD},
+    )
 
 
 async def login(world: World, principal: str) -> Probe:
@@ -125,7 +144,10 @@ async def add_item(world: World, principal: str) -> Probe:
 
 async def new_product(world: World, principal: str) -> Probe:
     sku = f"NEW-{uuid.uuid4().hex[:10].upper()}"
-    return Probe("/admin/products", {"sku": sku, "title": "Probe", "brand": "Acme", "category": "test", "price": 100})
+    return Probe(
+        "/admin/products",
+        {"sku": sku, "title": "Probe", "brand": "Acme", "category": "test", "price": 100},
+    )
 
 
 async def change_product(world: World, principal: str) -> Probe:
@@ -207,7 +229,9 @@ async def staff_cancel(world: World, principal: str) -> Probe:
 
 
 async def refund(world: World, principal: str) -> Probe:
-    return Probe(f"/admin/orders/{uuid.uuid4()}/refund", {}, headers={"Idempotency-Key": uuid.uuid4().hex})
+    return Probe(
+        f"/admin/orders/{uuid.uuid4()}/refund", {}, headers={"Idempotency-Key": uuid.uuid4().hex}
+    )
 
 
 async def change_a(world: World, principal: str) -> Probe:
@@ -272,7 +296,10 @@ ROUTES: dict[tuple[str, str], tuple[Build, Row]] = {
         a_order("/orders/{order_id}/pay", "pay", {"payment_method": CARD_3DS}),
         owner(200),
     ),
-    ("POST", "/orders/{order_id}/cancel"): (a_order("/orders/{order_id}/cancel", "cancel"), owner(200)),
+    ("POST", "/orders/{order_id}/cancel"): (
+        a_order("/orders/{order_id}/cancel", "cancel"),
+        owner(200),
+    ),
     # Signed by the acquirer, not by a login: an unsigned event is refused for everyone alike.
     ("POST", "/webhooks/acquirer"): (fixed("/webhooks/acquirer", {}), everyone(400)),
     ("PUT", "/admin/stock/{sku}"): (count_stock, ADMIN_ONLY),
@@ -310,7 +337,9 @@ async def world(kassa: Kassa) -> World:
 
 
 @pytest.mark.parametrize("route", list(ROUTES), ids=[f"{method} {path}" for method, path in ROUTES])
-async def test_route_answers_each_caller_as_its_row_says(world: World, route: tuple[str, str]) -> None:
+async def test_route_answers_each_caller_as_its_row_says(
+    world: World, route: tuple[str, str]
+) -> None:
     method = route[0]
     build, expected = ROUTES[route]
     answers = {}
@@ -318,7 +347,9 @@ async def test_route_answers_each_caller_as_its_row_says(world: World, route: tu
         probe = await build(world, principal)
         token = world.token(principal, probe)
         async with world.kassa.http(token) as http:
-            response = await http.request(method, probe.path, json=probe.body, headers=probe.headers)
+            response = await http.request(
+                method, probe.path, json=probe.body, headers=probe.headers
+            )
         answers[principal] = response.status_code
         _check_refusal(principal, response)
     assert answers == dict(zip(COLUMNS, expected, strict=True))

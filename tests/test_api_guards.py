@@ -117,16 +117,22 @@ ANY_CHECKOUT = {"cart_id": str(uuid.uuid4()), "payment_method": CARD}
         ("PUT", "/admin/stock/X", {"on_hand": 1}),
     ],
 )
-async def test_no_token_is_401(kassa: Kassa, method: str, path: str, body: dict[str, Any] | None) -> None:
+async def test_no_token_is_401(
+    kassa: Kassa, method: str, path: str, body: dict[str, Any] | None
+) -> None:
     async with kassa.http() as http:
         response = await http.request(method, path, json=body)
         assert_problem(response, 401, "not_authenticated")
         assert response.headers["www-authenticate"] == "Bearer"
-        basic = await http.request(method, path, json=body, headers={"Authorization": "Basic dXNlcjpwYXNz"})
+        basic = await http.request(
+            method, path, json=body, headers={"Authorization": "Basic dXNlcjpwYXNz"}
+        )
         assert_problem(basic, 401, "not_authenticated")
 
 
-async def test_forged_expired_and_revoked_tokens_are_401_and_change_nothing(kassa: Kassa, shopper: Shopper) -> None:
+async def test_forged_expired_and_revoked_tokens_are_401_and_change_nothing(
+    kassa: Kassa, shopper: Shopper
+) -> None:
     user = shopper.customer.user
     keyring = TokenPolicy.from_settings(kassa.settings).keyring
     secret, our_kid = keyring.signing_key, {"kid": key_id(keyring.signing_key)}
@@ -136,32 +142,64 @@ async def test_forged_expired_and_revoked_tokens_are_401_and_change_nothing(kass
     family_id = uuid.UUID(live["sid"])
     valid = jwt.encode(claims, secret, headers=our_kid)
     header, _, signature = valid.split(".")
-    someone_else = base64url_encode(json.dumps(claims | {"sub": str(uuid.uuid4())}).encode()).decode()
+    someone_else = base64url_encode(
+        json.dumps(claims | {"sub": str(uuid.uuid4())}).encode()
+    ).decode()
     revoked = await kassa.token_for(user)
     async with session_scope(kassa.engine) as session:
-        await revoke_family(session, uuid.UUID(jwt.decode(revoked, options={"verify_signature": False})["sid"]), "logout")
+        await revoke_family(
+            session,
+            uuid.UUID(jwt.decode(revoked, options={"verify_signature": False})["sid"]),
+            "logout",
+        )
     tokens = {
         "garbage": ("not.a.token", "invalid_token"),
         "tampered claims": (f"{header}.{someone_else}.{signature}", "invalid_token"),
-        "another secret": (issue_access_token(Keyring.of("another-secret-" + "x" * 32), user.id, family_id, HOUR), "invalid_token"),
+        "another secret": (
+            issue_access_token(Keyring.of("another-secret-" + "x" * 32), user.id, family_id, HOUR),
+            "invalid_token",
+        ),
         "unknown kid": (jwt.encode(claims, secret, headers={"kid": "0" * 16}), "invalid_token"),
         "no kid": (jwt.encode(claims, secret), "invalid_token"),
-        "unsigned (alg none)": (jwt.encode(claims, None, algorithm="none", headers=our_kid), "invalid_token"),
-        "HS512 with our secret": (_forged(claims, secret, "HS512", our_kid["kid"]), "invalid_token"),
+        "unsigned (alg none)": (
+            jwt.encode(claims, None, algorithm="none", headers=our_kid),
+            "invalid_token",
+        ),
+        "HS512 with our secret": (
+            _forged(claims, secret, "HS512", our_kid["kid"]),
+            "invalid_token",
+        ),
         # HS/RS confusion: a verifier that trusts the header's alg would check this HMAC with our
         # secret as an RSA "public key"; ours takes HS256 only.
         "RS256 header, HMAC body": (_with_alg(valid, "RS256"), "invalid_token"),
         # The other confusion: the public part of the key (here its kid) used as the HMAC secret.
-        "kid as secret": (_forged(claims, our_kid["kid"], "HS256", our_kid["kid"]), "invalid_token"),
-        "not an access token": (jwt.encode(claims | {"typ": "refresh"}, secret, headers=our_kid), "invalid_token"),
-        "subject not a user id": (jwt.encode(claims | {"sub": "admin"}, secret, headers=our_kid), "invalid_token"),
-        "no such account": (issue_access_token(keyring, uuid.uuid4(), family_id, HOUR), "invalid_token"),
-        "no such login": (issue_access_token(keyring, user.id, uuid.uuid4(), HOUR), "invalid_token"),
+        "kid as secret": (
+            _forged(claims, our_kid["kid"], "HS256", our_kid["kid"]),
+            "invalid_token",
+        ),
+        "not an access token": (
+            jwt.encode(claims | {"typ": "refresh"}, secret, headers=our_kid),
+            "invalid_token",
+        ),
+        "subject not a user id": (
+            jwt.encode(claims | {"sub": "admin"}, secret, headers=our_kid),
+            "invalid_token",
+        ),
+        "no such account": (
+            issue_access_token(keyring, uuid.uuid4(), family_id, HOUR),
+            "invalid_token",
+        ),
+        "no such login": (
+            issue_access_token(keyring, user.id, uuid.uuid4(), HOUR),
+            "invalid_token",
+        ),
         "expired": (issue_access_token(keyring, user.id, family_id, -HOUR), "token_expired"),
         "revoked (logged out)": (revoked, "token_revoked"),
     }
     async with kassa.http(valid) as http:
-        assert (await http.get("/cart")).status_code == 200, "each token below differs from this good one in one way"
+        assert (await http.get("/cart")).status_code == 200, (
+            "each token below differs from this good one in one way"
+        )
     for name, (token, code) in tokens.items():
         async with kassa.http(token) as http:
             for method, path, body in [
@@ -187,7 +225,9 @@ async def test_someone_elses_cart_is_not_found(kassa: Kassa, shopper: Shopper) -
     async with intruder.http() as http:
         theirs = await pay_now(http, shopper.cart, CARD)
         nobodys = await pay_now(http, {"id": str(uuid.uuid4())}, CARD)
-    assert assert_problem(theirs, 404, "cart_not_found") == assert_problem(nobodys, 404, "cart_not_found")
+    assert assert_problem(theirs, 404, "cart_not_found") == assert_problem(
+        nobodys, 404, "cart_not_found"
+    )
     assert await cart_of(intruder) == intruder_cart and await orders_of(intruder) == []
     await assert_untouched(kassa, shopper)
 
@@ -205,7 +245,11 @@ async def test_someone_elses_order_is_not_found_and_stays_as_it_is(kassa: Kassa)
     async with intruder.http() as http:
         for unknown in (order_id, str(uuid.uuid4())):
             assert_problem(await http.get(f"/orders/{unknown}"), 404, "order_not_found")
-            assert_problem(await http.post(f"/orders/{unknown}/pay", json={"payment_method": CARD}), 404, "order_not_found")
+            assert_problem(
+                await http.post(f"/orders/{unknown}/pay", json={"payment_method": CARD}),
+                404,
+                "order_not_found",
+            )
             assert_problem(await http.post(f"/orders/{unknown}/cancel"), 404, "order_not_found")
         assert (await http.get("/orders")).json() == []
 
@@ -277,7 +321,11 @@ async def test_bad_quantity_change_is_refused_and_changes_nothing(
     kassa: Kassa, shopper: Shopper, quantity: Any, status: int, code: str
 ) -> None:
     async with shopper.customer.http() as http:
-        assert_problem(await http.patch(f"/cart/items/{shopper.sku}", json={"quantity": quantity}), status, code)
+        assert_problem(
+            await http.patch(f"/cart/items/{shopper.sku}", json={"quantity": quantity}),
+            status,
+            code,
+        )
     await assert_untouched(kassa, shopper)
 
 
@@ -296,25 +344,37 @@ async def test_malformed_json_is_400(kassa: Kassa, shopper: Shopper, raw: bytes)
     headers = {"Content-Type": "application/json"}
     async with shopper.customer.http() as http:
         for path in ("/cart/items", "/checkout", "/auth/register"):
-            assert_problem(await http.post(path, content=raw, headers=headers), 400, "malformed_json")
+            assert_problem(
+                await http.post(path, content=raw, headers=headers), 400, "malformed_json"
+            )
     await assert_untouched(kassa, shopper)
 
 
 @pytest.mark.parametrize("bad", [b"\\ud800", b"\\u0000"], ids=["lone surrogate", "nul"])
-async def test_text_that_cannot_be_stored_is_422(kassa: Kassa, shopper: Shopper, bad: bytes) -> None:
+async def test_text_that_cannot_be_stored_is_422(
+    kassa: Kassa, shopper: Shopper, bad: bytes
+) -> None:
     headers = {"Content-Type": "application/json"}
     bodies = {
         "/cart/items": b'{"sku": "A' + bad + b'B", "quantity": 1}',
-        "/auth/register": b'{"email": "a' + bad + b'b@example.com", "password": "long enough password"}',
+        "/auth/register": b'{"email": "a'
+        + bad
+        + b'b@example.com", "password": "long enough password"}',
         "/auth/login": b'{"email": "someone@example.com", "password": "long enough ' + bad + b'"}',
     }
     async with shopper.customer.http() as http:
         for path, body in bodies.items():
-            assert_problem(await http.post(path, content=body, headers=headers), 422, "invalid_request")
-        assert_problem(await http.patch("/cart/items/A%00B", json={"quantity": 1}), 422, "invalid_request")
+            assert_problem(
+                await http.post(path, content=body, headers=headers), 422, "invalid_request"
+            )
+        assert_problem(
+            await http.patch("/cart/items/A%00B", json={"quantity": 1}), 422, "invalid_request"
+        )
         assert_problem(await http.delete("/cart/items/A%00B"), 422, "invalid_request")
         assert_problem(await http.get("/catalog/products/A%00B"), 422, "invalid_request")
-        assert_problem(await http.get("/catalog/products", params={"cursor": "A\x00B"}), 422, "invalid_request")
+        assert_problem(
+            await http.get("/catalog/products", params={"cursor": "A\x00B"}), 422, "invalid_request"
+        )
     await assert_untouched(kassa, shopper)
 
 
@@ -331,7 +391,9 @@ async def test_oversized_body_is_413(kassa: Kassa, shopper: Shopper) -> None:
                 yield b"x" * 4096
             yield b'"}'
 
-        chunked = await http.post("/cart/items", content=chunks(), headers={"Content-Type": "application/json"})
+        chunked = await http.post(
+            "/cart/items", content=chunks(), headers={"Content-Type": "application/json"}
+        )
         assert_problem(chunked, 413, "body_too_large")
     await assert_untouched(kassa, shopper)
 
@@ -345,7 +407,9 @@ async def test_small_chunked_body_is_read(kassa: Kassa) -> None:
         yield b'", "quantity": 2}'
 
     async with customer.http() as http:
-        response = await http.post("/cart/items", content=chunks(), headers={"Content-Type": "application/json"})
+        response = await http.post(
+            "/cart/items", content=chunks(), headers={"Content-Type": "application/json"}
+        )
     assert response.status_code == 200, response.text
     assert [(line["sku"], line["quantity"]) for line in response.json()["items"]] == [(sku, 2)]
 
@@ -355,8 +419,12 @@ async def test_item_not_in_cart_is_404(kassa: Kassa, shopper: Shopper) -> None:
     async with shopper.customer.http() as http:
         for sku in (other, "NO-SUCH-SKU"):
             assert_problem(await http.delete(f"/cart/items/{sku}"), 404, "item_not_in_cart")
-        assert_problem(await http.patch(f"/cart/items/{other}", json={"quantity": 1}), 404, "item_not_in_cart")
-        assert_problem(await http.patch("/cart/items/NO-SUCH-SKU", json={"quantity": 1}), 404, "unknown_sku")
+        assert_problem(
+            await http.patch(f"/cart/items/{other}", json={"quantity": 1}), 404, "item_not_in_cart"
+        )
+        assert_problem(
+            await http.patch("/cart/items/NO-SUCH-SKU", json={"quantity": 1}), 404, "unknown_sku"
+        )
     await assert_untouched(kassa, shopper)
 
 
@@ -368,7 +436,11 @@ async def test_cart_is_locked_while_its_checkout_runs(kassa: Kassa) -> None:
         answer = (await pay_now(http, cart, CARD_3DS)).json()
         assert answer["status"] == "PENDING_PAYMENT", answer
         locked = (await http.get("/cart")).json()
-        assert (locked["id"], locked["version"], locked["status"]) == (cart["id"], cart["version"], "checked_out")
+        assert (locked["id"], locked["version"], locked["status"]) == (
+            cart["id"],
+            cart["version"],
+            "checked_out",
+        )
         for response in (
             await http.post("/cart/items", json={"sku": other, "quantity": 1}),
             await http.post("/cart/items", json={"sku": sku, "quantity": 1}),
@@ -431,7 +503,10 @@ async def test_paid_cart_cannot_be_checked_out_again(kassa: Kassa) -> None:
         assert (await pay_now(http, cart, CARD)).json()["status"] == "PAID"
         again = await pay_now(http, cart, CARD)
     problem = assert_problem(again, 409, "cart_checked_out")
-    assert len(await orders_of(customer)) == 1 and problem["order_id"] == (await orders_of(customer))[0]["id"]
+    assert (
+        len(await orders_of(customer)) == 1
+        and problem["order_id"] == (await orders_of(customer))[0]["id"]
+    )
     stock = await kassa.stock(sku)
     assert (stock.on_hand, stock.reserved) == (4, 0)
 
@@ -453,24 +528,37 @@ async def test_register_login_and_me(kassa: Kassa) -> None:
         ]:
             assert_problem(await http.post("/auth/register", json=body), status, code)
         # None of those made an account.
-        assert_problem(await http.post("/auth/login", json={"email": email, "password": PASSWORD}), 401, "invalid_credentials")
+        assert_problem(
+            await http.post("/auth/login", json={"email": email, "password": PASSWORD}),
+            401,
+            "invalid_credentials",
+        )
 
         created = await http.post("/auth/register", json={"email": email, "password": PASSWORD})
         assert created.status_code == 201, created.text
         account = created.json()
         assert account["email"] == email.lower() and account["role"] == "customer"
         for same in (email, email.lower(), f"  {email.upper()} "):
-            taken = await http.post("/auth/register", json={"email": same, "password": "another password"})
+            taken = await http.post(
+                "/auth/register", json={"email": same, "password": "another password"}
+            )
             assert_problem(taken, 409, "email_taken")
 
         wrong = await http.post("/auth/login", json={"email": email, "password": "wrong password"})
-        nobody = await http.post("/auth/login", json={"email": "nobody@example.com", "password": PASSWORD})
-        assert assert_problem(wrong, 401, "invalid_credentials") == assert_problem(nobody, 401, "invalid_credentials")
+        nobody = await http.post(
+            "/auth/login", json={"email": "nobody@example.com", "password": PASSWORD}
+        )
+        assert assert_problem(wrong, 401, "invalid_credentials") == assert_problem(
+            nobody, 401, "invalid_credentials"
+        )
 
         login = await http.post("/auth/login", json={"email": email, "password": PASSWORD})
     assert login.status_code == 200, login.text
     token = login.json()
-    assert token["token_type"] == "bearer" and token["expires_in"] == kassa.settings.access_token_seconds
+    assert (
+        token["token_type"] == "bearer"
+        and token["expires_in"] == kassa.settings.access_token_seconds
+    )
     async with kassa.http(token["access_token"]) as http:
         me = await http.get("/me")
     assert me.status_code == 200 and me.json() == account
@@ -483,7 +571,9 @@ async def test_stock_count_is_for_admins_and_guarded(kassa: Kassa) -> None:
     sku = await kassa.product(on_hand=5)
     customer = await kassa.customer()
     async with customer.http() as http:
-        assert_problem(await http.put(f"/admin/stock/{sku}", json={"on_hand": 50}), 403, "not_permitted")
+        assert_problem(
+            await http.put(f"/admin/stock/{sku}", json={"on_hand": 50}), 403, "not_permitted"
+        )
     assert (await kassa.stock(sku)).on_hand == 5
 
     async with customer.http() as http:
@@ -519,7 +609,9 @@ async def test_catalog_pages_and_shows_what_is_available(kassa: Kassa) -> None:
     async with kassa.http() as http:
         cursor: str | None = None
         while True:
-            page = await http.get("/catalog/products", params={"limit": 3} | ({"cursor": cursor} if cursor else {}))
+            page = await http.get(
+                "/catalog/products", params={"limit": 3} | ({"cursor": cursor} if cursor else {})
+            )
             assert page.status_code == 200, page.text
             body = page.json()
             assert set(body) >= {"items", "facets", "next_cursor"} and len(body["items"]) <= 3
@@ -528,7 +620,9 @@ async def test_catalog_pages_and_shows_what_is_available(kassa: Kassa) -> None:
             if cursor is None:
                 break
         for params in ({"limit": 0}, {"limit": 101}, {"limit": "many"}, {"cursor": "c" * 513}):
-            assert_problem(await http.get("/catalog/products", params=params), 422, "invalid_request")
+            assert_problem(
+                await http.get("/catalog/products", params=params), 422, "invalid_request"
+            )
         assert_problem(await http.get("/catalog/products/NO-SUCH-SKU"), 404, "unknown_sku")
         product = (await http.get(f"/catalog/products/{sku}")).json()
     assert len(seen) == len(set(seen)) and sku in seen

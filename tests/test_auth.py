@@ -30,7 +30,13 @@ from tests.flow import CARD, CARD_3DS, pay_now
 from tests.servers import listening_socket, serving
 from tests.test_api_guards import assert_problem
 
-ADDRESS = {"recipient": "Ann Petrova", "country": "RU", "city": "Moscow", "postal_code": "101000", "line1": "Tverskaya 1"}
+ADDRESS = {
+    "recipient": "Ann Petrova",
+    "country": "RU",
+    "city": "Moscow",
+    "postal_code": "101000",
+    "line1": "Tverskaya 1",
+}
 _addresses = itertools.count(1)
 
 
@@ -41,8 +47,14 @@ def client_address() -> str:
     return f"203.0.{113 + n // 250}.{n % 250 + 1}"
 
 
-async def log_in(http: httpx.AsyncClient, email: str, password: str = PASSWORD, address: str = "203.0.113.254") -> httpx.Response:
-    return await http.post("/auth/login", json={"email": email, "password": password}, headers={"X-Forwarded-For": address})
+async def log_in(
+    http: httpx.AsyncClient, email: str, password: str = PASSWORD, address: str = "203.0.113.254"
+) -> httpx.Response:
+    return await http.post(
+        "/auth/login",
+        json={"email": email, "password": password},
+        headers={"X-Forwarded-For": address},
+    )
 
 
 async def logged_in(kassa: Kassa, email: str, address: str = "203.0.113.254") -> dict[str, Any]:
@@ -85,8 +97,13 @@ async def test_login_answers_a_pair_and_each_refresh_token_works_once(kassa: Kas
     customer = await kassa.customer()
     first = await logged_in(kassa, customer.user.email)
     assert set(first) == {"access_token", "refresh_token", "token_type", "expires_in"}
-    assert first["token_type"] == "bearer" and first["expires_in"] == kassa.settings.access_token_seconds
-    assert jwt.get_unverified_header(first["access_token"])["kid"] == key_id(kassa.settings.jwt_secret or "")
+    assert (
+        first["token_type"] == "bearer"
+        and first["expires_in"] == kassa.settings.access_token_seconds
+    )
+    assert jwt.get_unverified_header(first["access_token"])["kid"] == key_id(
+        kassa.settings.jwt_secret or ""
+    )
     other_device = await logged_in(kassa, customer.user.email)
 
     second = await refreshed(kassa, first["refresh_token"])
@@ -96,8 +113,14 @@ async def test_login_answers_a_pair_and_each_refresh_token_works_once(kassa: Kas
     assert await status_with(kassa, pair["access_token"]) == 200
     async with session_scope(kassa.engine) as session:
         stored = set((await session.exec(text("SELECT token_hash FROM refresh_tokens"))).scalars())
-    for refresh_token in (first["refresh_token"], pair["refresh_token"]):  # kept as their SHA-256 only
-        assert refresh_token not in stored and hashlib.sha256(refresh_token.encode()).hexdigest() in stored
+    for refresh_token in (
+        first["refresh_token"],
+        pair["refresh_token"],
+    ):  # kept as their SHA-256 only
+        assert (
+            refresh_token not in stored
+            and hashlib.sha256(refresh_token.encode()).hexdigest() in stored
+        )
 
     # The first refresh token again: copied, say, by someone. The whole login ends, for both holders.
     assert_problem(await refreshed(kassa, first["refresh_token"]), 401, "refresh_token_reused")
@@ -110,7 +133,11 @@ async def test_login_answers_a_pair_and_each_refresh_token_works_once(kassa: Kas
 
     for bogus in ("", "x" * 129):
         async with kassa.http() as http:
-            assert_problem(await http.post("/auth/refresh", json={"refresh_token": bogus}), 422, "invalid_request")
+            assert_problem(
+                await http.post("/auth/refresh", json={"refresh_token": bogus}),
+                422,
+                "invalid_request",
+            )
     assert_problem(await refreshed(kassa, "never-issued"), 401, "invalid_refresh_token")
 
 
@@ -126,12 +153,21 @@ async def test_two_refreshes_at_once_with_one_token_end_the_login(kassa: Kassa) 
 
 async def test_logout_ends_that_login_only(kassa: Kassa) -> None:
     customer = await kassa.customer()
-    phone, laptop = await logged_in(kassa, customer.user.email), await logged_in(kassa, customer.user.email)
+    phone, laptop = (
+        await logged_in(kassa, customer.user.email),
+        await logged_in(kassa, customer.user.email),
+    )
     async with kassa.http() as http:
         for _ in range(2):  # a second logout changes nothing and says so the same way
-            response = await http.post("/auth/logout", json={"refresh_token": phone["refresh_token"]})
+            response = await http.post(
+                "/auth/logout", json={"refresh_token": phone["refresh_token"]}
+            )
             assert response.status_code == 204 and response.content == b""
-        assert_problem(await http.post("/auth/logout", json={"refresh_token": "never-issued"}), 401, "invalid_refresh_token")
+        assert_problem(
+            await http.post("/auth/logout", json={"refresh_token": "never-issued"}),
+            401,
+            "invalid_refresh_token",
+        )
     async with kassa.http(phone["access_token"]) as http:
         assert_problem(await http.get("/cart"), 401, "token_revoked")
     assert_problem(await refreshed(kassa, phone["refresh_token"]), 401, "invalid_refresh_token")
@@ -142,7 +178,9 @@ async def test_logout_ends_that_login_only(kassa: Kassa) -> None:
 @asynccontextmanager
 async def gateway_with_keys(kassa: Kassa, current: str, *previous: str) -> AsyncIterator[Kassa]:
     """Another gateway on the same database, its keys rotated: as after a deploy."""
-    settings = kassa.settings.model_copy(update={"jwt_secret": current, "jwt_previous_secrets": list(previous)})
+    settings = kassa.settings.model_copy(
+        update={"jwt_secret": current, "jwt_previous_secrets": list(previous)}
+    )
     async with serving(create_gateway(settings), listening_socket()) as url:
         yield dataclasses.replace(kassa, settings=settings, api_url=url)
 
@@ -162,22 +200,33 @@ async def test_key_rotation_keeps_logins_and_forgets_retired_keys(kassa: Kassa) 
     async with gateway_with_keys(kassa, newest_key, new_key) as retired_old:
         assert await status_with(retired_old, after["access_token"]) == 200
         async with retired_old.http(before["access_token"]) as http:
-            assert_problem(await http.get("/me"), 401, "invalid_token")  # its kid names a key no longer kept
+            assert_problem(
+                await http.get("/me"), 401, "invalid_token"
+            )  # its kid names a key no longer kept
         # Refresh tokens are not signed: they outlive any key.
         assert (await refreshed(retired_old, after["refresh_token"])).status_code == 200
 
 
-def test_production_wants_long_signing_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_production_wants_long_signing_keys(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     strong, weak = "s" * 32, "w" * 31
     monkeypatch.setenv("KASSA_JWT_PREVIOUS_SECRETS", f" {strong}, {strong}2 ,")
-    production = {"env": "production", "data_dir": tmp_path, "acquirer_api_key": "k", "acquirer_webhook_secret": "w"}
+    production = {
+        "env": "production",
+        "data_dir": tmp_path,
+        "acquirer_api_key": "k",
+        "acquirer_webhook_secret": "w",
+    }
     settings = Settings(jwt_secret=strong, **production).with_secrets()
     assert settings.jwt_previous_secrets == [strong, f"{strong}2"]
     for current, previous in ((weak, strong), (strong, weak)):
         monkeypatch.setenv("KASSA_JWT_PREVIOUS_SECRETS", previous)
         with pytest.raises(WeakSecret, match="at least 32 bytes"):
             Settings(jwt_secret=current, **production).with_secrets()
-    Settings(**production | {"env": "test"}, jwt_secret=weak).with_secrets()  # dev and test take any key
+    Settings(
+        **production | {"env": "test"}, jwt_secret=weak
+    ).with_secrets()  # dev and test take any key
 
 
 # --- throttling and lockout -----------------------------------------------------------------
@@ -188,10 +237,14 @@ async def test_account_is_throttled_from_any_address_until_its_window_ends(kassa
     email, limit = customer.user.email, kassa.settings.login_attempts_per_account
     async with kassa.http() as http:
         # A burst of concurrent guesses: exactly `limit` are checked, the rest are turned away.
-        burst = await asyncio.gather(*(log_in(http, email, "wrong password", client_address()) for _ in range(limit + 5)))
+        burst = await asyncio.gather(
+            *(log_in(http, email, "wrong password", client_address()) for _ in range(limit + 5))
+        )
         assert sorted(answer.status_code for answer in burst) == [401] * limit + [429] * 5
         for address in (client_address(), client_address()):
-            throttled = await log_in(http, email, address=address)  # the right password changes nothing now
+            throttled = await log_in(
+                http, email, address=address
+            )  # the right password changes nothing now
             problem = assert_problem(throttled, 429, "too_many_attempts")
             assert 0 < int(throttled.headers["retry-after"]) <= kassa.settings.login_window_seconds
             assert problem["retry_after"] == int(throttled.headers["retry-after"])
@@ -199,7 +252,11 @@ async def test_account_is_throttled_from_any_address_until_its_window_ends(kassa
         assert (await log_in(http, email, address=client_address())).status_code == 200
         # A right password starts the count over.
         for _ in range(limit):
-            assert_problem(await log_in(http, email, "wrong password", client_address()), 401, "invalid_credentials")
+            assert_problem(
+                await log_in(http, email, "wrong password", client_address()),
+                401,
+                "invalid_credentials",
+            )
 
 
 async def test_address_is_throttled_across_accounts_until_its_window_ends(kassa: Kassa) -> None:
@@ -207,11 +264,20 @@ async def test_address_is_throttled_across_accounts_until_its_window_ends(kassa:
     address, limit = client_address(), kassa.settings.login_attempts_per_address
     async with kassa.http() as http:
         # Credential stuffing: one guess each at many e-mails, known or not.
-        guesses = await asyncio.gather(*(log_in(http, f"victim-{n}@example.com", "wrong password", address) for n in range(limit)))
+        guesses = await asyncio.gather(
+            *(
+                log_in(http, f"victim-{n}@example.com", "wrong password", address)
+                for n in range(limit)
+            )
+        )
         for guess in guesses:
             assert_problem(guess, 401, "invalid_credentials")
-        assert_problem(await log_in(http, customer.user.email, address=address), 429, "too_many_attempts")
-        assert (await log_in(http, customer.user.email, address=client_address())).status_code == 200
+        assert_problem(
+            await log_in(http, customer.user.email, address=address), 429, "too_many_attempts"
+        )
+        assert (
+            await log_in(http, customer.user.email, address=client_address())
+        ).status_code == 200
         await window_ends(kassa, "address", address)
         assert (await log_in(http, customer.user.email, address=address)).status_code == 200
 
@@ -221,7 +287,11 @@ async def _wrong_passwords(kassa: Kassa, http: httpx.AsyncClient, email: str, co
     for n in range(count):
         if n and n % kassa.settings.login_attempts_per_account == 0:
             await window_ends(kassa, "account", email)
-        assert_problem(await log_in(http, email, "wrong password", client_address()), 401, "invalid_credentials")
+        assert_problem(
+            await log_in(http, email, "wrong password", client_address()),
+            401,
+            "invalid_credentials",
+        )
     await window_ends(kassa, "account", email)
 
 
@@ -236,7 +306,9 @@ async def test_lockout_holds_until_an_admin_lifts_it_or_it_ends(kassa: Kassa) ->
 
         async with admin.http() as as_admin:
             listed = (await as_admin.get("/admin/users", params={"email": email})).json()
-            assert [account["email"] for account in listed] == [email] and listed[0]["locked_until"] is not None
+            assert [account["email"] for account in listed] == [email] and listed[0][
+                "locked_until"
+            ] is not None
             lifted = await as_admin.patch(f"/admin/users/{customer.user.id}", json={"unlock": True})
         assert lifted.status_code == 200, lifted.text
         assert (lifted.json()["failed_logins"], lifted.json()["locked_until"]) == (0, None)
@@ -247,7 +319,9 @@ async def test_lockout_holds_until_an_admin_lifts_it_or_it_ends(kassa: Kassa) ->
         async with session_scope(kassa.engine) as session:  # as if LOCKOUT_SECONDS had passed
             lockout = timedelta(seconds=kassa.settings.lockout_seconds)
             await session.exec(
-                update(User).where(col(User.id) == customer.user.id).values(locked_until=col(User.locked_until) - lockout)
+                update(User)
+                .where(col(User.id) == customer.user.id)
+                .values(locked_until=col(User.locked_until) - lockout)
             )
         assert (await log_in(http, email, address=client_address())).status_code == 200
 
@@ -256,10 +330,16 @@ async def test_login_rehashes_a_password_made_with_other_costs(kassa: Kassa) -> 
     customer = await kassa.customer()
     async with session_scope(kassa.engine) as session:
         old = PasswordHasher(time_cost=2, memory_cost=16, parallelism=1).hash(PASSWORD)
-        await session.exec(update(User).where(col(User.id) == customer.user.id).values(password_hash=old))
+        await session.exec(
+            update(User).where(col(User.id) == customer.user.id).values(password_hash=old)
+        )
     await logged_in(kassa, customer.user.email)
     rehashed = (await account_of(kassa, customer.user.id)).password_hash
-    assert rehashed != old and f"m={kassa.settings.password_memory_cost},t={kassa.settings.password_time_cost}" in rehashed
+    assert (
+        rehashed != old
+        and f"m={kassa.settings.password_memory_cost},t={kassa.settings.password_time_cost}"
+        in rehashed
+    )
 
 
 async def test_password_policy(kassa: Kassa) -> None:
@@ -269,9 +349,17 @@ async def test_password_policy(kassa: Kassa) -> None:
             ("marina.k@example.com", "short", 422, "weak_password"),
             ("marina.k@example.com", "p" * 257, 422, "invalid_request"),
         ]:
-            assert_problem(await http.post("/auth/register", json={"email": email, "password": password}), status, code)
-        made = await http.post("/auth/register", json={"email": "al@example.com", "password": "always-1-password"})
-        assert made.status_code == 201, made.text  # a local part of two letters is not a password's business
+            assert_problem(
+                await http.post("/auth/register", json={"email": email, "password": password}),
+                status,
+                code,
+            )
+        made = await http.post(
+            "/auth/register", json={"email": "al@example.com", "password": "always-1-password"}
+        )
+        assert made.status_code == 201, (
+            made.text
+        )  # a local part of two letters is not a password's business
 
 
 # --- roles and blocking ---------------------------------------------------------------------
@@ -281,27 +369,43 @@ async def test_blocking_ends_every_login_and_refuses_the_next(kassa: Kassa) -> N
     customer, admin = await kassa.customer(), await kassa.account("admin")
     pair = await logged_in(kassa, customer.user.email)
     async with admin.http() as as_admin:
-        blocked = await as_admin.patch(f"/admin/users/{customer.user.id}", json={"status": "blocked"})
+        blocked = await as_admin.patch(
+            f"/admin/users/{customer.user.id}", json={"status": "blocked"}
+        )
         assert blocked.status_code == 200 and blocked.json()["status"] == "blocked", blocked.text
         for access_token in (customer.token, pair["access_token"]):
             async with kassa.http(access_token) as http:
                 assert_problem(await http.get("/cart"), 401, "token_revoked")
         assert_problem(await refreshed(kassa, pair["refresh_token"]), 401, "invalid_refresh_token")
         async with kassa.http() as http:
-            assert_problem(await log_in(http, customer.user.email, address=client_address()), 403, "account_blocked")
-        assert (await as_admin.patch(f"/admin/users/{customer.user.id}", json={"status": "active"})).status_code == 200
+            assert_problem(
+                await log_in(http, customer.user.email, address=client_address()),
+                403,
+                "account_blocked",
+            )
+        assert (
+            await as_admin.patch(f"/admin/users/{customer.user.id}", json={"status": "active"})
+        ).status_code == 200
         for change, status, code in [
             ({"status": "blocked"}, 409, "own_account"),
             ({"role": "customer"}, 409, "own_account"),
         ]:
-            assert_problem(await as_admin.patch(f"/admin/users/{admin.user.id}", json=change), status, code)
+            assert_problem(
+                await as_admin.patch(f"/admin/users/{admin.user.id}", json=change), status, code
+            )
         for change, status, code in [
             ({"role": "root"}, 422, "invalid_role"),
             ({"status": "gone"}, 422, "invalid_request"),
             ({"unlock": "yes"}, 422, "invalid_request"),
         ]:
-            assert_problem(await as_admin.patch(f"/admin/users/{customer.user.id}", json=change), status, code)
-        assert_problem(await as_admin.patch(f"/admin/users/{uuid.uuid4()}", json={"unlock": True}), 404, "user_not_found")
+            assert_problem(
+                await as_admin.patch(f"/admin/users/{customer.user.id}", json=change), status, code
+            )
+        assert_problem(
+            await as_admin.patch(f"/admin/users/{uuid.uuid4()}", json={"unlock": True}),
+            404,
+            "user_not_found",
+        )
     await logged_in(kassa, customer.user.email)
 
 
@@ -310,9 +414,13 @@ async def test_a_role_change_applies_to_the_tokens_already_out(kassa: Kassa) -> 
     async with employee.http() as http:
         assert_problem(await http.get("/admin/orders"), 403, "not_permitted")
         async with admin.http() as as_admin:
-            assert (await as_admin.patch(f"/admin/users/{employee.user.id}", json={"role": "support"})).status_code == 200
+            assert (
+                await as_admin.patch(f"/admin/users/{employee.user.id}", json={"role": "support"})
+            ).status_code == 200
         assert (await http.get("/admin/orders")).status_code == 200
-        assert_problem(await http.get("/cart"), 403, "not_permitted")  # staff do not shop with a staff account
+        assert_problem(
+            await http.get("/cart"), 403, "not_permitted"
+        )  # staff do not shop with a staff account
 
 
 async def test_account_blocked_during_pay_now_is_refused_by_the_placement(kassa: Kassa) -> None:
@@ -323,16 +431,24 @@ async def test_account_blocked_during_pay_now_is_refused_by_the_placement(kassa:
     cart = await customer.cart_with((sku, 2))
     async with kassa.engine.connect() as holder:
         # Hold the cart's row: the placement waits on it, with the request already past the auth check.
-        await holder.execute(text("SELECT 1 FROM carts WHERE id = :id FOR UPDATE"), {"id": cart["id"]})
+        await holder.execute(
+            text("SELECT 1 FROM carts WHERE id = :id FOR UPDATE"), {"id": cart["id"]}
+        )
         async with customer.http() as http:
             paying = asyncio.create_task(pay_now(http, cart, CARD))
             await until_a_lock_is_awaited(kassa, "UPDATE carts")
             async with admin.http() as as_admin:
-                assert (await as_admin.patch(f"/admin/users/{customer.user.id}", json={"status": "blocked"})).status_code == 200
+                assert (
+                    await as_admin.patch(
+                        f"/admin/users/{customer.user.id}", json={"status": "blocked"}
+                    )
+                ).status_code == 200
             await holder.rollback()
             assert_problem(await paying, 403, "customer_not_allowed")
     async with session_scope(kassa.engine) as session:
-        assert (await session.exec(select(Order).where(Order.user_id == customer.user.id))).all() == []
+        assert (
+            await session.exec(select(Order).where(Order.user_id == customer.user.id))
+        ).all() == []
         assert (await session.get_one(Cart, uuid.UUID(cart["id"]))).status == "open"
     stock = await kassa.stock(sku)
     assert (stock.on_hand, stock.reserved) == (3, 0)
@@ -349,15 +465,21 @@ async def test_support_reads_any_order_and_cancels_an_unpaid_one(kassa: Kassa) -
     assert (unpaid["status"], paid["status"]) == ("PENDING_PAYMENT", "PAID")
 
     async with support.http() as http:
-        pending = (await http.get("/admin/orders", params={"status": "PENDING_PAYMENT", "limit": 100})).json()["items"]
+        pending = (
+            await http.get("/admin/orders", params={"status": "PENDING_PAYMENT", "limit": 100})
+        ).json()["items"]
         assert unpaid["order_id"] in [order["id"] for order in pending]
         assert all(order["status"] == "PENDING_PAYMENT" for order in pending)
-        assert_problem(await http.get("/admin/orders", params={"status": "LOST"}), 422, "unknown_status")
+        assert_problem(
+            await http.get("/admin/orders", params={"status": "LOST"}), 422, "unknown_status"
+        )
         assert (await http.get(f"/admin/orders/{paid['order_id']}")).json()["status"] == "PAID"
         assert_problem(await http.get(f"/admin/orders/{uuid.uuid4()}"), 404, "order_not_found")
 
         cancelled = await http.post(f"/admin/orders/{unpaid['order_id']}/cancel")
-        assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED", cancelled.text
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED", (
+            cancelled.text
+        )
         refused = await http.post(f"/admin/orders/{paid['order_id']}/cancel")
         assert refused.status_code == 409, refused.text
         order = (await http.get(f"/admin/orders/{unpaid['order_id']}")).json()
@@ -373,11 +495,24 @@ async def test_profile(kassa: Kassa) -> None:
     async with customer.http() as http:
         me = (await http.get("/me")).json()
         user = customer.user
-        assert me == {"id": str(user.id), "email": user.email, "role": "customer", "display_name": None, "phone": None}
+        assert me == {
+            "id": str(user.id),
+            "email": user.email,
+            "role": "customer",
+            "display_name": None,
+            "phone": None,
+        }
         changed = await http.patch("/me", json={"display_name": "  Ann  ", "phone": "+79161234567"})
         assert changed.json() == me | {"display_name": "Ann", "phone": "+79161234567"}, changed.text
-        assert (await http.patch("/me", json={"phone": None})).json()["display_name"] == "Ann"  # only what is sent changes
-        for bad in ({"phone": "8 916 123-45-67"}, {"display_name": ""}, {"display_name": "x" * 101}, {"display_name": "A\u0000"}):
+        assert (await http.patch("/me", json={"phone": None})).json()[
+            "display_name"
+        ] == "Ann"  # only what is sent changes
+        for bad in (
+            {"phone": "8 916 123-45-67"},
+            {"display_name": ""},
+            {"display_name": "x" * 101},
+            {"display_name": "A\u0000"},
+        ):
             assert_problem(await http.patch("/me", json=bad), 422, "invalid_request")
         assert (await http.get("/me")).json() == me | {"display_name": "Ann"}
 
@@ -387,14 +522,28 @@ async def test_addresses_have_one_default_and_belong_to_one_customer(kassa: Kass
     async with customer.http() as http:
         first = (await http.post("/me/addresses", json=ADDRESS)).json()
         assert first["is_default"] is True  # the first one is
-        second = (await http.post("/me/addresses", json=ADDRESS | {"line1": "Arbat 2", "is_default": True})).json()
+        second = (
+            await http.post(
+                "/me/addresses", json=ADDRESS | {"line1": "Arbat 2", "is_default": True}
+            )
+        ).json()
         listed = (await http.get("/me/addresses")).json()
-        assert [(a["id"], a["is_default"]) for a in listed] == [(second["id"], True), (first["id"], False)]
+        assert [(a["id"], a["is_default"]) for a in listed] == [
+            (second["id"], True),
+            (first["id"], False),
+        ]
         # Many at once, each asking to be the default: one is.
-        racing = await asyncio.gather(*(http.post("/me/addresses", json=ADDRESS | {"is_default": True}) for _ in range(5)))
+        racing = await asyncio.gather(
+            *(http.post("/me/addresses", json=ADDRESS | {"is_default": True}) for _ in range(5))
+        )
         assert {answer.status_code for answer in racing} == {201}
         assert sum(a["is_default"] for a in (await http.get("/me/addresses")).json()) == 1
-        for bad in ({**ADDRESS, "country": "ru"}, {**ADDRESS, "postal_code": "?"}, {**ADDRESS, "line1": " "}, {"city": "Moscow"}):
+        for bad in (
+            {**ADDRESS, "country": "ru"},
+            {**ADDRESS, "postal_code": "?"},
+            {**ADDRESS, "line1": " "},
+            {"city": "Moscow"},
+        ):
             assert_problem(await http.post("/me/addresses", json=bad), 422, "invalid_request")
 
     async with stranger.http() as http:
@@ -417,13 +566,21 @@ async def test_pay_now_takes_only_the_customers_own_address(kassa: Kassa) -> Non
         assert (await http.delete(f"/me/addresses/{gone['id']}")).status_code == 204
         cart = await customer.cart_with((sku, 1))
         for address_id in (theirs["id"], gone["id"], str(uuid.uuid4())):
-            refused = await http.post("/checkout", json={"cart_id": cart["id"], "payment_method": CARD, "address_id": address_id})
+            refused = await http.post(
+                "/checkout",
+                json={"cart_id": cart["id"], "payment_method": CARD, "address_id": address_id},
+            )
             assert_problem(refused, 404, "address_not_found")
         assert (await kassa.stock(sku)).reserved == 0 and (await http.get("/orders")).json() == []
 
-        paid = await http.post("/checkout", json={"cart_id": cart["id"], "payment_method": CARD, "address_id": mine["id"]})
+        paid = await http.post(
+            "/checkout",
+            json={"cart_id": cart["id"], "payment_method": CARD, "address_id": mine["id"]},
+        )
         assert paid.status_code == 201, paid.text
-        assert (await http.get(f"/orders/{paid.json()['order_id']}")).json()["address_id"] == mine["id"]
+        assert (await http.get(f"/orders/{paid.json()['order_id']}")).json()["address_id"] == mine[
+            "id"
+        ]
     async with session_scope(kassa.engine) as session:
         kept = await session.get_one(Address, uuid.UUID(gone["id"]))
     assert kept.deleted_at is not None  # a deleted address stays for the orders that name it

@@ -22,12 +22,18 @@ async def test_a_sku_limit_caps_the_quantity_in_the_cart(kassa: Kassa) -> None:
             await http.post("/cart/items", json={"sku": sku, "quantity": 1}),
             await http.patch(f"/cart/items/{sku}", json={"quantity": 3}),
         ):
-            assert answer.status_code == 422 and answer.json()["code"] == "quantity_limit", answer.text
+            assert answer.status_code == 422 and answer.json()["code"] == "quantity_limit", (
+                answer.text
+            )
             assert answer.json()["limit"] == 2
-        assert (await http.get("/cart")).json()["version"] == cart["version"]  # refusals changed nothing
+        assert (await http.get("/cart")).json()["version"] == cart[
+            "version"
+        ]  # refusals changed nothing
 
 
-async def test_a_limit_lowered_after_adding_refuses_pay_now_and_gives_a_new_version(kassa: Kassa) -> None:
+async def test_a_limit_lowered_after_adding_refuses_pay_now_and_gives_a_new_version(
+    kassa: Kassa,
+) -> None:
     sku = await kassa.product(on_hand=50)
     customer = await kassa.customer()
     cart = await customer.cart_with((sku, 3))
@@ -35,7 +41,9 @@ async def test_a_limit_lowered_after_adding_refuses_pay_now_and_gives_a_new_vers
         (await session.get_one(Product, sku)).max_per_order = 2
     async with customer.http() as http:
         refused = await pay_now(http, cart, CARD)
-        assert refused.status_code == 409 and refused.json()["code"] == "quantity_limit", refused.text
+        assert refused.status_code == 409 and refused.json()["code"] == "quantity_limit", (
+            refused.text
+        )
         fixed = (await http.patch(f"/cart/items/{sku}", json={"quantity": 2})).json()
         assert (await pay_now(http, fixed, CARD)).json()["status"] == "PAID"
 
@@ -50,7 +58,11 @@ async def test_a_price_change_since_adding_is_shown_with_the_price_now(kassa: Ka
     async with customer.http() as http:
         seen = (await http.get("/cart")).json()
         line = seen["items"][0]
-        assert (line["unit_price"], line["price_when_added"], line["price_changed"]) == (12_500, 10_000, True)
+        assert (line["unit_price"], line["price_when_added"], line["price_changed"]) == (
+            12_500,
+            10_000,
+            True,
+        )
         assert seen["total"] == 25_000
         # Touching the line is seeing its price: the notice goes.
         changed = (await http.patch(f"/cart/items/{sku}", json={"quantity": 1})).json()
@@ -88,10 +100,20 @@ async def test_every_change_bumps_the_version_and_a_stale_pay_now_is_refused(kas
             versions.append((await change).json()["version"])
         assert versions == sorted(set(versions)) and len(versions) == 3
         stale = await http.post(
-            "/checkout", json={"cart_id": reviewed["id"], "cart_version": reviewed["version"], "payment_method": CARD}
+            "/checkout",
+            json={
+                "cart_id": reviewed["id"],
+                "cart_version": reviewed["version"],
+                "payment_method": CARD,
+            },
         )
-        assert stale.status_code == 409 and stale.json()["code"] == "cart_changed" and stale.json()["version"] == versions[-1]
+        assert (
+            stale.status_code == 409
+            and stale.json()["code"] == "cart_changed"
+            and stale.json()["version"] == versions[-1]
+        )
         current = await http.post(
-            "/checkout", json={"cart_id": reviewed["id"], "cart_version": versions[-1], "payment_method": CARD}
+            "/checkout",
+            json={"cart_id": reviewed["id"], "cart_version": versions[-1], "payment_method": CARD},
         )
         assert current.status_code == 201 and current.json()["status"] == "PAID", current.text

@@ -31,16 +31,27 @@ class Shelf:
     def leaf(self, name: str) -> str:
         return f"{self.root}-{name}"
 
-    async def add(self, title: str, brand: str, leaf: str, price: int, on_hand: int = 10, **fields: Any) -> str:
+    async def add(
+        self, title: str, brand: str, leaf: str, price: int, on_hand: int = 10, **fields: Any
+    ) -> str:
         sku = f"{self.root.upper()}-{uuid.uuid4().hex[:8].upper()}"
-        body = {"sku": sku, "title": title, "brand": brand, "category": self.leaf(leaf), "price": price, "on_hand": on_hand}
+        body = {
+            "sku": sku,
+            "title": title,
+            "brand": brand,
+            "category": self.leaf(leaf),
+            "price": price,
+            "on_hand": on_hand,
+        }
         async with self.admin.http() as http:
             created = await http.post("/admin/products", json=body | fields)
         assert created.status_code == 201, created.text
         return sku
 
     async def search(self, http: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
-        answer = await http.get("/catalog/products", params={"category": self.root, "limit": 100} | params)
+        answer = await http.get(
+            "/catalog/products", params={"category": self.root, "limit": 100} | params
+        )
         assert answer.status_code == 200, answer.text
         return answer.json()
 
@@ -68,19 +79,60 @@ def skus(found: dict[str, Any]) -> list[str]:
 
 async def test_relevance_of_a_dozen_queries(kassa: Kassa) -> None:
     s = await shelf(kassa, "phones", "headphones", "shoes", "sport")
-    galaxy = await s.add("Смартфон Samsung Galaxy A55, 8/128 ГБ, синий", "Samsung", "phones", 3_299_000, attributes={"colour": "blue"})
-    iphone = await s.add("Смартфон Apple iPhone 15, 128 ГБ, чёрный", "Apple", "phones", 7_999_000, attributes={"colour": "black"})
+    galaxy = await s.add(
+        "Смартфон Samsung Galaxy A55, 8/128 ГБ, синий",
+        "Samsung",
+        "phones",
+        3_299_000,
+        attributes={"colour": "blue"},
+    )
+    iphone = await s.add(
+        "Смартфон Apple iPhone 15, 128 ГБ, чёрный",
+        "Apple",
+        "phones",
+        7_999_000,
+        attributes={"colour": "black"},
+    )
     case = await s.add("Чехол-книжка для Samsung Galaxy A55", "Deppa", "phones", 99_000)
     watch = await s.add("Умные часы Apple Watch Series 9", "Apple", "phones", 3_999_000)
     charger = await s.add("Зарядное устройство USB-C 20 Вт", "Apple", "phones", 249_000)
-    cable = await s.add("Кабель USB-C, 1 м", "Baseus", "phones", 59_000, description="Подходит для Apple iPhone 15.")
-    sony = await s.add("Беспроводные наушники Sony WH-1000XM5, чёрные", "Sony", "headphones", 3_299_000, attributes={"colour": "black"})
-    jbl = await s.add("Wireless headphones JBL Tune 520BT, black", "JBL", "headphones", 449_000, attributes={"colour": "black"})
-    buds = await s.add("Наушники-вкладыши Samsung Galaxy Buds2 Pro", "Samsung", "headphones", 1_299_000)
-    speaker = await s.add("Bluetooth speaker SRS-XB100", "Sony", "headphones", 599_000, description="Compact speaker with deep bass.")
+    cable = await s.add(
+        "Кабель USB-C, 1 м", "Baseus", "phones", 59_000, description="Подходит для Apple iPhone 15."
+    )
+    sony = await s.add(
+        "Беспроводные наушники Sony WH-1000XM5, чёрные",
+        "Sony",
+        "headphones",
+        3_299_000,
+        attributes={"colour": "black"},
+    )
+    jbl = await s.add(
+        "Wireless headphones JBL Tune 520BT, black",
+        "JBL",
+        "headphones",
+        449_000,
+        attributes={"colour": "black"},
+    )
+    buds = await s.add(
+        "Наушники-вкладыши Samsung Galaxy Buds2 Pro", "Samsung", "headphones", 1_299_000
+    )
+    speaker = await s.add(
+        "Bluetooth speaker SRS-XB100",
+        "Sony",
+        "headphones",
+        599_000,
+        description="Compact speaker with deep bass.",
+    )
     nike = await s.add("Кроссовки для бега Nike Pegasus 41", "Nike", "shoes", 1_299_000)
     adidas = await s.add("Running shoes adidas Ultraboost Light", "adidas", "shoes", 1_599_000)
-    puma = await s.add("Кроссовки PUMA Smash, белые", "PUMA", "shoes", 599_000, on_hand=0, description="Лёгкие кроссовки для бега и прогулок.")
+    puma = await s.add(
+        "Кроссовки PUMA Smash, белые",
+        "PUMA",
+        "shoes",
+        599_000,
+        on_hand=0,
+        description="Лёгкие кроссовки для бега и прогулок.",
+    )
     mat = await s.add("Зелёный коврик для йоги, 8 мм", "Decathlon", "sport", 129_000)
 
     async with kassa.http() as http:
@@ -106,14 +158,23 @@ async def test_relevance_of_a_dozen_queries(kassa: Kassa) -> None:
         # Russian and English words in one query.
         assert skus(await s.search(http, q="кроссовки nike")) == [nike]
         # Filters, alone and combined: the subtree of a category, brand, price range, stock, attributes.
-        assert set(skus(await s.search(http, category=s.leaf("headphones"), brand="Samsung"))) == {buds}
-        assert set(skus(await s.search(http, brand=["Sony", "JBL"], price_max=1_000_000))) == {jbl, speaker}
+        assert set(skus(await s.search(http, category=s.leaf("headphones"), brand="Samsung"))) == {
+            buds
+        }
+        assert set(skus(await s.search(http, brand=["Sony", "JBL"], price_max=1_000_000))) == {
+            jbl,
+            speaker,
+        }
         assert skus(await s.search(http, q="кроссовки", in_stock="true")) == [nike]
         assert set(skus(await s.search(http, attr="colour:black"))) == {iphone, sony, jbl}
-        assert set(skus(await s.search(http, attr=["colour:black", "colour:blue"], price_min=3_000_000))) == {galaxy, iphone, sony}
+        assert set(
+            skus(await s.search(http, attr=["colour:black", "colour:blue"], price_min=3_000_000))
+        ) == {galaxy, iphone, sony}
         # Sorts.
         by_price = (await s.search(http, sort="price_asc"))["items"]
-        assert [item["price"] for item in by_price] == sorted(item["price"] for item in by_price) and len(by_price) == 14
+        assert [item["price"] for item in by_price] == sorted(
+            item["price"] for item in by_price
+        ) and len(by_price) == 14
         assert skus(await s.search(http, sort="price_desc", limit=2)) == [iphone, watch]
         assert skus(await s.search(http, sort="newest", limit=1)) == [mat]
 
@@ -133,7 +194,12 @@ async def test_facet_counts_equal_the_counts_of_the_filtered_result(kassa: Kassa
     await asyncio.gather(*made)
 
     async with kassa.http() as http:
-        for query in ({}, {"q": "чайник bosch"}, {"in_stock": "true", "price_min": 100_000}, {"attr": "colour:red"}):
+        for query in (
+            {},
+            {"q": "чайник bosch"},
+            {"in_stock": "true", "price_min": 100_000},
+            {"attr": "colour:red"},
+        ):
             found = await s.search(http, **query)
             facets, total = found["facets"], found["total"]
             assert total == len(found["items"]) and total > 0, query
@@ -141,7 +207,9 @@ async def test_facet_counts_equal_the_counts_of_the_filtered_result(kassa: Kassa
             assert sum(f["count"] for f in facets["categories"]) == total
             assert sum(b["count"] for b in facets["price"]) == total
             for brand in facets["brands"]:
-                assert (await s.search(http, **query, brand=brand["value"]))["total"] == brand["count"]
+                assert (await s.search(http, **query, brand=brand["value"]))["total"] == brand[
+                    "count"
+                ]
             for category in facets["categories"]:
                 narrowed = await s.search(http, **query | {"category": category["value"]})
                 assert narrowed["total"] == category["count"] and category["name"]
@@ -153,7 +221,9 @@ async def test_facet_counts_equal_the_counts_of_the_filtered_result(kassa: Kassa
             for name, values in facets["attributes"].items():
                 for value in values:
                     attrs = [query["attr"]] if "attr" in query else []
-                    narrowed = await s.search(http, **query | {"attr": [*attrs, f"{name}:{value['value']}"]})
+                    narrowed = await s.search(
+                        http, **query | {"attr": [*attrs, f"{name}:{value['value']}"]}
+                    )
                     assert narrowed["total"] == value["count"], (query, name, value)
 
         # The category tree counts products in each category's subtree.
@@ -165,19 +235,27 @@ async def test_facet_counts_equal_the_counts_of_the_filtered_result(kassa: Kassa
         )
 
 
-@pytest.mark.parametrize("sort", ["relevance", "price_asc", "price_desc", "popularity", "rating", "newest"])
-async def test_cursor_visits_every_product_once_while_products_are_added(kassa: Kassa, sort: str) -> None:
+@pytest.mark.parametrize(
+    "sort", ["relevance", "price_asc", "price_desc", "popularity", "rating", "newest"]
+)
+async def test_cursor_visits_every_product_once_while_products_are_added(
+    kassa: Kassa, sort: str
+) -> None:
     s = await shelf(kassa, "pans")
     prices = (100_000, 100_000, 250_000, 99_000, 250_000)  # ties: the SKU orders them
     originals = set(
-        await asyncio.gather(*(s.add(f"Сковорода чугунная {n}", "Kukmara", "pans", prices[n % 5]) for n in range(23)))
+        await asyncio.gather(
+            *(s.add(f"Сковорода чугунная {n}", "Kukmara", "pans", prices[n % 5]) for n in range(23))
+        )
     )
     seen: list[str] = []
     cursor = None
     pages = 0
     async with kassa.http() as http:
         while True:
-            page = await s.search(http, q="сковорода", sort=sort, limit=4, **({"cursor": cursor} if cursor else {}))
+            page = await s.search(
+                http, q="сковорода", sort=sort, limit=4, **({"cursor": cursor} if cursor else {})
+            )
             seen += skus(page)
             pages += 1
             # Meanwhile, new products land before and after the cursor.
@@ -219,13 +297,22 @@ HOSTILE = [
 async def test_hostile_queries_get_200_or_a_4xx_with_a_code(kassa: Kassa) -> None:
     await kassa.product(on_hand=1)
     async with kassa.http() as http:
-        answers = await asyncio.gather(*(http.get("/catalog/products", params=params) for params in HOSTILE))
+        answers = await asyncio.gather(
+            *(http.get("/catalog/products", params=params) for params in HOSTILE)
+        )
     for params, answer in zip(HOSTILE, answers, strict=True):
         assert answer.status_code == 200 or 400 <= answer.status_code < 500, (params, answer.text)
         if answer.status_code != 200:
             assert answer.json()["code"], params
     refused = {answer.json()["code"] for answer in answers if answer.status_code != 200}
-    assert refused >= {"invalid_request", "invalid_cursor", "unknown_sort", "invalid_price_range", "unknown_category", "invalid_attribute"}
+    assert refused >= {
+        "invalid_request",
+        "invalid_cursor",
+        "unknown_sort",
+        "invalid_price_range",
+        "unknown_category",
+        "invalid_attribute",
+    }
 
 
 # --- what other code relies on -----------------------------------------------------------------
@@ -241,7 +328,9 @@ async def test_category_ancestry_lists_the_leaf_then_every_ancestor(kassa: Kassa
 
 async def test_admin_product_changes_are_validated_and_priced_in_the_cart(kassa: Kassa) -> None:
     s = await shelf(kassa, "kettles", middle="kitchen")
-    sku = await s.add("Чайник стеклянный", "Bosch", "kettles", 199_000, attributes={"colour": "white"})
+    sku = await s.add(
+        "Чайник стеклянный", "Bosch", "kettles", 199_000, attributes={"colour": "white"}
+    )
     customer = await kassa.customer()
     await customer.cart_with((sku, 2))
     async with s.admin.http() as http:
@@ -253,17 +342,45 @@ async def test_admin_product_changes_are_validated_and_priced_in_the_cart(kassa:
         for code, fields in bad.items():
             answer = await http.patch(f"/admin/products/{sku}", json=fields)
             assert answer.status_code == 422 and answer.json()["code"] == code, answer.text
-        for fields in ({"price": 0}, {"price": "100"}, {"vat_rate": 18}, {"images": ["http://insecure"]}, {"title": ""}):
-            assert (await http.patch(f"/admin/products/{sku}", json=fields)).status_code == 422, fields
-        taken = await http.post("/admin/products", json={"sku": sku, "title": "x", "brand": "x", "category": s.leaf("kettles"), "price": 1})
+        for fields in (
+            {"price": 0},
+            {"price": "100"},
+            {"vat_rate": 18},
+            {"images": ["http://insecure"]},
+            {"title": ""},
+        ):
+            assert (await http.patch(f"/admin/products/{sku}", json=fields)).status_code == 422, (
+                fields
+            )
+        taken = await http.post(
+            "/admin/products",
+            json={
+                "sku": sku,
+                "title": "x",
+                "brand": "x",
+                "category": s.leaf("kettles"),
+                "price": 1,
+            },
+        )
         assert taken.status_code == 409 and taken.json()["code"] == "sku_taken"
         missing = await http.patch("/admin/products/NO-SUCH-SKU", json={"price": 100})
         assert missing.status_code == 404 and missing.json()["code"] == "unknown_sku"
-        changed = await http.patch(f"/admin/products/{sku}", json={"price": 149_000, "old_price": 199_000, "title": "Чайник Bosch из стекла"})
+        changed = await http.patch(
+            f"/admin/products/{sku}",
+            json={"price": 149_000, "old_price": 199_000, "title": "Чайник Bosch из стекла"},
+        )
         assert changed.status_code == 200, changed.text
     product = changed.json()
-    assert (product["price"], product["old_price"], product["attributes"]) == (149_000, 199_000, {"colour": "white"})
-    assert [crumb["slug"] for crumb in product["breadcrumbs"]] == [s.root, s.leaf("kitchen"), s.leaf("kettles")]
+    assert (product["price"], product["old_price"], product["attributes"]) == (
+        149_000,
+        199_000,
+        {"colour": "white"},
+    )
+    assert [crumb["slug"] for crumb in product["breadcrumbs"]] == [
+        s.root,
+        s.leaf("kitchen"),
+        s.leaf("kettles"),
+    ]
     async with s.admin.http() as http:
         ended = await http.patch(f"/admin/products/{sku}", json={"old_price": None})
         assert ended.status_code == 200 and ended.json()["old_price"] is None, ended.text
@@ -278,16 +395,32 @@ async def test_generated_catalog_is_deterministic_and_seeds_once(kassa: Kassa) -
     # Pinned: the same catalog across runs and versions (cli/generator.py), not only within this
     # process. A change to the generator, its seed or its kinds fails here: change it on purpose.
     seventh = list(generate(7))[-1]
-    assert (seventh.sku, seventh.title, seventh.brand, seventh.category, seventh.price, seventh.old_price) == (
-        "GEN-0000007", "Умные часы Honor Plus 78S, бежевый", "Honor", "smartwatches", 7_269_000, None
+    assert (
+        seventh.sku,
+        seventh.title,
+        seventh.brand,
+        seventh.category,
+        seventh.price,
+        seventh.old_price,
+    ) == (
+        "GEN-0000007",
+        "Умные часы Honor Plus 78S, бежевый",
+        "Honor",
+        "smartwatches",
+        7_269_000,
+        None,
     )
     assert seventh.created_at == datetime(2026, 7, 20, 20, 51, 28, tzinfo=UTC)
-    assert list(generate(60))[:50] == list(generate(50))  # a bigger seed keeps the products of a smaller one
+    assert list(generate(60))[:50] == list(
+        generate(50)
+    )  # a bigger seed keeps the products of a smaller one
     await seed_category_tree(kassa.engine)
     progress: list[tuple[int, int]] = []
     database_url = kassa.settings.database_url
     assert database_url
-    first = await seed_generated(database_url, kassa.engine, 120, lambda done, total: progress.append((done, total)))
+    first = await seed_generated(
+        database_url, kassa.engine, 120, lambda done, total: progress.append((done, total))
+    )
     again = await seed_generated(database_url, kassa.engine, 120, lambda done, total: None)
     assert (first, again, progress[-1]) == (120, 0, (120, 120))
     async with session_scope(kassa.engine) as session:

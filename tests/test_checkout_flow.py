@@ -1,6 +1,5 @@
 """Pay Now end to end: gateway → workflow → PostgreSQL and the acquirer, webhooks back."""
 
-
 from tests.conftest import Kassa
 from tests.flow import (
     CARD,
@@ -74,9 +73,14 @@ async def test_three_declines_fail_the_order_and_give_the_cart_back(kassa: Kassa
     async with customer.http() as http:
         order_id = (await pay_now(http, cart, CARD_DECLINED)).json()["order_id"]
         for _ in range(2):
-            response = await http.post(f"/orders/{order_id}/pay", json={"payment_method": CARD_DECLINED})
+            response = await http.post(
+                f"/orders/{order_id}/pay", json={"payment_method": CARD_DECLINED}
+            )
             assert response.status_code == 402, response.text
-        assert response.json()["order_status"] == "PAYMENT_FAILED" and response.json()["retry_allowed"] is False
+        assert (
+            response.json()["order_status"] == "PAYMENT_FAILED"
+            and response.json()["retry_allowed"] is False
+        )
         order = await order_reaches(http, order_id, "PAYMENT_FAILED")
         assert order["reason"] == "card_declined"
         fourth = await http.post(f"/orders/{order_id}/pay", json={"payment_method": CARD})

@@ -54,7 +54,10 @@ async def run_load(stack: Stack, buyers: int, units: int, chaos) -> list[Shopper
     shoppers = await shop_while(stack, sku, buyers, chaos)
     states = await final_states(stack, shoppers, DEADLINE)
     losers = [shopper.answer for shopper in shoppers].count("out_of_stock")
-    assert (states.get("PAID", 0), losers) == (min(buyers, units), max(0, buyers - units)), (states, losers)
+    assert (states.get("PAID", 0), losers) == (min(buyers, units), max(0, buyers - units)), (
+        states,
+        losers,
+    )
     assert set(states) <= {"PAID", "CANCELLED"} and states.get("CANCELLED", 0) <= losers, states
     await stack.invariants({sku: units})
     return shoppers
@@ -69,11 +72,17 @@ async def mid_flight(shoppers: list[Shopper], load: asyncio.Task[None]) -> None:
 
 
 def live_workers(stack: Stack) -> list[str]:
-    return [name for name, part in stack.parts.items() if name.startswith("worker") and part.process.poll() is None]
+    return [
+        name
+        for name, part in stack.parts.items()
+        if name.startswith("worker") and part.process.poll() is None
+    ]
 
 
 @pytest.mark.parametrize(("buyers", "kills"), [QUICK, LONG])
-async def test_worker_killed_mid_checkout_loses_nothing(stack: Stack, buyers: int, kills: int) -> None:
+async def test_worker_killed_mid_checkout_loses_nothing(
+    stack: Stack, buyers: int, kills: int
+) -> None:
     async def kill_workers(in_flight) -> None:  # type: ignore[no-untyped-def]
         for kill in range(kills):
             await (in_flight() if kill == 0 else asyncio.sleep(1.5))
@@ -83,7 +92,9 @@ async def test_worker_killed_mid_checkout_loses_nothing(stack: Stack, buyers: in
     await run_load(stack, buyers, buyers * 3 // 4, kill_workers)
 
 
-@pytest.mark.parametrize("buyers", [pytest.param(24, id="quick"), pytest.param(100, id="long", marks=pytest.mark.chaos)])
+@pytest.mark.parametrize(
+    "buyers", [pytest.param(24, id="quick"), pytest.param(100, id="long", marks=pytest.mark.chaos)]
+)
 async def test_one_of_two_workers_killed_the_other_finishes(stack: Stack, buyers: int) -> None:
     spare = f"worker-spare-{uuid.uuid4().hex[:4]}"
     stack.spawn(spare, "worker")
@@ -105,7 +116,9 @@ async def test_one_of_two_workers_killed_the_other_finishes(stack: Stack, buyers
 
 
 @pytest.mark.parametrize(("buyers", "restarts"), [QUICK, LONG])
-async def test_temporal_and_postgres_restarted_under_load(stack: Stack, data_dir: Path, buyers: int, restarts: int) -> None:
+async def test_temporal_and_postgres_restarted_under_load(
+    stack: Stack, data_dir: Path, buyers: int, restarts: int
+) -> None:
     async def restart_both(in_flight) -> None:  # type: ignore[no-untyped-def]
         for restart in range(restarts):
             await (in_flight() if restart == 0 else asyncio.sleep(1.5))
@@ -116,7 +129,9 @@ async def test_temporal_and_postgres_restarted_under_load(stack: Stack, data_dir
 
 
 @pytest.mark.parametrize(("buyers", "restarts"), [QUICK, LONG])
-async def test_api_restarted_mid_pay_now_a_retried_tap_gets_the_same_order(stack: Stack, buyers: int, restarts: int) -> None:
+async def test_api_restarted_mid_pay_now_a_retried_tap_gets_the_same_order(
+    stack: Stack, buyers: int, restarts: int
+) -> None:
     async def restart_api(in_flight) -> None:  # type: ignore[no-untyped-def]
         for restart in range(restarts):
             await (in_flight() if restart == 0 else asyncio.sleep(0.3))
@@ -126,47 +141,80 @@ async def test_api_restarted_mid_pay_now_a_retried_tap_gets_the_same_order(stack
 
     sku = await stack.product(on_hand=buyers)
     shoppers = await shop_while(stack, sku, buyers, restart_api)
-    assert any(shopper.taps > 1 for shopper in shoppers), "no tap was cut by the restart: the test proved nothing"
-    states = await final_states(stack, shoppers, DEADLINE)  # also: every answered order id is its cart's one order
+    assert any(shopper.taps > 1 for shopper in shoppers), (
+        "no tap was cut by the restart: the test proved nothing"
+    )
+    states = await final_states(
+        stack, shoppers, DEADLINE
+    )  # also: every answered order id is its cart's one order
     assert states == {"PAID": buyers}, states
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
         for shopper in shoppers:
-            again = await http.post("/checkout", json={"cart_id": shopper.cart["id"], "payment_method": shopper.method},
-                                    headers=shopper.headers)
+            again = await http.post(
+                "/checkout",
+                json={"cart_id": shopper.cart["id"], "payment_method": shopper.method},
+                headers=shopper.headers,
+            )
             assert again.json().get("order_id") == shopper.order_id, again.text
     await stack.invariants({sku: buyers})
 
 
-async def test_the_invariant_checker_sees_each_kind_of_violation(stack: Stack, tmp_path: Path) -> None:
+async def test_the_invariant_checker_sees_each_kind_of_violation(
+    stack: Stack, tmp_path: Path
+) -> None:
     """Corrupt a copy of a settled state (a transaction rolled back after, a copy of the bank's
     file) and the checker names each corruption; the real state passes."""
     shoppers = await run_load(stack, 3, 2, _nothing)
     sku = shoppers[0].cart["items"][0]["sku"]
     stocked = {sku: 2}
     async with stack.engine.connect() as connection:  # one transaction, rolled back at the end
-        paid = (await connection.execute(text(
-            "SELECT id::text, total FROM orders WHERE status = 'PAID' AND id IN (SELECT order_id FROM order_lines WHERE sku = :sku)"
-        ), {"sku": sku})).first()
+        paid = (
+            await connection.execute(
+                text(
+                    "SELECT id::text, total FROM orders WHERE status = 'PAID' AND id IN (SELECT order_id FROM order_lines WHERE sku = :sku)"
+                ),
+                {"sku": sku},
+            )
+        ).first()
         assert paid is not None
         bank = tmp_path / "acquirer-copy.sqlite3"
-        with sqlite3.connect(f"file:{stack.acquirer_db}?mode=ro", uri=True) as books, sqlite3.connect(bank) as copy:
-            books.backup(copy)  # the live file is in WAL mode: a file copy would miss the recent writes
+        with (
+            sqlite3.connect(f"file:{stack.acquirer_db}?mode=ro", uri=True) as books,
+            sqlite3.connect(bank) as copy,
+        ):
+            books.backup(
+                copy
+            )  # the live file is in WAL mode: a file copy would miss the recent writes
         with sqlite3.connect(bank) as copy:  # a second charge of the same order
             copy.execute(
                 "INSERT INTO payment_intents SELECT 'pi_double', status, amount, currency, merchant_reference, return_url,"
                 " last4, decline_code, authentication_url, created FROM payment_intents"
-                " WHERE merchant_reference = ? AND status = 'succeeded'", (paid.id,),
+                " WHERE merchant_reference = ? AND status = 'succeeded'",
+                (paid.id,),
             )
-        await connection.execute(text("UPDATE stock SET on_hand = on_hand + 5, reserved = reserved + 1 WHERE sku = :sku"), {"sku": sku})
-        await connection.execute(text("UPDATE orders SET status = 'PENDING_PAYMENT' WHERE id = CAST(:id AS uuid)"), {"id": paid.id})
-        await connection.execute(text(
-            "INSERT INTO ledger_postings (transaction_id, account, amount, currency)"
-            " SELECT id, 'acquirer_receivable', 1, 'RUB' FROM ledger_transactions WHERE order_id = CAST(:id AS uuid)"
-        ), {"id": paid.id})
-        await connection.execute(text(  # a claim the gateway took and made no order of
-            "INSERT INTO reservations (id, status, hold_expires_at, created_at, updated_at)"
-            " VALUES (gen_random_uuid(), 'held', now(), now(), now())"
-        ))
+        await connection.execute(
+            text(
+                "UPDATE stock SET on_hand = on_hand + 5, reserved = reserved + 1 WHERE sku = :sku"
+            ),
+            {"sku": sku},
+        )
+        await connection.execute(
+            text("UPDATE orders SET status = 'PENDING_PAYMENT' WHERE id = CAST(:id AS uuid)"),
+            {"id": paid.id},
+        )
+        await connection.execute(
+            text(
+                "INSERT INTO ledger_postings (transaction_id, account, amount, currency)"
+                " SELECT id, 'acquirer_receivable', 1, 'RUB' FROM ledger_transactions WHERE order_id = CAST(:id AS uuid)"
+            ),
+            {"id": paid.id},
+        )
+        await connection.execute(
+            text(  # a claim the gateway took and made no order of
+                "INSERT INTO reservations (id, status, hold_expires_at, created_at, updated_at)"
+                " VALUES (gen_random_uuid(), 'held', now(), now(), now())"
+            )
+        )
         report = await check_connection(connection, bank, stocked)
         await connection.rollback()  # the corruption was never real
     found = "\n".join(report.violations)

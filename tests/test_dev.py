@@ -36,7 +36,9 @@ def free_port() -> int:
 
 
 def kassa_dev(data_dir: Path, **ports: int) -> list[str]:
-    flags = [arg for name, port in ports.items() for arg in (f"--{name.replace('_', '-')}", str(port))]
+    flags = [
+        arg for name, port in ports.items() for arg in (f"--{name.replace('_', '-')}", str(port))
+    ]
     return [sys.executable, "-m", "cli.main", "dev", "--data-dir", str(data_dir), *flags]
 
 
@@ -53,7 +55,9 @@ def wait_for_text(path: Path, text: str, process: subprocess.Popen[bytes]) -> st
             return output
         assert process.poll() is None, f"kassa dev exited with {process.returncode}:\n{output}"
         time.sleep(0.2)
-    raise AssertionError(f"no {text!r} within {STARTUP_SECONDS} s:\n{path.read_text(errors='replace')}")
+    raise AssertionError(
+        f"no {text!r} within {STARTUP_SECONDS} s:\n{path.read_text(errors='replace')}"
+    )
 
 
 def answers(url: str) -> int:
@@ -77,7 +81,12 @@ def is_gone(process: psutil.Process) -> bool:
 
 def start_dev(data_dir: Path, ports: dict[str, int], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as output:
-        return subprocess.Popen(kassa_dev(data_dir, **ports), stdout=output, stderr=subprocess.STDOUT, env=clean_environment())
+        return subprocess.Popen(
+            kassa_dev(data_dir, **ports),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=clean_environment(),
+        )
 
 
 def stop_dev(dev: subprocess.Popen[bytes]) -> int:
@@ -90,7 +99,14 @@ def stop_dev(dev: subprocess.Popen[bytes]) -> int:
             dev.kill()
 
 
-PORT_NAMES = ("api_port", "acquirer_port", "temporal_port", "temporal_ui_port", "worker_metrics_port", "temporal_metrics_port")
+PORT_NAMES = (
+    "api_port",
+    "acquirer_port",
+    "temporal_port",
+    "temporal_ui_port",
+    "worker_metrics_port",
+    "temporal_metrics_port",
+)
 
 
 def test_dev_runs_everything_and_ctrl_c_stops_it_all(data_dir: Path) -> None:
@@ -104,8 +120,14 @@ def test_dev_runs_everything_and_ctrl_c_stops_it_all(data_dir: Path) -> None:
         assert httpx.get(f"http://127.0.0.1:{ports['api_port']}/healthz").status_code == 200
         assert httpx.get(f"http://127.0.0.1:{ports['acquirer_port']}/healthz").status_code == 200
         assert answers(f"http://127.0.0.1:{ports['temporal_ui_port']}/") == 200
-        assert "kassa_checkouts_started_total" in httpx.get(f"http://127.0.0.1:{ports['api_port']}/metrics").text
-        assert "kassa_acquirer_request_seconds" in httpx.get(f"http://127.0.0.1:{ports['worker_metrics_port']}/metrics").text
+        assert (
+            "kassa_checkouts_started_total"
+            in httpx.get(f"http://127.0.0.1:{ports['api_port']}/metrics").text
+        )
+        assert (
+            "kassa_acquirer_request_seconds"
+            in httpx.get(f"http://127.0.0.1:{ports['worker_metrics_port']}/metrics").text
+        )
         assert answers(f"http://127.0.0.1:{ports['temporal_metrics_port']}/metrics") == 200
         children = psutil.Process(dev.pid).children(recursive=True)
         commands = {" ".join(child.cmdline()[-2:]) for child in children}
@@ -149,8 +171,13 @@ def test_dev_refuses_a_taken_port_before_starting_anything(data_dir: Path) -> No
             temporal_port=free_port(),
             temporal_ui_port=free_port(),
         )
-        result = subprocess.run(command, capture_output=True, text=True, timeout=30, env=clean_environment())
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=30, env=clean_environment()
+        )
     assert result.returncode == 1
-    assert result.stderr == f"kassa: port {api_port} (api) is in use — stop what uses it or pass --api-port\n"
+    assert (
+        result.stderr
+        == f"kassa: port {api_port} (api) is in use — stop what uses it or pass --api-port\n"
+    )
     assert result.stdout == ""
     assert not (data_dir / "pg").exists()

@@ -27,8 +27,12 @@ GRACE_SECONDS = 120
 
 @pytest.fixture(scope="module")
 async def time_skipping(kassa: Kassa) -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=binary("temporal-test-server"))
-    kinds = {key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in SEARCH_ATTRIBUTES}
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server")
+    )
+    kinds = {
+        key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in SEARCH_ATTRIBUTES
+    }
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(namespace="default", search_attributes=kinds)
     )
@@ -37,7 +41,9 @@ async def time_skipping(kassa: Kassa) -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-async def _checkout_3ds(env: WorkflowEnvironment, kassa: Kassa) -> tuple[Customer, str, WorkflowHandle, str]:
+async def _checkout_3ds(
+    env: WorkflowEnvironment, kassa: Kassa
+) -> tuple[Customer, str, WorkflowHandle, str]:
     """Placed as the gateway places it, then start + update (update-with-start does not work on
     the time-skipping server)."""
     sku = await kassa.product(on_hand=4)
@@ -50,12 +56,18 @@ async def _checkout_3ds(env: WorkflowEnvironment, kassa: Kassa) -> tuple[Custome
         CheckoutWorkflow.run, checkout, id=workflow_id, task_queue=kassa.settings.task_queue
     )
     state = await handle.execute_update(CheckoutWorkflow.pay_now)
-    assert state.status == "PENDING_PAYMENT" and state.payment and state.payment.status == "requires_action"
+    assert (
+        state.status == "PENDING_PAYMENT"
+        and state.payment
+        and state.payment.status == "requires_action"
+    )
     assert (await kassa.stock(sku)).reserved == 3
     return customer, sku, handle, state.payment.payment_url or ""
 
 
-async def test_unpaid_hold_gets_one_grace_then_expires_releases_stock_and_cancels_the_intent(time_skipping: WorkflowEnvironment, kassa: Kassa) -> None:
+async def test_unpaid_hold_gets_one_grace_then_expires_releases_stock_and_cancels_the_intent(
+    time_skipping: WorkflowEnvironment, kassa: Kassa
+) -> None:
     customer, sku, handle, payment_url = await _checkout_3ds(time_skipping, kassa)
     result = await handle.result()  # time skips the 15 minutes
     record(await handle.fetch_history())
@@ -66,7 +78,12 @@ async def test_unpaid_hold_gets_one_grace_then_expires_releases_stock_and_cancel
         order = (await http.get(f"/orders/{result.order_id}")).json()
         assert order["status"] == "EXPIRED" and order["payment"]["status"] == "canceled"
         # The customer was still in 3-D Secure at the deadline: the hold was extended once.
-        assert [e["reason"] for e in order["events"]] == [None, None, "hold_extended", "hold_expired"]
+        assert [e["reason"] for e in order["events"]] == [
+            None,
+            None,
+            "hold_extended",
+            "hold_expired",
+        ]
     description = await handle.describe()
     assert description.close_time and description.start_time
     held_for = (description.close_time - description.start_time).total_seconds()
@@ -80,12 +97,18 @@ async def test_unpaid_hold_gets_one_grace_then_expires_releases_stock_and_cancel
         assert "Approve" not in (await browser.get(payment_url)).text
         await browser.post(f"{payment_url}/approve")
     async with kassa.http(customer.token) as http:
-        assert (await http.get(f"/orders/{result.order_id}")).json()["payment"]["status"] == "canceled"
+        assert (await http.get(f"/orders/{result.order_id}")).json()["payment"][
+            "status"
+        ] == "canceled"
 
 
-async def test_paid_with_lost_webhook_is_found_by_the_status_check(time_skipping: WorkflowEnvironment, kassa: Kassa) -> None:
+async def test_paid_with_lost_webhook_is_found_by_the_status_check(
+    time_skipping: WorkflowEnvironment, kassa: Kassa
+) -> None:
     customer, sku, handle, payment_url = await _checkout_3ds(time_skipping, kassa)
-    await authenticate_3ds(payment_url, approve=True)  # the bank's webhook goes nowhere this workflow hears
+    await authenticate_3ds(
+        payment_url, approve=True
+    )  # the bank's webhook goes nowhere this workflow hears
     result = await handle.result()
     assert result.status == "PAID"
     description = await handle.describe()

@@ -17,7 +17,9 @@ async def _claim(kassa: Kassa, lines: list[StockLine]) -> bool:
     """One tap's claim, as the gateway takes it: one statement in autocommit."""
     try:
         async with autocommit_scope(kassa.engine) as autocommit:
-            await inventory.claim(autocommit, str(uuid.uuid4()), uuid.uuid4(), lines, utcnow() + timedelta(minutes=15))
+            await inventory.claim(
+                autocommit, str(uuid.uuid4()), uuid.uuid4(), lines, utcnow() + timedelta(minutes=15)
+            )
         return True
     except OutOfStock:
         return False
@@ -51,8 +53,12 @@ async def test_claim_release_commit_are_idempotent(kassa: Kassa) -> None:
     expires = utcnow() + timedelta(minutes=15)
     first_tap, second_tap = str(uuid.uuid4()), str(uuid.uuid4())
     async with autocommit_scope(kassa.engine) as autocommit:
-        held = await inventory.claim(autocommit, first_tap, uuid.uuid4(), [StockLine(sku, 2)], expires)
-        again = await inventory.claim(autocommit, first_tap, uuid.uuid4(), [StockLine(sku, 2)], expires)
+        held = await inventory.claim(
+            autocommit, first_tap, uuid.uuid4(), [StockLine(sku, 2)], expires
+        )
+        again = await inventory.claim(
+            autocommit, first_tap, uuid.uuid4(), [StockLine(sku, 2)], expires
+        )
     assert again.reservation_id == held.reservation_id and (await kassa.stock(sku)).reserved == 2
 
     for _ in range(2):
@@ -61,7 +67,9 @@ async def test_claim_release_commit_are_idempotent(kassa: Kassa) -> None:
     assert (await kassa.stock(sku)).reserved == 0
 
     async with autocommit_scope(kassa.engine) as autocommit:
-        sold = await inventory.claim(autocommit, second_tap, uuid.uuid4(), [StockLine(sku, 3)], expires)
+        sold = await inventory.claim(
+            autocommit, second_tap, uuid.uuid4(), [StockLine(sku, 3)], expires
+        )
     for _ in range(2):
         async with session_scope(kassa.engine) as session:
             await inventory.commit(session, sold.reservation_id)

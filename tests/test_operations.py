@@ -80,7 +80,9 @@ async def test_metrics_move_when_a_checkout_runs(kassa: Kassa) -> None:
     assert moved(before, after, "kassa_pay_now_seconds_count", status="201") >= 1
     assert moved(before, after, "kassa_pay_now_seconds_count", status="409") >= 1
     assert moved(before, after, "kassa_webhook_events_total", outcome="signalled") >= 1
-    assert moved(before, after, "kassa_acquirer_request_seconds_count", operation="create_intent") >= 1
+    assert (
+        moved(before, after, "kassa_acquirer_request_seconds_count", operation="create_intent") >= 1
+    )
     assert while_held[("kassa_holds_active", ())] >= 1
 
 
@@ -101,7 +103,9 @@ def captured_logs() -> Iterator[io.StringIO]:
         root.setLevel(level)
 
 
-async def test_log_lines_of_a_checkout_carry_its_order_id_and_never_a_card_number_or_secret(kassa: Kassa) -> None:
+async def test_log_lines_of_a_checkout_carry_its_order_id_and_never_a_card_number_or_secret(
+    kassa: Kassa,
+) -> None:
     sku = await kassa.product(on_hand=2)
     customer = await kassa.customer()
     settings = kassa.settings
@@ -109,7 +113,12 @@ async def test_log_lines_of_a_checkout_carry_its_order_id_and_never_a_card_numbe
         async with httpx.AsyncClient(base_url=settings.acquirer_base_url) as bank:
             tokenized = await bank.post(
                 "/v1/tokens",
-                json={"card_number": CARD_NUMBER_3DS, "exp_month": 12, "exp_year": 2030, "cvc": "123"},
+                json={
+                    "card_number": CARD_NUMBER_3DS,
+                    "exp_month": 12,
+                    "exp_year": 2030,
+                    "cvc": "123",
+                },
                 headers={"Authorization": f"Bearer {settings.acquirer_api_key}"},
             )
             assert tokenized.status_code in (200, 201), tokenized.text
@@ -131,14 +140,33 @@ async def test_log_lines_of_a_checkout_carry_its_order_id_and_never_a_card_numbe
     assert {"order placed", "payment initiated", "order marked", "pay now answered"} <= messages
     assert "payment event signalled" in messages
     # Inside the workflow's activities, every line of ours knows its order and its run.
-    in_activities = [line for line in lines if line.get("workflow_id") == workflow_id and "activity" in line]
-    assert in_activities and all(line.get("order_id") == order_id and line.get("run_id") for line in in_activities)
+    in_activities = [
+        line for line in lines if line.get("workflow_id") == workflow_id and "activity" in line
+    ]
+    assert in_activities and all(
+        line.get("order_id") == order_id and line.get("run_id") for line in in_activities
+    )
     # The gateway's lines carry their request's id, and the run they talk to.
-    in_gateway = [line for line in ours if line["logger"] in ("kassa.checkout", "kassa.webhooks") and "activity" not in line]
-    assert {line["msg"] for line in in_gateway} == {"order placed", "pay now answered", "payment event signalled"}
-    assert all(line.get("request_id") and line.get("workflow_id") == workflow_id for line in in_gateway)
+    in_gateway = [
+        line
+        for line in ours
+        if line["logger"] in ("kassa.checkout", "kassa.webhooks") and "activity" not in line
+    ]
+    assert {line["msg"] for line in in_gateway} == {
+        "order placed",
+        "pay now answered",
+        "payment event signalled",
+    }
+    assert all(
+        line.get("request_id") and line.get("workflow_id") == workflow_id for line in in_gateway
+    )
 
-    secrets = [settings.jwt_secret, settings.acquirer_api_key, settings.acquirer_webhook_secret, customer.token]
+    secrets = [
+        settings.jwt_secret,
+        settings.acquirer_api_key,
+        settings.acquirer_webhook_secret,
+        customer.token,
+    ]
     for secret in secrets:
         assert secret and secret not in text
     for number in (CARD_NUMBER_3DS, "4000 0000 0000 3220", "4000-0000-0000-3220"):
@@ -169,14 +197,20 @@ async def test_a_card_number_or_a_secret_passed_by_mistake_is_masked() -> None:
     assert line["at"] == "1764097000123"  # a long number that is no card (Luhn) stays
     assert line["crafted"] == "[redacted]"  # too long to check window by window
     assert line["reservation_id"] == "42424242-4242-4242-4242-424242424242"
-    assert (line["api_key"], line["password"], line["order_id"]) == ("[redacted]", "[redacted]", "o-1")
+    assert (line["api_key"], line["password"], line["order_id"]) == (
+        "[redacted]",
+        "[redacted]",
+        "o-1",
+    )
 
 
 async def _pending_order(kassa: Kassa, customer: Customer, sku: str) -> tuple[dict, str]:
     async with customer.http() as http:
         cart = await customer.cart_with((sku, 2))
         answer = await pay_now(http, cart, CARD_3DS)
-        assert answer.status_code == 201 and answer.json()["status"] == "PENDING_PAYMENT", answer.text
+        assert answer.status_code == 201 and answer.json()["status"] == "PENDING_PAYMENT", (
+            answer.text
+        )
     return cart, answer.json()["order_id"]
 
 
@@ -189,29 +223,39 @@ async def _sweep(kassa: Kassa) -> SweepResult:
     )
 
 
-async def test_the_sweeper_releases_a_hold_left_by_a_workflow_terminated_from_outside(kassa: Kassa) -> None:
+async def test_the_sweeper_releases_a_hold_left_by_a_workflow_terminated_from_outside(
+    kassa: Kassa,
+) -> None:
     sku = await kassa.product(on_hand=5)
     customer = await kassa.customer()
     cart, order_id = await _pending_order(kassa, customer, sku)
-    await kassa.temporal.get_workflow_handle(checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"])).terminate(reason="test")
+    await kassa.temporal.get_workflow_handle(
+        checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"])
+    ).terminate(reason="test")
     assert (await kassa.stock(sku)).reserved == 2  # nobody will release it now
     before = await scrape(kassa)
 
     with captured_logs() as output:
         swept = await _sweep(kassa)
-    assert [hold.why for hold in swept.repaired if str(hold.order_id) == order_id] == [WORKFLOW_GONE]
+    assert [hold.why for hold in swept.repaired if str(hold.order_id) == order_id] == [
+        WORKFLOW_GONE
+    ]
     assert (await kassa.stock(sku)).reserved == 0
     async with customer.http() as http:
         order = (await http.get(f"/orders/{order_id}")).json()
         assert (order["status"], order["reason"]) == ("EXPIRED", "hold_swept")
-        assert (await http.get("/cart")).json()["version"] == cart["version"] + 1  # the cart is theirs again
+        assert (await http.get("/cart")).json()["version"] == cart[
+            "version"
+        ] + 1  # the cart is theirs again
     after = await scrape(kassa)
     assert moved(before, after, "kassa_holds_repaired_total", reason=WORKFLOW_GONE) >= 1
-    assert moved(before, after, "kassa_checkouts_ended_total", status="EXPIRED") >= 1  # ended here, counted here
+    assert (
+        moved(before, after, "kassa_checkouts_ended_total", status="EXPIRED") >= 1
+    )  # ended here, counted here
     repairs = [json.loads(line) for line in output.getvalue().splitlines() if order_id in line]
-    assert [(line["msg"], line["why"]) for line in repairs if line["logger"] == "kassa.sweeper"] == [
-        ("hold released by the sweeper", WORKFLOW_GONE)
-    ]
+    assert [
+        (line["msg"], line["why"]) for line in repairs if line["logger"] == "kassa.sweeper"
+    ] == [("hold released by the sweeper", WORKFLOW_GONE)]
 
     again = await _sweep(kassa)  # a repaired hold is not repaired twice
     assert order_id not in [str(hold.order_id) for hold in again.repaired]
@@ -221,15 +265,21 @@ async def test_the_sweeper_stops_a_checkout_stuck_long_past_its_deadline(kassa: 
     sku = await kassa.product(on_hand=5)
     customer = await kassa.customer()
     cart, order_id = await _pending_order(kassa, customer, sku)
-    async with session_scope(kassa.engine) as session:  # as if its workers had been down for an hour
+    async with session_scope(
+        kassa.engine
+    ) as session:  # as if its workers had been down for an hour
         await session.exec(
             update(Reservation)
             .where(Reservation.order_id == uuid.UUID(order_id))
             .values(hold_expires_at=utcnow() - timedelta(hours=1))
         )
     swept = await _sweep(kassa)
-    assert [hold.why for hold in swept.repaired if str(hold.order_id) == order_id] == [DEADLINE_LONG_PAST]
-    description = await kassa.temporal.get_workflow_handle(checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"])).describe()
+    assert [hold.why for hold in swept.repaired if str(hold.order_id) == order_id] == [
+        DEADLINE_LONG_PAST
+    ]
+    description = await kassa.temporal.get_workflow_handle(
+        checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"])
+    ).describe()
     assert description.status is not None and description.status.name == "TERMINATED"
     assert (await kassa.stock(sku)).reserved == 0
 
@@ -243,21 +293,32 @@ async def _delete_schedules(handles: list[ScheduleHandle]) -> None:
 
 
 async def test_schedules_are_created_once_however_many_workers_start(kassa: Kassa) -> None:
-    handles = [kassa.temporal.get_schedule_handle(name) for name in (RECONCILE_SCHEDULE, HOLD_SWEEP_SCHEDULE)]
+    handles = [
+        kassa.temporal.get_schedule_handle(name)
+        for name in (RECONCILE_SCHEDULE, HOLD_SWEEP_SCHEDULE)
+    ]
     await _delete_schedules(handles)
     try:
-        created = await asyncio.gather(*(ensure_schedules(kassa.temporal, kassa.settings) for _ in range(6)))
-        assert sorted(name for names in created for name in names) == sorted([HOLD_SWEEP_SCHEDULE, RECONCILE_SCHEDULE])
+        created = await asyncio.gather(
+            *(ensure_schedules(kassa.temporal, kassa.settings) for _ in range(6))
+        )
+        assert sorted(name for names in created for name in names) == sorted(
+            [HOLD_SWEEP_SCHEDULE, RECONCILE_SCHEDULE]
+        )
         assert await ensure_schedules(kassa.temporal, kassa.settings) == []
         reconcile, sweep = [(await handle.describe()).schedule for handle in handles]
         assert reconcile.spec.intervals[0].every == timedelta(minutes=1)
-        assert sweep.spec.intervals[0].every == timedelta(seconds=kassa.settings.hold_sweep_interval_seconds)
+        assert sweep.spec.intervals[0].every == timedelta(
+            seconds=kassa.settings.hold_sweep_interval_seconds
+        )
     finally:
         # Not left running on the test's task queue: the sweeper would see other tests' holds.
         await _delete_schedules(handles)
 
 
-async def test_admin_finds_orders_by_customer_status_and_time_in_pages_and_reads_the_whole_story(kassa: Kassa) -> None:
+async def test_admin_finds_orders_by_customer_status_and_time_in_pages_and_reads_the_whole_story(
+    kassa: Kassa,
+) -> None:
     sku = await kassa.product(on_hand=5, price=120_000)
     customer, support = await kassa.customer(), await kassa.account("support")
     async with customer.http() as http:
@@ -271,31 +332,61 @@ async def test_admin_finds_orders_by_customer_status_and_time_in_pages_and_reads
         mine = {"customer_id": str(customer.user.id), "limit": 1}
         page = (await http.get("/admin/orders", params=mine)).json()
         assert [order["id"] for order in page["items"]] == [paid_id] and page["next_cursor"]
-        last = (await http.get("/admin/orders", params=mine | {"cursor": page["next_cursor"]})).json()
-        assert [order["id"] for order in last["items"]] == [cancelled_id] and last["next_cursor"] is None
+        last = (
+            await http.get("/admin/orders", params=mine | {"cursor": page["next_cursor"]})
+        ).json()
+        assert [order["id"] for order in last["items"]] == [cancelled_id] and last[
+            "next_cursor"
+        ] is None
         assert last["items"][0]["status"] == "CANCELLED"
-        assert last["items"][0]["workflow_url"].startswith(f"{TEMPORAL_UI_URL}/namespaces/default/workflows/checkout-")
+        assert last["items"][0]["workflow_url"].startswith(
+            f"{TEMPORAL_UI_URL}/namespaces/default/workflows/checkout-"
+        )
 
-        paid_only = (await http.get("/admin/orders", params=mine | {"status": "PAID", "limit": 10})).json()
+        paid_only = (
+            await http.get("/admin/orders", params=mine | {"status": "PAID", "limit": 10})
+        ).json()
         assert [order["id"] for order in paid_only["items"]] == [paid_id]
         since = {"created_from": page["items"][0]["created_at"], "limit": 10}
-        assert [order["id"] for order in (await http.get("/admin/orders", params=mine | since)).json()["items"]] == [paid_id]
+        assert [
+            order["id"]
+            for order in (await http.get("/admin/orders", params=mine | since)).json()["items"]
+        ] == [paid_id]
         until = {"created_before": page["items"][0]["created_at"], "limit": 10}
-        assert [o["id"] for o in (await http.get("/admin/orders", params=mine | until)).json()["items"]] == [cancelled_id]
+        assert [
+            o["id"] for o in (await http.get("/admin/orders", params=mine | until)).json()["items"]
+        ] == [cancelled_id]
 
-        for bad, code in (({"cursor": "not-ours"}, "invalid_cursor"), ({"created_from": "2026-01-01T00:00:00"}, "invalid_time")):
+        for bad, code in (
+            ({"cursor": "not-ours"}, "invalid_cursor"),
+            ({"created_from": "2026-01-01T00:00:00"}, "invalid_time"),
+        ):
             refused = await http.get("/admin/orders", params=bad)
             assert (refused.status_code, refused.json()["code"]) == (422, code), refused.text
 
         dossier = (await http.get(f"/admin/orders/{paid_id}")).json()
     assert dossier["status"] == "PAID" and dossier["customer_id"] == str(customer.user.id)
     assert [p["status"] for p in dossier["payments"]] == ["succeeded"]
-    assert sorted(t["kind"] for t in dossier["ledger"]) == ["charge", "points_accrued"]  # one transaction each, same commit
+    assert sorted(t["kind"] for t in dossier["ledger"]) == [
+        "charge",
+        "points_accrued",
+    ]  # one transaction each, same commit
     assert all(sum(posting["amount"] for posting in t["postings"]) == 0 for t in dossier["ledger"])
-    assert [event["status"] for event in dossier["events"]] == ["CREATED", "PENDING_PAYMENT", "PAID"]
+    assert [event["status"] for event in dossier["events"]] == [
+        "CREATED",
+        "PENDING_PAYMENT",
+        "PAID",
+    ]
     workflow = dossier["workflow"]
-    assert workflow["id"] == dossier["workflow_id"] and workflow["status"] == "COMPLETED" and workflow["run_id"]
-    assert workflow["url"] == f"{TEMPORAL_UI_URL}/namespaces/default/workflows/{workflow['id']}/{workflow['run_id']}/history"
+    assert (
+        workflow["id"] == dossier["workflow_id"]
+        and workflow["status"] == "COMPLETED"
+        and workflow["run_id"]
+    )
+    assert (
+        workflow["url"]
+        == f"{TEMPORAL_UI_URL}/namespaces/default/workflows/{workflow['id']}/{workflow['run_id']}/history"
+    )
 
 
 async def test_a_checkout_run_reads_as_its_story_in_temporal(kassa: Kassa) -> None:
@@ -306,14 +397,20 @@ async def test_a_checkout_run_reads_as_its_story_in_temporal(kassa: Kassa) -> No
         assert answer.status_code == 201, answer.text
         order_id = answer.json()["order_id"]
         reservation_id = (await http.get(f"/orders/{order_id}")).json()["reservation_id"]
-    handle = kassa.temporal.get_workflow_handle(checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"]))
+    handle = kassa.temporal.get_workflow_handle(
+        checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"])
+    )
     description = await handle.describe()
     assert description.typed_search_attributes is not None
     attributes = {pair.key.name: pair.value for pair in description.typed_search_attributes}
     assert attributes["OrderStatus"] == "PAID" and attributes["PaymentStatus"] == "succeeded"
     assert attributes["CustomerId"] == str(customer.user.id)
-    assert (await description.static_summary()) == f"Pay Now: cart {cart['id']} v{cart['version']} of customer {customer.user.id}"
-    assert (await description.static_details() or "").startswith(f"Order {order_id} placed by the gateway, stock held until ")
+    assert (
+        await description.static_summary()
+    ) == f"Pay Now: cart {cart['id']} v{cart['version']} of customer {customer.user.id}"
+    assert (await description.static_details() or "").startswith(
+        f"Order {order_id} placed by the gateway, stock held until "
+    )
     summaries = [
         event.user_metadata.summary.data.decode()
         async for event in handle.fetch_history_events()
@@ -321,7 +418,11 @@ async def test_a_checkout_run_reads_as_its_story_in_temporal(kassa: Kassa) -> No
         if event.HasField("activity_task_scheduled_event_attributes")
         or event.marker_recorded_event_attributes.marker_name == "core_local_activity"
     ]
-    assert summaries == ['"Payment attempt 1: 1500.00 RUB at the acquirer"', f'"Commit the held stock: sold ({reservation_id})"', '"Order PAID"']
+    assert summaries == [
+        '"Payment attempt 1: 1500.00 RUB at the acquirer"',
+        f'"Commit the held stock: sold ({reservation_id})"',
+        '"Order PAID"',
+    ]
     query = f'PaymentStatus = "succeeded" AND CustomerId = "{customer.user.id}"'
     for _ in range(50):  # visibility is eventually consistent
         if found := [run.id async for run in kassa.temporal.list_workflows(query)]:
@@ -330,7 +431,9 @@ async def test_a_checkout_run_reads_as_its_story_in_temporal(kassa: Kassa) -> No
     assert found == [handle.id]
 
 
-async def test_a_worker_stopped_with_sigterm_finishes_the_activity_it_is_running(kassa: Kassa) -> None:
+async def test_a_worker_stopped_with_sigterm_finishes_the_activity_it_is_running(
+    kassa: Kassa,
+) -> None:
     """`kassa worker` as in production, on a task queue of its own; the bank answers slowly, so its
     payment call is under way when SIGTERM comes: it completes, then the worker exits cleanly."""
     settings = kassa.settings
@@ -360,8 +463,12 @@ async def test_a_worker_stopped_with_sigterm_finishes_the_activity_it_is_running
     cart = await customer.cart_with((sku, 1))
     await set_faults(settings.acquirer_base_url, api={"latency_ms": 3000})
     try:
-        workflow_id, checkout = await placed_checkout(kassa.engine, customer.user.id, cart, CARD, settings.hold_seconds)
-        handle = await kassa.temporal.start_workflow(CheckoutWorkflow.run, checkout, id=workflow_id, task_queue=task_queue)
+        workflow_id, checkout = await placed_checkout(
+            kassa.engine, customer.user.id, cart, CARD, settings.hold_seconds
+        )
+        handle = await kassa.temporal.start_workflow(
+            CheckoutWorkflow.run, checkout, id=workflow_id, task_queue=task_queue
+        )
         await _until_running(handle, "initiate_payment")
         worker.send_signal(signal.SIGTERM)
         output, _ = await asyncio.wait_for(worker.communicate(), timeout=30)
@@ -370,8 +477,12 @@ async def test_a_worker_stopped_with_sigterm_finishes_the_activity_it_is_running
         if worker.returncode is None:
             worker.kill()
     assert worker.returncode == 0, output.decode()
-    messages = [json.loads(line)["msg"] for line in output.decode().splitlines() if line.startswith("{")]
-    assert messages.index("worker stopping: finishing running activities") < messages.index("payment initiated")
+    messages = [
+        json.loads(line)["msg"] for line in output.decode().splitlines() if line.startswith("{")
+    ]
+    assert messages.index("worker stopping: finishing running activities") < messages.index(
+        "payment initiated"
+    )
     assert messages[-1] == "worker stopped"
     events = [event async for event in handle.fetch_history_events()]
     (payment,) = [

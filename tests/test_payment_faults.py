@@ -25,13 +25,17 @@ async def faults(kassa: Kassa) -> AsyncIterator[str]:
 
 def _intents_at_the_acquirer(kassa: Kassa, order_id: str) -> int:
     with sqlite3.connect(kassa.settings.data_dir / "acquirer.sqlite3") as bank:
-        return bank.execute("SELECT count(*) FROM payment_intents WHERE merchant_reference = ?", (order_id,)).fetchone()[0]
+        return bank.execute(
+            "SELECT count(*) FROM payment_intents WHERE merchant_reference = ?", (order_id,)
+        ).fetchone()[0]
 
 
 async def _charges(kassa: Kassa, order_id: str) -> int:
     async with session_scope(kassa.engine) as session:
         found = await session.exec(
-            text("SELECT count(*) FROM ledger_transactions WHERE kind = 'charge' AND order_id = :order_id"),
+            text(
+                "SELECT count(*) FROM ledger_transactions WHERE kind = 'charge' AND order_id = :order_id"
+            ),
             params={"order_id": uuid.UUID(order_id)},
         )
         return found.scalar_one()
@@ -49,11 +53,15 @@ async def _pay_now_until_answered(http: httpx.AsyncClient, cart: dict, method: d
             response = await pay_now(http, cart, method)
         else:
             assert response.json()["code"] == "payment_unavailable"
-            response = await http.post(f"/orders/{response.json()['order_id']}/pay", json={"payment_method": method})
+            response = await http.post(
+                f"/orders/{response.json()['order_id']}/pay", json={"payment_method": method}
+            )
     raise AssertionError("Pay Now stayed unanswered")
 
 
-async def payment_reaches(http: httpx.AsyncClient, order_id: str, status: str, timeout: float = 60) -> None:
+async def payment_reaches(
+    http: httpx.AsyncClient, order_id: str, status: str, timeout: float = 60
+) -> None:
     deadline = time.monotonic() + timeout
     while (order := (await http.get(f"/orders/{order_id}")).json())["payment"]["status"] != status:
         assert time.monotonic() < deadline, f"payment stayed {order['payment']['status']}"
@@ -64,12 +72,16 @@ async def payment_reaches(http: httpx.AsyncClient, order_id: str, status: str, t
 async def _ledger_balances(kassa: Kassa) -> None:
     async with session_scope(kassa.engine) as session:
         unbalanced = await session.exec(
-            text("SELECT transaction_id FROM ledger_postings GROUP BY transaction_id HAVING sum(amount) <> 0")
+            text(
+                "SELECT transaction_id FROM ledger_postings GROUP BY transaction_id HAVING sum(amount) <> 0"
+            )
         )
         assert unbalanced.all() == []
 
 
-async def test_all_webhooks_dropped_paid_orders_still_become_paid(kassa: Kassa, faults: str) -> None:
+async def test_all_webhooks_dropped_paid_orders_still_become_paid(
+    kassa: Kassa, faults: str
+) -> None:
     await set_faults(faults, webhooks={"drop_rate": 1.0})
     sku = await kassa.product(on_hand=2)
     customer = await kassa.customer()
@@ -82,7 +94,9 @@ async def test_all_webhooks_dropped_paid_orders_still_become_paid(kassa: Kassa, 
     assert await _charges(kassa, answer["order_id"]) == 1
 
 
-async def test_duplicated_and_reordered_webhooks_count_each_charge_once(kassa: Kassa, faults: str) -> None:
+async def test_duplicated_and_reordered_webhooks_count_each_charge_once(
+    kassa: Kassa, faults: str
+) -> None:
     await set_faults(faults, webhooks={"duplicate": 3, "reorder": True})
     sku = await kassa.product(on_hand=200)
 
@@ -120,7 +134,9 @@ async def test_duplicated_and_reordered_webhooks_count_each_charge_once(kassa: K
     await _ledger_balances(kassa)
 
 
-async def test_acquirer_failing_30_percent_never_makes_two_intents_per_attempt(kassa: Kassa, faults: str) -> None:
+async def test_acquirer_failing_30_percent_never_makes_two_intents_per_attempt(
+    kassa: Kassa, faults: str
+) -> None:
     await set_faults(faults, api={"error_rate": 0.3, "latency_ms": 300})
     sku = await kassa.product(on_hand=20)
 
@@ -132,7 +148,10 @@ async def test_acquirer_failing_30_percent_never_makes_two_intents_per_attempt(k
             for _ in range(5):  # "the bank did not answer": the customer taps again
                 if response.status_code != 503:
                     break
-                assert response.json()["code"] == "payment_unavailable" and response.json()["retry_allowed"]
+                assert (
+                    response.json()["code"] == "payment_unavailable"
+                    and response.json()["retry_allowed"]
+                )
                 response = await http.post(f"/orders/{order_id}/pay", json={"payment_method": CARD})
             assert response.status_code in (200, 201), response.text
             await order_reaches(http, order_id, "PAID", timeout=60)
@@ -146,18 +165,27 @@ async def test_acquirer_failing_30_percent_never_makes_two_intents_per_attempt(k
     await _ledger_balances(kassa)
 
 
-async def test_acquirer_down_is_a_retryable_error_and_the_hold_keeps_running(kassa: Kassa, faults: str) -> None:
+async def test_acquirer_down_is_a_retryable_error_and_the_hold_keeps_running(
+    kassa: Kassa, faults: str
+) -> None:
     await set_faults(faults, api={"error_rate": 1.0})
     sku = await kassa.product(on_hand=1)
     customer = await kassa.customer()
     async with customer.http() as http:
         down = await pay_now(http, await customer.cart_with((sku, 1)), CARD)
         assert down.status_code == 503, down.text
-        assert down.json()["code"] == "payment_unavailable" and down.json()["order_status"] == "PENDING_PAYMENT"
+        assert (
+            down.json()["code"] == "payment_unavailable"
+            and down.json()["order_status"] == "PENDING_PAYMENT"
+        )
         assert (await kassa.stock(sku)).reserved == 1
         await clear_faults(faults)
-        retried = await http.post(f"/orders/{down.json()['order_id']}/pay", json={"payment_method": CARD})
+        retried = await http.post(
+            f"/orders/{down.json()['order_id']}/pay", json={"payment_method": CARD}
+        )
         assert retried.status_code == 200, retried.text
         order = await order_reaches(http, down.json()["order_id"], "PAID")
-        assert order["payment"]["attempt"] == 1  # the unanswered attempt was tried again, not counted
+        assert (
+            order["payment"]["attempt"] == 1
+        )  # the unanswered attempt was tried again, not counted
     assert _intents_at_the_acquirer(kassa, down.json()["order_id"]) == 1

@@ -21,8 +21,14 @@ from workflows.checkout import checkout_workflow_id
 
 def _tap(kassa: Kassa, customer: Customer, cart: dict) -> PlaceOrder:
     return PlaceOrder(
-        uuid.uuid4(), checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"]), customer.user.id, uuid.UUID(cart["id"]),
-        cart["version"], None, 0, kassa.settings.hold_seconds,
+        uuid.uuid4(),
+        checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"]),
+        customer.user.id,
+        uuid.UUID(cart["id"]),
+        cart["version"],
+        None,
+        0,
+        kassa.settings.hold_seconds,
     )
 
 
@@ -49,15 +55,23 @@ async def test_a_tap_sent_again_starts_the_run_the_first_tap_never_started(kassa
         assert again.status_code == 201, again.text
         assert (again.json()["order_id"], again.json()["status"]) == (order_id, "PAID")
     async with session_scope(kassa.engine) as session:
-        orders = (await session.exec(select(Order).where(Order.cart_id == uuid.UUID(cart["id"])))).all()
-        reservations = (await session.exec(select(Reservation).where(Reservation.order_id == uuid.UUID(order_id)))).all()
+        orders = (
+            await session.exec(select(Order).where(Order.cart_id == uuid.UUID(cart["id"])))
+        ).all()
+        reservations = (
+            await session.exec(
+                select(Reservation).where(Reservation.order_id == uuid.UUID(order_id))
+            )
+        ).all()
     assert [str(order.id) for order in orders] == [order_id]
     assert [reservation.status for reservation in reservations] == ["committed"]
     stock = await kassa.stock(sku)
     assert (stock.on_hand, stock.reserved) == (1, 0)
 
 
-async def test_a_tap_sent_again_takes_the_claim_its_first_try_left_without_an_order(kassa: Kassa) -> None:
+async def test_a_tap_sent_again_takes_the_claim_its_first_try_left_without_an_order(
+    kassa: Kassa,
+) -> None:
     """The gateway stopped between the claim and the order (killed, or the database went away):
     the same tap again finds that claim and makes its order with it, rather than holding the
     stock twice (here there is no stock for a second hold)."""
@@ -71,8 +85,17 @@ async def test_a_tap_sent_again_takes_the_claim_its_first_try_left_without_an_or
         again = await pay_now(http, cart, CARD)
     assert again.status_code == 201 and again.json()["status"] == "PAID", again.text
     async with session_scope(kassa.engine) as session:
-        holds = (await session.exec(select(Reservation).where(col(Reservation.claim_key) == checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"])))).all()
-    assert [(hold.id, str(hold.order_id), hold.status) for hold in holds] == [(first_try.reservation_id, again.json()["order_id"], "committed")]
+        holds = (
+            await session.exec(
+                select(Reservation).where(
+                    col(Reservation.claim_key)
+                    == checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"])
+                )
+            )
+        ).all()
+    assert [(hold.id, str(hold.order_id), hold.status) for hold in holds] == [
+        (first_try.reservation_id, again.json()["order_id"], "committed")
+    ]
     stock = await kassa.stock(sku)
     assert (stock.on_hand, stock.reserved) == (0, 0)
 
@@ -85,13 +108,17 @@ async def test_twin_claims_under_one_key_hold_the_stock_once(kassa: Kassa) -> No
 
     async def claim() -> inventory.Claimed:
         async with autocommit_scope(kassa.engine) as autocommit:
-            product = await autocommit.get_one(Product, sku)  # as the gateway holds the customer's cart
+            product = await autocommit.get_one(
+                Product, sku
+            )  # as the gateway holds the customer's cart
             claimed = await inventory.claim(autocommit, key, uuid.uuid4(), lines, utcnow())
         assert product.sku == sku  # still readable: the claim's second try expired nothing
         return claimed
 
     async with kassa.engine.connect() as rival:
-        await rival.execute(text("SELECT 1 FROM stock WHERE sku = :sku FOR NO KEY UPDATE"), {"sku": sku})
+        await rival.execute(
+            text("SELECT 1 FROM stock WHERE sku = :sku FOR NO KEY UPDATE"), {"sku": sku}
+        )
         twins = [asyncio.create_task(claim()) for _ in range(2)]
         await until_a_lock_is_awaited(kassa, "WITH earlier", count=2)
         await rival.commit()
@@ -108,7 +135,9 @@ async def test_a_placement_whose_run_never_started_is_swept(kassa: Kassa) -> Non
     assert (await kassa.stock(sku)).reserved == 2
 
     swept = await _sweep(kassa)
-    assert [hold.why for hold in swept.repaired if str(hold.order_id) == order_id] == [WORKFLOW_GONE]
+    assert [hold.why for hold in swept.repaired if str(hold.order_id) == order_id] == [
+        WORKFLOW_GONE
+    ]
     assert (await kassa.stock(sku)).reserved == 0
     async with customer.http() as http:
         assert (await order_reaches(http, order_id, "EXPIRED"))["reason"] == "hold_swept"
@@ -119,11 +148,15 @@ async def test_a_claim_whose_order_was_never_made_is_released_by_the_sweeper(kas
     sku = await kassa.product(on_hand=3)
     claim_id = uuid.uuid4()
     async with autocommit_scope(kassa.engine) as autocommit:
-        await inventory.claim(autocommit, f"tap-{claim_id}", claim_id, [StockLine(sku, 2)], utcnow())
+        await inventory.claim(
+            autocommit, f"tap-{claim_id}", claim_id, [StockLine(sku, 2)], utcnow()
+        )
     assert (await kassa.stock(sku)).reserved == 2
 
     swept = await _sweep(kassa)
-    assert [(hold.why, hold.order_id) for hold in swept.repaired if hold.reservation_id == claim_id] == [(CLAIM_ABANDONED, None)]
+    assert [
+        (hold.why, hold.order_id) for hold in swept.repaired if hold.reservation_id == claim_id
+    ] == [(CLAIM_ABANDONED, None)]
     assert (await kassa.stock(sku)).reserved == 0
 
 
@@ -132,30 +165,44 @@ async def test_a_refused_order_gives_its_claim_back(kassa: Kassa) -> None:
     customer = await kassa.customer()
     cart = await customer.cart_with((sku, 2))
     async with customer.http() as http:
-        refused = await http.post("/checkout", json={"cart_id": cart["id"], "payment_method": CARD, "redeem_points": 500})
-    assert refused.status_code == 409 and refused.json()["code"] == "not_enough_points", refused.text
+        refused = await http.post(
+            "/checkout", json={"cart_id": cart["id"], "payment_method": CARD, "redeem_points": 500}
+        )
+    assert refused.status_code == 409 and refused.json()["code"] == "not_enough_points", (
+        refused.text
+    )
     assert (await kassa.stock(sku)).reserved == 0
     async with session_scope(kassa.engine) as session:
-        assert (await session.exec(select(Order).where(col(Order.user_id) == customer.user.id))).all() == []
+        assert (
+            await session.exec(select(Order).where(col(Order.user_id) == customer.user.id))
+        ).all() == []
 
 
-async def test_the_hold_waits_for_a_rival_holding_the_row_and_decides_on_what_is_left(kassa: Kassa) -> None:
+async def test_the_hold_waits_for_a_rival_holding_the_row_and_decides_on_what_is_left(
+    kassa: Kassa,
+) -> None:
     """A rival has the SKU's row locked; the claim waits for it, then finds the stock gone: it
     holds nothing, and no order is made."""
     sku = await kassa.product(on_hand=2)
     customer = await kassa.customer()
     cart = await customer.cart_with((sku, 2))
     async with kassa.engine.connect() as rival:
-        await rival.execute(text("SELECT 1 FROM stock WHERE sku = :sku FOR NO KEY UPDATE"), {"sku": sku})
+        await rival.execute(
+            text("SELECT 1 FROM stock WHERE sku = :sku FOR NO KEY UPDATE"), {"sku": sku}
+        )
         async with customer.http() as http:
             paying = asyncio.create_task(pay_now(http, cart, CARD_3DS))
             await until_a_lock_is_awaited(kassa, "WITH earlier")
-            await rival.execute(text("UPDATE stock SET reserved = on_hand WHERE sku = :sku"), {"sku": sku})
+            await rival.execute(
+                text("UPDATE stock SET reserved = on_hand WHERE sku = :sku"), {"sku": sku}
+            )
             await rival.commit()
             refused = await paying
         assert refused.status_code == 409 and refused.json()["code"] == "out_of_stock", refused.text
     async with session_scope(kassa.engine) as session:
-        assert (await session.exec(select(Order).where(col(Order.user_id) == customer.user.id))).all() == []
+        assert (
+            await session.exec(select(Order).where(col(Order.user_id) == customer.user.id))
+        ).all() == []
         assert (await session.get_one(Cart, uuid.UUID(cart["id"]))).status == "open"
     stock = await kassa.stock(sku)
     assert (stock.on_hand, stock.reserved) == (2, 2)  # the rival's two, none of ours

@@ -68,13 +68,17 @@ promo_strategy = st.one_of(
 
 
 @given(lines=lines_strategy, promo=promo_strategy, redeem=st.integers(0, 10**10))
-def test_totals_are_never_negative_and_add_up(lines: list[BasketLine], promo: PromoTerms | None, redeem: int) -> None:
+def test_totals_are_never_negative_and_add_up(
+    lines: list[BasketLine], promo: PromoTerms | None, redeem: int
+) -> None:
     priced = price_basket(lines, promo, redeem)
     assert priced.subtotal == sum(line.unit_price * line.quantity for line in lines)
     assert 0 <= priced.discount <= priced.subtotal
     assert 0 <= priced.points <= min(redeem, points_cap(priced.subtotal - priced.discount))
     assert priced.total == priced.subtotal - priced.discount - priced.points >= 0
-    assert priced.total >= min(priced.subtotal, MIN_TOTAL) * (100 - POINTS_SHARE_PERCENT) // 100  # a card payment needs an amount
+    assert (
+        priced.total >= min(priced.subtotal, MIN_TOTAL) * (100 - POINTS_SHARE_PERCENT) // 100
+    )  # a card payment needs an amount
     assert sum(line.discount for line in priced.lines) == priced.discount
     assert sum(line.points for line in priced.lines) == priced.points
     for line in priced.lines:
@@ -83,7 +87,9 @@ def test_totals_are_never_negative_and_add_up(lines: list[BasketLine], promo: Pr
 
 
 @given(lines=lines_strategy, promo=promo_strategy, redeem=st.integers(0, 10**10))
-def test_vat_is_each_lines_rate_of_what_it_costs(lines: list[BasketLine], promo: PromoTerms | None, redeem: int) -> None:
+def test_vat_is_each_lines_rate_of_what_it_costs(
+    lines: list[BasketLine], promo: PromoTerms | None, redeem: int
+) -> None:
     priced = price_basket(lines, promo, redeem)
     assert priced.vat == sum(line.vat for line in priced.lines)
     for line, basket_line in zip(priced.lines, lines, strict=True):
@@ -94,7 +100,9 @@ def test_vat_is_each_lines_rate_of_what_it_costs(lines: list[BasketLine], promo:
 
 
 @given(lines=lines_strategy, percent=st.integers(1, 100))
-def test_percent_discount_is_rounded_down_on_the_lines_in_scope(lines: list[BasketLine], percent: int) -> None:
+def test_percent_discount_is_rounded_down_on_the_lines_in_scope(
+    lines: list[BasketLine], percent: int
+) -> None:
     promo = PromoTerms("AUDIO", "percent", percent, 0, categories=("audio",))
     priced = price_basket(lines, promo)
     in_scope = sum(line.unit_price * line.quantity for line in lines if "audio" in line.categories)
@@ -105,10 +113,14 @@ def test_percent_discount_is_rounded_down_on_the_lines_in_scope(lines: list[Bask
             assert line.discount == 0
 
 
-@given(amount_and_weights=st.lists(st.integers(0, 10**9), min_size=1, max_size=10).flatmap(
-    lambda weights: st.tuples(st.integers(0, sum(weights)), st.just(weights))
-))
-def test_share_out_is_exact_and_within_each_weight(amount_and_weights: tuple[int, list[int]]) -> None:
+@given(
+    amount_and_weights=st.lists(st.integers(0, 10**9), min_size=1, max_size=10).flatmap(
+        lambda weights: st.tuples(st.integers(0, sum(weights)), st.just(weights))
+    )
+)
+def test_share_out_is_exact_and_within_each_weight(
+    amount_and_weights: tuple[int, list[int]],
+) -> None:
     amount, weights = amount_and_weights
     shares = share_out(amount, weights)
     assert sum(shares) == amount
@@ -130,20 +142,32 @@ def test_rounding_rule_example() -> None:
     """The README's worked example: 3 × 333.33 ₽ at 10 % VAT, 15 % off, 100 points."""
     line = BasketLine("X", "x", "Acme", ("home",), 3, 33_333, 10)
     priced = price_basket([line], PromoTerms("P15", "percent", 15, 0), 10_000)
-    assert (priced.subtotal, priced.discount, priced.points, priced.total) == (99_999, 14_999, 10_000, 75_000)
+    assert (priced.subtotal, priced.discount, priced.points, priced.total) == (
+        99_999,
+        14_999,
+        10_000,
+        75_000,
+    )
     assert priced.vat == 6_818  # 75 000 × 10/110 = 6 818.18 → 6 818
 
 
 # --- the cart and its order, on the real database ---------------------------------------------
 
 baskets_strategy = st.lists(
-    st.tuples(st.integers(1, 5_000_000), st.sampled_from((0, 10, 20)), st.sampled_from(BRANDS), st.integers(1, 5)),
+    st.tuples(
+        st.integers(1, 5_000_000),
+        st.sampled_from((0, 10, 20)),
+        st.sampled_from(BRANDS),
+        st.integers(1, 5),
+    ),
     min_size=1,
     max_size=4,
 )
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(basket=baskets_strategy, percent=st.integers(1, 60), redeem=st.integers(0, 3_000_000))
 async def test_the_order_shows_the_numbers_of_its_cart(
     kassa: Kassa, basket: list[tuple[int, int, str, int]], percent: int, redeem: int
@@ -151,11 +175,27 @@ async def test_the_order_shows_the_numbers_of_its_cart(
     customer = await kassa.customer()
     code = f"P{uuid.uuid4().hex[:10]}"
     async with session_scope(kassa.engine) as session:
-        await promos.create(session, {"code": code, "kind": "percent", "value": percent, "brands": ["Apple", "Sony"]})
-        await session.exec(insert(Category).values(slug="audio", name="Аудио", name_en="Audio").on_conflict_do_nothing())
+        await promos.create(
+            session,
+            {"code": code, "kind": "percent", "value": percent, "brands": ["Apple", "Sony"]},
+        )
+        await session.exec(
+            insert(Category)
+            .values(slug="audio", name="Аудио", name_en="Audio")
+            .on_conflict_do_nothing()
+        )
         for price, vat_rate, brand, quantity in basket:
             sku = f"PR-{uuid.uuid4().hex[:10]}"
-            session.add(Product(sku=sku, title=sku, brand=brand, category="audio", price=price, vat_rate=vat_rate))
+            session.add(
+                Product(
+                    sku=sku,
+                    title=sku,
+                    brand=brand,
+                    category="audio",
+                    price=price,
+                    vat_rate=vat_rate,
+                )
+            )
             await session.flush()
             session.add(Stock(sku=sku, on_hand=10))
             await session.flush()
@@ -173,13 +213,17 @@ async def test_the_order_shows_the_numbers_of_its_cart(
     with pytest.raises(_Undone):
         async with session_scope(kassa.engine) as session:
             locked = await orders.lock_cart(session, customer.user.id, cart.id, cart.version)
-            order = await orders.order_from_locked_cart(session, uuid.uuid4(), "wf", locked, cart.version, None, redeem)
-            order_lines = list(await session.exec(select(OrderLine).where(OrderLine.order_id == order.id)))
+            order = await orders.order_from_locked_cart(
+                session, uuid.uuid4(), "wf", locked, cart.version, None, redeem
+            )
+            order_lines = list(
+                await session.exec(select(OrderLine).where(OrderLine.order_id == order.id))
+            )
             shown = (view.subtotal, view.discount, view.points, view.vat, view.total)
             assert (order.subtotal, order.discount, order.points, order.vat, order.total) == shown
-            assert sorted((l.sku, l.line_total, l.discount, l.points, l.vat) for l in order_lines) == sorted(
-                (i.sku, i.line_total, i.discount, i.points, i.vat) for i in view.items
-            )
+            assert sorted(
+                (l.sku, l.line_total, l.discount, l.points, l.vat) for l in order_lines
+            ) == sorted((i.sku, i.line_total, i.discount, i.points, i.vat) for i in view.items)
             raise _Undone
 
 

@@ -43,25 +43,41 @@ def _as_deployed(value: str) -> str:
     return OPTIONAL.sub(lambda found: found.group(2), value)
 
 
-def test_compose_runs_every_part_from_one_image_with_the_right_commands(compose: dict[str, Any]) -> None:
+def test_compose_runs_every_part_from_one_image_with_the_right_commands(
+    compose: dict[str, Any],
+) -> None:
     services = compose["services"]
-    assert set(services) == {"postgres", "temporal", "temporal-init", "temporal-ui", *KASSA_SERVICES}
+    assert set(services) == {
+        "postgres",
+        "temporal",
+        "temporal-init",
+        "temporal-ui",
+        *KASSA_SERVICES,
+    }
     for name, command in KASSA_SERVICES.items():
         service = services[name]
         assert (service["image"], service["build"]) == ("kassa:latest", "."), name
         assert service["command"] == [command]
-        _parser().parse_args(service["command"])  # a `kassa` command (argparse exits on an unknown one)
+        _parser().parse_args(
+            service["command"]
+        )  # a `kassa` command (argparse exits on an unknown one)
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["kassa"]' in dockerfile
     # The image carries no dev-only parts: a plain install, without the dev extra.
     assert re.search(r"pip install \.\s*$", dockerfile, re.MULTILINE) and "[dev" not in dockerfile
 
 
-def test_compose_environment_is_exactly_settings_that_exist_and_parse(compose: dict[str, Any]) -> None:
+def test_compose_environment_is_exactly_settings_that_exist_and_parse(
+    compose: dict[str, Any],
+) -> None:
     fields = set(Settings.model_fields)
     for name in KASSA_SERVICES:
         environment = _environment(compose["services"][name])
-        kassa = {key.removeprefix("KASSA_").lower(): value for key, value in environment.items() if key.startswith("KASSA_")}
+        kassa = {
+            key.removeprefix("KASSA_").lower(): value
+            for key, value in environment.items()
+            if key.startswith("KASSA_")
+        }
         assert set(kassa) <= fields, f"{name}: not settings: {set(kassa) - fields}"
         settings = Settings(**{key: _as_deployed(value) for key, value in kassa.items()})  # type: ignore[arg-type]
         assert settings.env == "production" and settings.host == "0.0.0.0"
@@ -77,7 +93,9 @@ def test_compose_environment_is_exactly_settings_that_exist_and_parse(compose: d
         assert settings.database_url and "@postgres:5432/" in settings.database_url
 
 
-def test_compose_ports_and_health_checks_match_the_settings_and_routes(compose: dict[str, Any]) -> None:
+def test_compose_ports_and_health_checks_match_the_settings_and_routes(
+    compose: dict[str, Any],
+) -> None:
     services, defaults = compose["services"], Settings()
     assert services["api"]["ports"] == [f"{defaults.api_port}:{defaults.api_port}"]
     assert services["acquirer"]["ports"] == [f"{defaults.acquirer_port}:{defaults.acquirer_port}"]
@@ -98,17 +116,26 @@ def test_compose_starts_in_order(compose: dict[str, Any]) -> None:
     services = compose["services"]
 
     def waits_for(name: str) -> dict[str, str]:
-        return {dependency: how["condition"] for dependency, how in services[name]["depends_on"].items()}
+        return {
+            dependency: how["condition"] for dependency, how in services[name]["depends_on"].items()
+        }
 
     assert waits_for("temporal") == {"postgres": "service_healthy"}
     assert waits_for("temporal-init") == {"temporal": "service_healthy"}
     assert waits_for("migrate") == {"postgres": "service_healthy"}
     for name in ("api", "worker"):
-        assert waits_for(name) == {"migrate": "service_completed_successfully", "temporal-init": "service_completed_successfully"}
-    assert _environment(services["temporal"])["DB"].startswith("postgres")  # Temporal persists to PostgreSQL
+        assert waits_for(name) == {
+            "migrate": "service_completed_successfully",
+            "temporal-init": "service_completed_successfully",
+        }
+    assert _environment(services["temporal"])["DB"].startswith(
+        "postgres"
+    )  # Temporal persists to PostgreSQL
 
 
-def test_compose_registers_every_search_attribute_the_workflow_upserts(compose: dict[str, Any]) -> None:
+def test_compose_registers_every_search_attribute_the_workflow_upserts(
+    compose: dict[str, Any],
+) -> None:
     script = compose["services"]["temporal-init"]["command"][0]
     registered = re.search(r"for attribute in ([^;]+);", script)
     assert registered
@@ -129,20 +156,35 @@ async def test_browsers_get_public_addresses_and_servers_internal_ones(tmp_path:
         public_url="https://shop.example.com",
         api_internal_url="http://api:8000",
     )
-    assert settings.return_url == "https://shop.example.com/checkout/return"  # the shopper's browser
+    assert (
+        settings.return_url == "https://shop.example.com/checkout/return"
+    )  # the shopper's browser
     assert settings.webhook_url == "http://api:8000/webhooks/acquirer"  # the acquirer's server
     bank = AcquirerClient(settings.acquirer_base_url, "k")
     async with serving(create_acquirer(settings), sock):
-        intent = await bank.create_intent("key-1", 10_000, "RUB", "tok_3ds", "order-1", settings.return_url)
+        intent = await bank.create_intent(
+            "key-1", 10_000, "RUB", "tok_3ds", "order-1", settings.return_url
+        )
     await bank.aclose()
-    assert intent.payment_url is not None and intent.payment_url.startswith("https://bank.example.com/3ds/pi_")
+    assert intent.payment_url is not None and intent.payment_url.startswith(
+        "https://bank.example.com/3ds/pi_"
+    )
 
 
 @pytest.mark.parametrize("command", ["worker", "acquirer"])
 def test_a_bad_setting_stops_each_command_with_one_line(command: str) -> None:
-    environment = {"PATH": "/usr/bin:/bin", "KASSA_API_PORT": "eighty", "KASSA_DATA_DIR": "/tmp/kassa-never-made"}
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "KASSA_API_PORT": "eighty",
+        "KASSA_DATA_DIR": "/tmp/kassa-never-made",
+    }
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", command], capture_output=True, text=True, timeout=60, env=environment, cwd=ROOT
+        [sys.executable, "-m", "cli.main", command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+        cwd=ROOT,
     )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [

@@ -36,10 +36,14 @@ async def test_this_sessions_checkouts_replay(kassa: Kassa) -> None:
     """Every finished checkout of this test session, replayed; one per final status is kept when recording."""
     customer = await kassa.customer()
     async with customer.http() as http:
-        paid = await pay_now(http, await customer.cart_with((await kassa.product(on_hand=1), 1)), CARD)
+        paid = await pay_now(
+            http, await customer.cart_with((await kassa.product(on_hand=1), 1)), CARD
+        )
         assert paid.status_code == 201, paid.text
     query = f'TaskQueue = "{kassa.settings.task_queue}" AND ExecutionStatus = "Completed"'
-    histories = [history async for history in kassa.temporal.list_workflows(query, limit=60).map_histories()]
+    histories = [
+        history async for history in kassa.temporal.list_workflows(query, limit=60).map_histories()
+    ]
     replayer = Replayer(workflows=WORKFLOWS)
     for history in histories:
         result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
@@ -54,6 +58,8 @@ def record(history: WorkflowHistory) -> None:
         return
     if not history.workflow_id.startswith("checkout-"):
         return
-    result = json.loads(history.events[-1].workflow_execution_completed_event_attributes.result.payloads[0].data)
+    result = json.loads(
+        history.events[-1].workflow_execution_completed_event_attributes.result.payloads[0].data
+    )
     HISTORIES.mkdir(exist_ok=True)
     (HISTORIES / f"checkout-{result['status'].lower()}.json").write_text(history.to_json())

@@ -47,25 +47,41 @@ def collector(received: list[ExportTraceServiceRequest]) -> ASGIApp:
         export = ExportTraceServiceRequest()
         export.ParseFromString(body)
         received.append(export)
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/x-protobuf")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/x-protobuf")],
+            }
+        )
         await send({"type": "http.response.body", "body": b""})
 
     return app
 
 
 @pytest.fixture
-async def traced(kassa: Kassa) -> AsyncIterator[tuple[str, Settings, list[ExportTraceServiceRequest]]]:
+async def traced(
+    kassa: Kassa,
+) -> AsyncIterator[tuple[str, Settings, list[ExportTraceServiceRequest]]]:
     received: list[ExportTraceServiceRequest] = []
     collector_socket, api_socket = listening_socket(), listening_socket()
     async with AsyncExitStack() as stack:
-        collector_url = await stack.enter_async_context(serving(collector(received), collector_socket))
-        settings = kassa.settings.model_copy(update={"otlp_endpoint": collector_url, "task_queue": f"traced-{uuid.uuid4()}"})
+        collector_url = await stack.enter_async_context(
+            serving(collector(received), collector_socket)
+        )
+        settings = kassa.settings.model_copy(
+            update={"otlp_endpoint": collector_url, "task_queue": f"traced-{uuid.uuid4()}"}
+        )
         api_url = await stack.enter_async_context(serving(create_gateway(settings), api_socket))
         # The gateway's lifespan installed the exporter (configure_tracing); the worker's client joins it.
         client = await connect(settings, interceptors=[TracingInterceptor()])
-        await stack.enter_async_context(build_worker(client, settings, kassa.activities, kassa.money))
+        await stack.enter_async_context(
+            build_worker(client, settings, kassa.activities, kassa.money)
+        )
         yield api_url, settings, received
-        await asyncio.to_thread(_provider().shutdown)  # exports what is left, while the collector listens
+        await asyncio.to_thread(
+            _provider().shutdown
+        )  # exports what is left, while the collector listens
 
 
 async def test_one_pay_now_is_one_trace_from_the_api_to_the_acquirer(

@@ -42,7 +42,9 @@ async def pending_3ds_order(kassa: Kassa) -> PendingOrder:
     assert response.status_code == 201, response.text
     answer = response.json()
     assert answer["status"] == "PENDING_PAYMENT" and answer["payment_url"]
-    order = PendingOrder(customer, sku, answer["order_id"], answer["payment"]["intent_id"], answer["payment_url"])
+    order = PendingOrder(
+        customer, sku, answer["order_id"], answer["payment"]["intent_id"], answer["payment_url"]
+    )
     # The acquirer announces the new intent too: once that has landed, what follows is ours alone.
     await processed_event(kassa, order.intent_id, "payment_intent.requires_action")
     return order
@@ -62,7 +64,10 @@ def intent_event(order: PendingOrder, type: str, **intent: Any) -> dict[str, Any
     """An event as the acquirer words it, for the order's real intent."""
     obj = {
         "id": order.intent_id,
-        "status": {"payment_intent.succeeded": "succeeded", "payment_intent.payment_failed": "failed"}[type],
+        "status": {
+            "payment_intent.succeeded": "succeeded",
+            "payment_intent.payment_failed": "failed",
+        }[type],
         "amount": 300_000,
         "currency": "RUB",
         "merchant_reference": order.order_id,
@@ -70,7 +75,12 @@ def intent_event(order: PendingOrder, type: str, **intent: Any) -> dict[str, Any
         "decline_code": None,
         "created": int(time.time()),
     } | intent
-    return {"id": f"evt_{uuid.uuid4().hex[:24]}", "type": type, "created": int(time.time()), "data": {"object": obj}}
+    return {
+        "id": f"evt_{uuid.uuid4().hex[:24]}",
+        "type": type,
+        "created": int(time.time()),
+        "data": {"object": obj},
+    }
 
 
 def body_of(event: dict[str, Any] | bytes) -> bytes:
@@ -101,7 +111,11 @@ def assert_problem(response: httpx.Response, code: str) -> None:
 
 async def events_for(kassa: Kassa, intent_id: str) -> list[WebhookEvent]:
     async with session_scope(kassa.engine) as session:
-        query = select(WebhookEvent).where(WebhookEvent.intent_id == intent_id).order_by(col(WebhookEvent.received_at))
+        query = (
+            select(WebhookEvent)
+            .where(WebhookEvent.intent_id == intent_id)
+            .order_by(col(WebhookEvent.received_at))
+        )
         return list(await session.exec(query))
 
 
@@ -120,7 +134,10 @@ async def signals_received(kassa: Kassa, order_id: str) -> int:
     async with session_scope(kassa.engine) as session:
         workflow_id = (await session.get_one(Order, uuid.UUID(order_id))).workflow_id
     history = await kassa.temporal.get_workflow_handle(workflow_id).fetch_history()
-    return sum(event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED for event in history.events)
+    return sum(
+        event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+        for event in history.events
+    )
 
 
 @dataclass
@@ -148,7 +165,10 @@ async def snapshot(kassa: Kassa, order: PendingOrder) -> Snapshot:
 async def test_unsigned_forged_or_stale_events_are_refused_and_stored_nowhere(kassa: Kassa) -> None:
     order = await pending_3ds_order(kassa)
     before = await snapshot(kassa, order)
-    assert before.order["status"] == "PENDING_PAYMENT" and before.payment == ("requires_action", None)
+    assert before.order["status"] == "PENDING_PAYMENT" and before.payment == (
+        "requires_action",
+        None,
+    )
     assert before.stock == (4, 2) and len(before.webhook_events) == 1 and before.signals == 0
 
     # The forged word that would pay the order without the customer passing 3-D Secure.
@@ -158,7 +178,13 @@ async def test_unsigned_forged_or_stale_events_are_refused_and_stored_nowhere(ka
     assert secret
     refusals = {
         "signature_missing": [None, ""],
-        "signature_malformed": ["nonsense", "t=now,v1=abc", f"t={now}", "v1=" + "0" * 64, f"t=-{now},v1=abc"],
+        "signature_malformed": [
+            "nonsense",
+            "t=now,v1=abc",
+            f"t={now}",
+            "v1=" + "0" * 64,
+            f"t=-{now},v1=abc",
+        ],
         "signature_mismatch": [
             sign("a-secret-that-is-not-ours", body, now),
             f"t={now},v1=" + "0" * 64,
@@ -195,7 +221,11 @@ async def test_replayed_repeated_and_contradicting_events_change_nothing(kassa: 
     # The acquirer's own event (the order can be PAID a moment before the event's processing commits).
     original = await processed_event(kassa, order.intent_id, "payment_intent.succeeded")
     before = await snapshot(kassa, order)
-    assert before.order["status"] == "PAID" and before.payment == ("succeeded", None) and before.stock == (2, 0)
+    assert (
+        before.order["status"] == "PAID"
+        and before.payment == ("succeeded", None)
+        and before.stock == (2, 0)
+    )
     assert [e["status"] for e in before.order["events"]] == ["CREATED", "PENDING_PAYMENT", "PAID"]
 
     # A replay of the acquirer's event, freshly signed: known by its id, nothing happens twice.
@@ -216,7 +246,10 @@ async def test_replayed_repeated_and_contradicting_events_change_nothing(kassa: 
     after = await snapshot(kassa, order)
     assert after.webhook_events == before.webhook_events + [succeeded_again["id"], failed["id"]]
     assert (after.order, after.stock, after.payment, after.signals) == (
-        before.order, before.stock, before.payment, before.signals
+        before.order,
+        before.stock,
+        before.payment,
+        before.signals,
     )
 
 
@@ -237,7 +270,11 @@ async def test_late_success_for_a_declined_intent_changes_nothing(kassa: Kassa) 
 
 
 def _malformed() -> list[Any]:
-    well_formed = {"id": "evt_x", "type": "payment_intent.succeeded", "data": {"object": {"id": "pi_x"}}}
+    well_formed = {
+        "id": "evt_x",
+        "type": "payment_intent.succeeded",
+        "data": {"object": {"id": "pi_x"}},
+    }
     long_id = "evt_" + "a" * 61
     cases = {
         "not json": b"payment succeeded",
@@ -256,7 +293,8 @@ def _malformed() -> list[Any]:
         "event id too long": well_formed | {"id": long_id},
         "type too long": well_formed | {"type": "payment_intent." + "x" * 60},
         "intent id too long": well_formed | {"data": {"object": {"id": "pi_" + "x" * 62}}},
-        "decline code a number": well_formed | {"data": {"object": {"id": "pi_x", "decline_code": 51}}},
+        "decline code a number": well_formed
+        | {"data": {"object": {"id": "pi_x", "decline_code": 51}}},
         "nul in the id": well_formed | {"id": "evt_\u0000"},
         "lone surrogate in the id": b'{"id": "evt_\\ud800", "type": "payment_intent.succeeded", "data": {"object": {"id": "pi_x"}}}',
         "lone surrogate elsewhere": b'{"id": "evt_x", "type": "t", "data": {"object": {"id": "pi_x", "note": "\\udc00"}}}',
@@ -266,16 +304,28 @@ def _malformed() -> list[Any]:
 
 
 @pytest.mark.parametrize("event", _malformed())
-async def test_malformed_but_signed_event_is_400_and_not_stored(kassa: Kassa, event: dict[str, Any] | bytes) -> None:
+async def test_malformed_but_signed_event_is_400_and_not_stored(
+    kassa: Kassa, event: dict[str, Any] | bytes
+) -> None:
     # Unique ids, so that "nothing stored" can be read back.
     mark = uuid.uuid4().hex[:12]
-    body = body_of(event).replace(b"evt_x", f"evt_{mark}".encode()).replace(b"pi_x", f"pi_{mark}".encode())
+    body = (
+        body_of(event)
+        .replace(b"evt_x", f"evt_{mark}".encode())
+        .replace(b"pi_x", f"pi_{mark}".encode())
+    )
     assert_problem(await deliver(kassa, body), "malformed_event")
-    assert await stored(kassa, f"evt_{mark}") is None and await events_for(kassa, f"pi_{mark}") == []
+    assert (
+        await stored(kassa, f"evt_{mark}") is None and await events_for(kassa, f"pi_{mark}") == []
+    )
 
 
 async def test_unknown_but_well_formed_event_is_taken_once(kassa: Kassa) -> None:
-    event = {"id": f"evt_{uuid.uuid4().hex[:24]}", "type": "payment_intent.created", "data": {"object": {"id": "pi_nobody"}}}
+    event = {
+        "id": f"evt_{uuid.uuid4().hex[:24]}",
+        "type": "payment_intent.created",
+        "data": {"object": {"id": "pi_nobody"}},
+    }
     first, second = await deliver(kassa, event), await deliver(kassa, event)
     assert first.status_code == 200 and first.json() == {"received": True}
     assert second.status_code == 200 and second.json() == {"received": True, "duplicate": True}
@@ -319,7 +369,9 @@ async def test_a_frictionless_payment_is_not_signalled_twice(kassa: Kassa) -> No
     async with session_scope(kassa.engine) as session:
         (await session.get_one(WebhookEvent, event.id)).processed_at = None
     redelivered = await deliver(kassa, event.payload)
-    assert redelivered.status_code == 200 and redelivered.json() == {"received": True}, redelivered.text
+    assert redelivered.status_code == 200 and redelivered.json() == {"received": True}, (
+        redelivered.text
+    )
     # Signalled: the run has ended, so it is a late payment, which finds it the order's own.
     assert await late_payment_started(kassa, intent_id)
 
@@ -334,28 +386,63 @@ async def test_the_inbox_decides_news_known_stale_ignored_and_duplicate(kassa: K
         word = {"succeeded": "payment_intent.succeeded", "failed": "payment_intent.payment_failed"}
         event_id = f"evt_{uuid.uuid4().hex[:24]}"
         defaults: dict[str, Any] = {
-            "id": event_id, "type": word.get(status or "", "payment_intent.created"), "intent_id": intent_id,
-            "status": status, "decline_code": None, "order_id": order_id, "payload": {"id": event_id},
+            "id": event_id,
+            "type": word.get(status or "", "payment_intent.created"),
+            "intent_id": intent_id,
+            "status": status,
+            "decline_code": None,
+            "order_id": order_id,
+            "payload": {"id": event_id},
         }
         return PaymentEvent(**defaults | fields)
 
     async def processed(session: AsyncSession, event: PaymentEvent) -> bool:
-        return (await session.get_one(WebhookEvent, event.id, populate_existing=True)).processed_at is not None
+        return (
+            await session.get_one(WebhookEvent, event.id, populate_existing=True)
+        ).processed_at is not None
 
     async with AsyncSession(kassa.engine) as session:
         session.add(Cart(id=cart_id, user_id=customer.user.id, status="checked_out"))
         await session.flush()
-        session.add(Order(id=order_id, user_id=customer.user.id, cart_id=cart_id, cart_version=1, workflow_id="checkout-inbox-test",
-                          status="PENDING_PAYMENT", subtotal=300_000, vat=50_000, total=300_000, currency="RUB"))
+        session.add(
+            Order(
+                id=order_id,
+                user_id=customer.user.id,
+                cart_id=cart_id,
+                cart_version=1,
+                workflow_id="checkout-inbox-test",
+                status="PENDING_PAYMENT",
+                subtotal=300_000,
+                vat=50_000,
+                total=300_000,
+                currency="RUB",
+            )
+        )
         await session.flush()
-        session.add(Payment(intent_id=intent_id, order_id=order_id, attempt=1, status="requires_action", amount=300_000,
-                            currency="RUB", created_at=utcnow()))
+        session.add(
+            Payment(
+                intent_id=intent_id,
+                order_id=order_id,
+                attempt=1,
+                status="requires_action",
+                amount=300_000,
+                currency="RUB",
+                created_at=utcnow(),
+            )
+        )
         await session.flush()
         session.expunge_all()  # what the inbox reads, it reads from the database
 
         # The bank's word moves our record: news for the order's run, the success on record with it.
         succeeded = event("succeeded")
-        news = PaymentNews(order_id, "checkout-inbox-test", intent_id, "succeeded", None, Charge(order_id, intent_id, 300_000, "RUB"))
+        news = PaymentNews(
+            order_id,
+            "checkout-inbox-test",
+            intent_id,
+            "succeeded",
+            None,
+            Charge(order_id, intent_id, 300_000, "RUB"),
+        )
         assert await webhook_inbox.receive(session, succeeded) == Receipt("news", news)
         assert not await processed(session, succeeded)
         # Delivered again before it was handed on (the handler crashed): news still.
@@ -371,12 +458,24 @@ async def test_the_inbox_decides_news_known_stale_ignored_and_duplicate(kassa: K
         assert await webhook_inbox.receive(session, failed) == Receipt("stale")
         assert await webhook_inbox.receive(session, created) == Receipt("ignored")
         assert all([await processed(session, e) for e in (known, failed, created)])
-        assert (await session.get_one(Payment, intent_id, populate_existing=True)).status == "succeeded"
+        assert (
+            await session.get_one(Payment, intent_id, populate_existing=True)
+        ).status == "succeeded"
 
         # An intent not recorded yet: news, with no success on record to settle.
-        unrecorded = event("failed", intent_id=f"pi_{uuid.uuid4().hex[:24]}", decline_code="card_declined")
+        unrecorded = event(
+            "failed", intent_id=f"pi_{uuid.uuid4().hex[:24]}", decline_code="card_declined"
+        )
         assert await webhook_inbox.receive(session, unrecorded) == Receipt(
-            "news", PaymentNews(order_id, "checkout-inbox-test", unrecorded.intent_id, "failed", "card_declined", None)
+            "news",
+            PaymentNews(
+                order_id,
+                "checkout-inbox-test",
+                unrecorded.intent_id,
+                "failed",
+                "card_declined",
+                None,
+            ),
         )
         # News for an order we do not have: taken, and nobody to tell.
         stray = event("succeeded", intent_id=f"pi_{uuid.uuid4().hex[:24]}", order_id=uuid.uuid4())
