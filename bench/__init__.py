@@ -1,1 +1,2 @@
-"""Benchmarks, run by `make bench`: figures and ratios from one run on the real parts (design §8)."""
+"""Benchmarks, run by `make bench`: figures and ratios from one run on the real parts
+(design §8)."""

@@ -47,12 +47,13 @@ import httpx
 import psycopg
 from sqlalchemy import text
 from temporalio import activity, workflow
-from temporalio.client import WithStartWorkflowOperation
+from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from cli.embedded import postgres_data, start_postgres, stop_postgres
 from kassa.db import session_scope
+from kassa.statuses import ENDED, OrderStatus
 from tests.crash_load import Shopper, shoppers_with_carts
 from tests.flow import CARD, CARD_3DS
 from tests.stack import Stack, postgres_cpu_seconds
@@ -60,14 +61,14 @@ from tests.stack import Stack, postgres_cpu_seconds
 RESULTS = Path(__file__).parent / "results"
 PLENTY = 1_000_000
 HOLDS_OF_SKU = text(
-    "SELECT r.created_at FROM reservations r JOIN reservation_lines l ON l.reservation_id = r.id WHERE l.sku = :sku"
+    "SELECT r.created_at FROM reservations r"
+    " JOIN reservation_lines l ON l.reservation_id = r.id WHERE l.sku = :sku"
 )
 HOLD_ONE = "UPDATE stock SET reserved = reserved + 1 WHERE sku = %s AND on_hand - reserved >= 1"
 UPDATE_RACES = 5
 MAX_UPDATE_CONNECTIONS = 40  # the embedded PostgreSQL allows 100; the stack's pools hold up to 50
 PAID_POLL_SECONDS = 0.1  # as an app would poll the order; faster would load the api it measures
 CARDS = {"frictionless": CARD, "3ds": CARD_3DS}
-UNFINISHED = ("CREATED", "PENDING_PAYMENT")  # an order in any other status is final
 
 
 @workflow.defn(sandboxed=False)
@@ -114,7 +115,11 @@ class OneActivityWorkflow:
         return self._charged
 
 
-BASELINES = {"empty_workflow": EmptyWorkflow, "one_activity_workflow": OneActivityWorkflow}
+Baseline = type[EmptyWorkflow] | type[OneActivityWorkflow]
+BASELINES: dict[str, Baseline] = {
+    "empty_workflow": EmptyWorkflow,
+    "one_activity_workflow": OneActivityWorkflow,
+}
 
 
 def progress(line: str) -> None:
@@ -175,10 +180,10 @@ async def paid(http: httpx.AsyncClient, shopper: Shopper, order_id: str) -> None
             f"GET /orders/{order_id}: {response.status_code} {response.text}"
         )
         status = response.json()["status"]
-        if status not in UNFINISHED:
+        if status in ENDED:
             break
         await asyncio.sleep(PAID_POLL_SECONDS)
-    assert status == "PAID", f"order {order_id} ended {status}, not PAID"
+    assert status == OrderStatus.PAID, f"order {order_id} ended {status}, not PAID"
 
 
 async def checkout(http: httpx.AsyncClient, shopper: Shopper) -> float:
@@ -199,14 +204,19 @@ async def checkout(http: httpx.AsyncClient, shopper: Shopper) -> float:
     latency = time.perf_counter() - began
     assert response.status_code in (200, 201), response.text
     answer = response.json()
-    if answer["payment_url"]:
-        approved = await http.post(
-            f"{answer['payment_url']}/approve"
-        )  # the bank's page, Approve pressed
+    if answer["payment_url"]:  # the bank's page, Approve pressed
+        approved = await http.post(f"{answer['payment_url']}/approve")
         assert approved.status_code < 400, approved.text
-    if answer["status"] != "PAID":
+    if answer["status"] != OrderStatus.PAID:
         await paid(http, shopper, answer["order_id"])
     return latency
+
+
+def checkout_each(
+    http: httpx.AsyncClient, shoppers: list[Shopper]
+) -> Callable[[int], Awaitable[float]]:
+    """`one` for `offered`: the i-th shopper's checkout."""
+    return lambda index: checkout(http, shoppers[index])
 
 
 CpuMeters = dict[str, Callable[[], float]]
@@ -245,9 +255,7 @@ async def pay_now_runs(
             shoppers = await shoppers_with_carts(stack, http, sku, count, method)
             # Counted from here: the customers' sign-up and carts above are not the checkout's cost.
             before = read_meters(meters)
-            run = await offered(
-                rate, count, args.concurrency, lambda index: checkout(http, shoppers[index])
-            )
+            run = await offered(rate, count, args.concurrency, checkout_each(http, shoppers))
             for name, seconds in cpu_used(meters, before).items():
                 cpu[name] += seconds
             busy = sum(shopper.taps - 1 for shopper in shoppers)
@@ -265,6 +273,27 @@ async def pay_now_runs(
     return results
 
 
+def update_with_start(
+    client: Client, queue: str, name: str, baseline: Baseline
+) -> Callable[[int], Awaitable[float]]:
+    """`one` for `offered`: an update-with-start of a new run of `baseline`; returns its latency."""
+
+    async def one(_: int) -> float:
+        start = WithStartWorkflowOperation(
+            baseline.run,
+            id=f"{name}-{uuid.uuid4()}",
+            task_queue=queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        began = time.perf_counter()
+        await client.execute_update_with_start_workflow(
+            baseline.answer, start_workflow_operation=start
+        )
+        return time.perf_counter() - began
+
+    return one
+
+
 async def baseline_runs(
     stack: Stack, meters: CpuMeters, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -277,20 +306,7 @@ async def baseline_runs(
         client, task_queue=queue, workflows=list(BASELINES.values()), activities=[pretend_charge]
     ):
         for name, baseline in BASELINES.items():
-
-            async def one(_: int) -> float:
-                start = WithStartWorkflowOperation(
-                    baseline.run,
-                    id=f"{name}-{uuid.uuid4()}",
-                    task_queue=queue,
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                )
-                began = time.perf_counter()
-                await client.execute_update_with_start_workflow(
-                    baseline.answer, start_workflow_operation=start
-                )
-                return time.perf_counter() - began
-
+            one = update_with_start(client, queue, name, baseline)
             before, runs = read_meters(meters), 0
             for rate in [*args.loads, None]:
                 count = args.saturation if rate is None else int(rate * args.seconds)
@@ -343,9 +359,8 @@ async def flash_sale(
         else:
             answers.append(str(body.get("code")))
         if len(answers) % max(1, buyers // 4) == 0:
-            progress(
-                f"{len(answers)}/{buyers} answered, {len(held_at)} held ({time.perf_counter() - began:.1f} s)"
-            )
+            seconds = time.perf_counter() - began
+            progress(f"{len(answers)}/{buyers} answered, {len(held_at)} held ({seconds:.1f} s)")
 
     async def pay(shopper: Shopper) -> None:
         while not shopper.answer:  # the bank answered late: pay again, as the app offers
@@ -380,7 +395,9 @@ async def flash_sale(
     }
     # When each hold was taken, by the database's rows (the gateway holds before it starts the run).
     async with session_scope(stack.engine) as session:
-        holds = (await session.exec(HOLDS_OF_SKU, params={"sku": sku})).scalars().all()
+        # sqlmodel's `exec` runs a text() too; only its overloads leave it out.
+        rows = await session.exec(HOLDS_OF_SKU, params={"sku": sku})  # type: ignore[call-overload]
+        holds = rows.scalars().all()
     assert len(holds) == units, len(holds)
     sold_out_after = (max(holds) - opened_at).total_seconds()
     await asyncio.gather(*(pay(shopper) for shopper in shoppers if shopper.order_id))
@@ -451,7 +468,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="kb", dir="/tmp"))  # short: PostgreSQL's socket lives there
     try:
         print(
-            "starting PostgreSQL, Temporal, the acquirer, the api and a worker (separate processes)…",
+            "starting PostgreSQL, Temporal, the acquirer, the api and a worker"
+            " (separate processes)…",
             flush=True,
         )
         stack = await Stack.start(root / "stack", await asyncio.to_thread(start_postgres, root))
@@ -465,9 +483,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 print("warming up…", flush=True)
                 sku = await stack.product(on_hand=PLENTY)
                 warm = await shoppers_with_carts(stack, http, sku, 2 * args.concurrency, CARD)
-                await offered(
-                    None, len(warm), args.concurrency, lambda index: checkout(http, warm[index])
-                )
+                await offered(None, len(warm), args.concurrency, checkout_each(http, warm))
                 meters = cpu_meters(stack, postgres_data(root))
                 results = {
                     **await baseline_runs(stack, meters, args),
@@ -519,46 +535,72 @@ def table(result: dict[str, Any]) -> str:
                 else f"{result['ratios'][f'{name}_{rate}_p50_over_empty_workflow']:.1f}"
             )
             lines.append(
-                f"| {name.replace('_', ' ')} | {offered_text} | {row['p50_ms']:.0f} ms | {row['p99_ms']:.0f} ms |"
-                f" {row['completed_per_second']:.1f} | {ratio} | {row.get('busy_answers', '')} |"
+                f"| {name.replace('_', ' ')} | {offered_text} | {row['p50_ms']:.0f} ms |"
+                f" {row['p99_ms']:.0f} ms | {row['completed_per_second']:.1f} | {ratio} |"
+                f" {row.get('busy_answers', '')} |"
             )
     cost, sale, update = figures["cost"], figures["flash_sale"], figures["conditional_update"]
+    cores = result["machine"]["cores"]
+    by_part = ", ".join(
+        f"{name} {seconds:.0f}" for name, seconds in cost["cpu_seconds_per_1000_by_part"].items()
+    )
+    baseline_costs = {name: figures[f"{name}_cost"] for name in BASELINES}
+    per_baseline = "; ".join(
+        f"{name.replace('_', ' ')}: Temporal {spent['temporal_cpu_seconds_per_1000']:.0f}, "
+        f"client and worker {spent['client_and_worker_cpu_seconds_per_1000']:.0f}"
+        for name, spent in baseline_costs.items()
+    )
+    races = update["reservations_per_second_each"]
+    tap_cpu = sale["cpu_ms_per_tap_by_part"]
+    tap_cpu_in_all = sum(tap_cpu.values())
     lines += [
         "",
-        f"Cost: {cost['worker_cpu_seconds_per_1000']:.0f} worker CPU seconds per 1,000 checkouts "
-        f"({cost['checkouts']} measured); worker peak memory {cost['worker_peak_memory_mb']:.0f} MB, api {cost['api_peak_memory_mb']:.0f} MB.",
-        "CPU seconds per 1,000 checkouts by part: "
-        + ", ".join(
-            f"{name} {seconds:.0f}"
-            for name, seconds in cost["cpu_seconds_per_1000_by_part"].items()
-        )
-        + f"; in all {cost['cpu_seconds_per_1000']:.0f} (the load's own included: it shares the cores), so "
-        f"{result['machine']['cores']} cores complete at most "
-        f"{result['machine']['cores'] * 1000 / cost['cpu_seconds_per_1000']:.0f} checkouts/s.",
-        "The baselines' CPU seconds per 1,000 update-with-starts: "
-        + "; ".join(
-            f"{name.replace('_', ' ')}: Temporal {figures[f'{name}_cost']['temporal_cpu_seconds_per_1000']:.0f}, "
-            f"client and worker {figures[f'{name}_cost']['client_and_worker_cpu_seconds_per_1000']:.0f}"
-            for name in BASELINES
-        )
-        + ".",
+        (
+            f"Cost: {cost['worker_cpu_seconds_per_1000']:.0f} worker CPU seconds per 1,000 "
+            f"checkouts ({cost['checkouts']} measured); worker peak memory "
+            f"{cost['worker_peak_memory_mb']:.0f} MB, api {cost['api_peak_memory_mb']:.0f} MB."
+        ),
+        (
+            f"CPU seconds per 1,000 checkouts by part: {by_part}; in all "
+            f"{cost['cpu_seconds_per_1000']:.0f} (the load's own included: it shares the cores), "
+            f"so {cores} cores complete at most "
+            f"{cores * 1000 / cost['cpu_seconds_per_1000']:.0f} checkouts/s."
+        ),
+        f"The baselines' CPU seconds per 1,000 update-with-starts: {per_baseline}.",
         "",
-        f"| Flash sale, {sale['buyers']} buyers for {sale['units']} units | reservations/s | ÷ UPDATE |",
+        (
+            f"| Flash sale, {sale['buyers']} buyers for {sale['units']} units"
+            " | reservations/s | ÷ UPDATE |"
+        ),
         "|---|---:|---:|",
-        f"| POST /checkout | {sale['reservations_per_second']:.1f} | {result['ratios']['flash_sale_over_conditional_update']:.3f} |",
-        f"| bare conditional UPDATE, {update['connections']} connections, median of {len(update['reservations_per_second_each'])}"
-        f" ({', '.join(f'{rate:.0f}' for rate in update['reservations_per_second_each'])}) | {update['reservations_per_second']:.0f} | 1 |",
+        (
+            f"| POST /checkout | {sale['reservations_per_second']:.1f}"
+            f" | {result['ratios']['flash_sale_over_conditional_update']:.3f} |"
+        ),
+        (
+            f"| bare conditional UPDATE, {update['connections']} connections, median of"
+            f" {len(races)} ({', '.join(f'{rate:.0f}' for rate in races)})"
+            f" | {update['reservations_per_second']:.0f} | 1 |"
+        ),
         "",
-        f"Exactly {sale['units']} held (asserted by the bench), nothing oversold (tests/invariants.py, run after the winners paid); "
-        f"sold out (the last hold's row) {sale['seconds_to_sell_out']:.1f} s after the first tap, every winner had the bank's "
-        f"page after {sale['seconds_to_every_winners_payment_page']:.1f} s, every buyer answered after "
-        f"{sale['seconds_to_answer_all']:.1f} s (p50 {sale['answer_p50_ms']:.0f} ms, p99 {sale['answer_p99_ms']:.0f} ms).",
-        "CPU milliseconds per tap, until every buyer was answered: "
-        + ", ".join(f"{name} {ms:.1f}" for name, ms in sale["cpu_ms_per_tap_by_part"].items())
-        + f"; in all {sum(sale['cpu_ms_per_tap_by_part'].values()):.1f}, so {result['machine']['cores']} cores answer at most "
-        f"{result['machine']['cores'] * 1000 / sum(sale['cpu_ms_per_tap_by_part'].values()):.0f} taps/s.",
-        f"Machine: {result['machine']['cores']} cores, Python {result['machine']['python']}, load average "
-        f"{result['machine']['load_average_1min_before']:.1f} before, {result['date']}.",
+        (
+            f"Exactly {sale['units']} held (asserted by the bench), nothing oversold"
+            " (tests/invariants.py, run after the winners paid); sold out (the last hold's row)"
+            f" {sale['seconds_to_sell_out']:.1f} s after the first tap, every winner had the"
+            f" bank's page after {sale['seconds_to_every_winners_payment_page']:.1f} s, every"
+            f" buyer answered after {sale['seconds_to_answer_all']:.1f} s"
+            f" (p50 {sale['answer_p50_ms']:.0f} ms, p99 {sale['answer_p99_ms']:.0f} ms)."
+        ),
+        (
+            "CPU milliseconds per tap, until every buyer was answered: "
+            + ", ".join(f"{name} {ms:.1f}" for name, ms in tap_cpu.items())
+            + f"; in all {tap_cpu_in_all:.1f}, so {cores} cores answer at most"
+            f" {cores * 1000 / tap_cpu_in_all:.0f} taps/s."
+        ),
+        (
+            f"Machine: {cores} cores, Python {result['machine']['python']}, load average "
+            f"{result['machine']['load_average_1min_before']:.1f} before, {result['date']}."
+        ),
     ]
     return "\n".join(lines)
 

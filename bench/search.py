@@ -152,7 +152,8 @@ async def run(sizes: list[int], rounds: int) -> list[dict[str, Any]]:
                 await seed_generated(database_url, engine, size, progress_bar(f"seed {size:,}"))
                 seconds_seeding += time.perf_counter() - began
                 print(
-                    f"seeded {size:,} products in {seconds_seeding:.0f} s; measuring {rounds} rounds of {len(QUERY_MIX)} searches",
+                    f"seeded {size:,} products in {seconds_seeding:.0f} s;"
+                    f" measuring {rounds} rounds of {len(QUERY_MIX)} searches",
                     flush=True,
                 )
                 results.append(
@@ -171,22 +172,24 @@ def report(result: dict[str, Any]) -> None:
     print(f"  {'query':<36} {'p50 ms':>8} {'p95 ms':>8} {'found':>9}")
     for name, figures in result["queries"].items():
         print(f"  {name:<36} {figures['p50_ms']:>8} {figures['p95_ms']:>8} {figures['total']:>9,}")
-    for name in ("search", "product_page"):
-        print(
-            f"  {name + ' (all)' if name == 'search' else 'product page (baseline)':<36} {result[name]['p50_ms']:>8} {result[name]['p95_ms']:>8}"
-        )
+    for name, label in (("search", "search (all)"), ("product_page", "product page (baseline)")):
+        print(f"  {label:<36} {result[name]['p50_ms']:>8} {result[name]['p95_ms']:>8}")
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| products | seeded in | search p50 | search p95 | product page p50 (baseline) | p95 | search p50 ÷ page p50 |",
+        (
+            "| products | seeded in | search p50 | search p95 | product page p50 (baseline) | p95"
+            " | search p50 ÷ page p50 |"
+        ),
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         ratio = r["search"]["p50_ms"] / r["product_page"]["p50_ms"]
         lines.append(
-            f"| {r['products']:,} | {r['seed_seconds']} s | {r['search']['p50_ms']} ms | {r['search']['p95_ms']} ms "
-            f"| {r['product_page']['p50_ms']} ms | {r['product_page']['p95_ms']} ms | {ratio:.1f} |"
+            f"| {r['products']:,} | {r['seed_seconds']} s | {r['search']['p50_ms']} ms"
+            f" | {r['search']['p95_ms']} ms | {r['product_page']['p50_ms']} ms"
+            f" | {r['product_page']['p95_ms']} ms | {ratio:.1f} |"
         )
     return "\n".join(lines)
 

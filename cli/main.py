@@ -8,6 +8,7 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import NoReturn
 
 from pydantic import ValidationError
@@ -39,8 +40,9 @@ API_SHUTDOWN_SECONDS = 25
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.command
     try:
-        return args.command(args)
+        return command(args)
     except KeyboardInterrupt:
         return 130
     except StartError as error:
@@ -52,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     except OperationalError as error:
         reason = str(error.orig).strip().splitlines()[0]
         dev.complain(
-            f"cannot reach the database ({reason}) — check KASSA_DATABASE_URL, or unset it for the embedded one"
+            f"cannot reach the database ({reason}) — check KASSA_DATABASE_URL,"
+            " or unset it for the embedded one"
         )
         return 1
 
@@ -145,9 +148,10 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _leave_past_temporal_threads() -> NoReturn:
-    """Exit 0 without interpreter finalisation. The Temporal SDK's Rust threads may still be winding down after
-    the client is let go; finalising under them was seen to abort the process ("Fatal Python error:
-    PyGILState_Release", exit 134) after a clean stop. By now activities are drained and requests answered."""
+    """Exit 0 without interpreter finalisation. The Temporal SDK's Rust threads may still be
+    winding down after the client is let go; finalising under them was seen to abort the process
+    ("Fatal Python error: PyGILState_Release", exit 134) after a clean stop. By now activities are
+    drained and requests answered."""
     logging.shutdown()  # flushes the log handlers
     sys.stdout.flush()
     sys.stderr.flush()

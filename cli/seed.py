@@ -171,21 +171,23 @@ DEMO_CATALOG = (
 
 
 def _product_row(product: DemoProduct) -> dict[str, object]:
-    return dict(
-        sku=product.sku,
-        title=product.title,
-        brand=product.brand,
-        category=product.category,
-        price=product.price,
-        currency=CURRENCY,
-        vat_rate=20,
-        created_at=utcnow(),
-    )
+    return {
+        "sku": product.sku,
+        "title": product.title,
+        "brand": product.brand,
+        "category": product.category,
+        "price": product.price,
+        "currency": CURRENCY,
+        "vat_rate": 20,
+        "created_at": utcnow(),
+    }
 
 
 async def seed_category_tree(engine: AsyncEngine) -> None:
     """Adds the tree's categories, and moves a category already there (an older root) into place."""
-    rows = [dict(slug=c.slug, parent=c.parent, name=c.name, name_en=c.name_en) for c in TREE]
+    rows = [
+        {"slug": c.slug, "parent": c.parent, "name": c.name, "name_en": c.name_en} for c in TREE
+    ]
     async with session_scope(engine) as session:
         statement = insert(Category).values(rows)
         await session.exec(
@@ -213,7 +215,7 @@ async def seed_demo_catalog(engine: AsyncEngine) -> int:
         added_skus = added.scalars().all()
         await session.exec(
             insert(Stock)
-            .values([dict(sku=p.sku, on_hand=p.on_hand, reserved=0) for p in DEMO_CATALOG])
+            .values([{"sku": p.sku, "on_hand": p.on_hand, "reserved": 0} for p in DEMO_CATALOG])
             .on_conflict_do_nothing(index_elements=[col(Stock.sku)])
         )
         await remember_words(session, words_of(*(f"{p.title} {p.brand}" for p in DEMO_CATALOG)))
@@ -308,7 +310,8 @@ def progress_bar(label: str) -> Progress:
         shown[0] = percent
         rate = done / max(time.monotonic() - started, 1e-6)
         filled = percent // 5
-        line = f"{label}: [{'#' * filled}{'.' * (20 - filled)}] {done:,}/{total:,} ({percent}%), {rate:,.0f}/s"
+        bar = f"[{'#' * filled}{'.' * (20 - filled)}]"
+        line = f"{label}: {bar} {done:,}/{total:,} ({percent}%), {rate:,.0f}/s"
         print(
             f"\r{line}" if tty else line,
             end="\n" if done >= total or not tty else "",
