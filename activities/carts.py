@@ -25,12 +25,13 @@ from activities.pricing import (
     price_basket,
 )
 from kassa.errors import Conflict, Invalid, NotFound
+from kassa.statuses import OrderStatus
 from kassa.tables import Cart, CartItem, Order, Product, PromoCode, Stock, utcnow
 
 MAX_LINE_QUANTITY = 99
-# An order of the cart's version in one of these has not bought it: it is being paid, or it
-# ended unpaid and its workflow is about to give the cart back (reopen_cart).
-NOT_BOUGHT_STATUSES = ("CREATED", "PENDING_PAYMENT", "PAYMENT_FAILED", "EXPIRED", "CANCELLED")
+# An order of the cart's version in one of these bought it. In any other it has not: it is being
+# paid, or it ended unpaid and its workflow is about to give the cart back (reopen_cart).
+BOUGHT = frozenset({OrderStatus.PAID, OrderStatus.REFUNDED})
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ async def current_cart(session: AsyncSession, user_id: uuid.UUID) -> Cart:
             .where(
                 Order.cart_id == cart.id,
                 Order.cart_version == cart.version,
-                col(Order.status).in_(NOT_BOUGHT_STATUSES),
+                col(Order.status).not_in(BOUGHT),
             )
             .limit(1)
         )

@@ -175,8 +175,8 @@ async def hold(session: AsyncSession, order: Order) -> None:
 
 async def release(session: AsyncSession, order: Order) -> int:
     """The order ended unpaid: its held points are the customer's again (how many returned).
-    Orders end unpaid only from CREATED or PENDING_PAYMENT (orders.ALLOWED_FROM), so their points
-    were held when they were created, in the same transaction, and not yet released or burnt."""
+    Orders end unpaid only from PENDING_PAYMENT (orders.ALLOWED_FROM), so their points were held
+    when they were created, in the transaction that placed them, and not yet released or burnt."""
     moved = await _move(session, order, "released", str(order.id), order.points, 0, -order.points)
     return order.points if moved else 0
 

@@ -19,16 +19,16 @@ from activities.ledger import TransactionView
 from activities.orders import OrderView
 from kassa.cursors import decode_cursor, encode_cursor
 from kassa.errors import Invalid
+from kassa.statuses import OrderStatus, PaymentStatus
 from kassa.tables import Order, Payment, Refund, Reservation
 
-# What the sweeper leaves an order in, from the status its checkout left it in.
-ENDED_BY_SWEEPER = {"CREATED": "CANCELLED", "PENDING_PAYMENT": "EXPIRED"}
+# The reason on an order the sweeper ended (EXPIRED): its checkout never did.
 SWEPT = "hold_swept"
 
 
 @dataclass(frozen=True)
 class OrderFilter:
-    status: str | None = None
+    status: OrderStatus | None = None
     customer_id: uuid.UUID | None = None
     created_from: datetime | None = None
     created_before: datetime | None = None
@@ -44,7 +44,7 @@ class OrderPage:
 class PaymentRecord:
     intent_id: str
     attempt: int
-    status: str
+    status: PaymentStatus
     amount: int
     currency: str
     decline_code: str | None
@@ -136,7 +136,10 @@ async def order_dossier(session: AsyncSession, order: Order) -> OrderDossier:
         workflow_id=order.workflow_id,
         payments=[
             PaymentRecord(
-                p.intent_id, p.attempt, p.status, p.amount, p.currency, p.decline_code, p.created_at
+                p.intent_id,
+                p.attempt,
+                PaymentStatus(p.status),
+                p.amount, p.currency, p.decline_code, p.created_at
             )
             for p in payments
         ],
@@ -177,7 +180,7 @@ async def held_reservations(
 
 @dataclass(frozen=True)
 class HoldRepair:
-    ended: str | None  # the status the order was ended in here; None if it had ended already
+    ended: OrderStatus | None  # what the order was ended in here; None if it had ended already
 
 
 async def release_left_hold(
@@ -200,9 +203,10 @@ async def release_left_hold(
     if reservation.order_id is None:  # a claim: no order to end
         return HoldRepair(ended=None)
     order = await session.get_one(Order, reservation.order_id)
-    if order.status not in ENDED_BY_SWEEPER:
+    # An order is CREATED only inside the transaction that places it: one whose hold is left
+    # behind is PENDING_PAYMENT, or has ended already.
+    if order.status != OrderStatus.PENDING_PAYMENT:
         return HoldRepair(ended=None)
-    ended = ENDED_BY_SWEEPER[order.status]
-    await orders.transition(session, order.id, ended, SWEPT, {"why": why})
+    await orders.transition(session, order.id, OrderStatus.EXPIRED, SWEPT, {"why": why})
     await carts.reopen(session, order.cart_id, order.cart_version)
-    return HoldRepair(ended)
+    return HoldRepair(OrderStatus.EXPIRED)

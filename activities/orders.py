@@ -26,18 +26,18 @@ from activities import carts, inventory, loyalty, promos
 from activities.pricing import PROMO_APPLIED, PricedLine, Totals
 from activities.promos import PromoUnavailable
 from kassa.errors import Conflict, NotFound
+from kassa.statuses import UNPAID_ENDINGS, OrderStatus, PaymentStatus
 from kassa.tables import Cart, Order, OrderEvent, OrderLine, Payment, PromoUse, utcnow
 
-ALLOWED_FROM: dict[str, tuple[str, ...]] = {
-    "PENDING_PAYMENT": ("CREATED",),
+ALLOWED_FROM: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.PENDING_PAYMENT: frozenset({OrderStatus.CREATED}),
     # A payment that lands after the order ended completes it when its stock is still there.
-    "PAID": ("PENDING_PAYMENT", "EXPIRED", "CANCELLED", "PAYMENT_FAILED"),
-    "PAYMENT_FAILED": ("PENDING_PAYMENT",),
-    "EXPIRED": ("PENDING_PAYMENT",),
-    "CANCELLED": ("PENDING_PAYMENT",),
-    "REFUNDED": ("PAID",),
+    OrderStatus.PAID: frozenset({OrderStatus.PENDING_PAYMENT}) | UNPAID_ENDINGS,
+    OrderStatus.PAYMENT_FAILED: frozenset({OrderStatus.PENDING_PAYMENT}),
+    OrderStatus.EXPIRED: frozenset({OrderStatus.PENDING_PAYMENT}),
+    OrderStatus.CANCELLED: frozenset({OrderStatus.PENDING_PAYMENT}),
+    OrderStatus.REFUNDED: frozenset({OrderStatus.PAID}),
 }
-UNPAID_ENDINGS = ("PAYMENT_FAILED", "EXPIRED", "CANCELLED")
 
 
 class IllegalTransition(Conflict):
@@ -51,7 +51,7 @@ class EmptyCart(Conflict):
 
 @dataclass(frozen=True)
 class PaymentView:
-    status: str
+    status: PaymentStatus
     intent_id: str
     payment_url: str | None
     decline_code: str | None
@@ -60,7 +60,7 @@ class PaymentView:
 
 @dataclass(frozen=True)
 class EventView:
-    status: str
+    status: OrderStatus
     at: datetime
     reason: str | None
 
@@ -68,7 +68,7 @@ class EventView:
 @dataclass(frozen=True)
 class OrderView(Totals):
     id: uuid.UUID
-    status: str
+    status: OrderStatus
     lines: list[PricedLine]
     promo_code: str | None
     address_id: uuid.UUID | None
@@ -108,7 +108,7 @@ async def order_from_locked_cart(
         cart_version=cart_version,
         workflow_id=workflow_id,
         address_id=address_id,
-        status="CREATED",
+        status=OrderStatus.CREATED,
         **Totals.of(priced.basket),
     )
     session.add(order)
@@ -123,7 +123,7 @@ async def order_from_locked_cart(
         if order.points:
             await loyalty.hold(session, order)
         held["points_held"] = order.points
-    session.add(OrderEvent(order_id=order_id, from_status=None, status="CREATED", detail=_moved(held)))
+    session.add(OrderEvent(order_id=order_id, from_status=None, status=OrderStatus.CREATED, detail=_moved(held)))
     return order
 
 
@@ -146,7 +146,7 @@ def check_priced_cart(priced: carts.PricedCart) -> None:
 async def transition(
     session: AsyncSession,
     order_id: uuid.UUID,
-    to_status: str,
+    to_status: OrderStatus,
     reason: str | None = None,
     detail: dict[str, Any] | None = None,
     **fields: Any,
@@ -156,11 +156,12 @@ async def transition(
     Idempotent: an order already in `to_status` is returned unchanged (no second event).
     An illegal move changes nothing and raises IllegalTransition.
     """
-    current = (
+    found = (
         await session.exec(select(Order.status).where(Order.id == order_id).with_for_update())
     ).one_or_none()
-    if current is None:
+    if found is None:
         raise NotFound("order_not_found", f"No order {order_id}.")
+    current = OrderStatus(found)
     if current == to_status:
         return await session.get_one(Order, order_id)
     allowed = ALLOWED_FROM[to_status]
@@ -182,15 +183,17 @@ async def transition(
     return moved
 
 
-async def _settle_benefits(session: AsyncSession, order: Order, from_status: str) -> dict[str, Any]:
+async def _settle_benefits(
+    session: AsyncSession, order: Order, from_status: OrderStatus
+) -> dict[str, Any]:
     """The promo use and the points follow the order's move; what moved goes on its event row.
     A late payment (PAID from an unpaid ending) takes them again, or raises PromoUnavailable /
     PointsUnavailable if it cannot."""
-    if order.status != "PAID" and order.status not in UNPAID_ENDINGS:
+    if order.status != OrderStatus.PAID and order.status not in UNPAID_ENDINGS:
         return {}
     # The customer's account first, then the promo code: the order create_from_cart takes them in.
     await loyalty.lock_account(session, order.user_id)
-    if order.status != "PAID":
+    if order.status != OrderStatus.PAID:
         return _moved(
             {"promo_released": await promos.release(session, order.id), "points_released": await loyalty.release(session, order)}
         )
@@ -214,14 +217,14 @@ async def extend_hold(
         return
     await session.exec(
         update(Order)
-        .where(col(Order.id) == order_id, col(Order.status) == "PENDING_PAYMENT")
+        .where(col(Order.id) == order_id, col(Order.status) == OrderStatus.PENDING_PAYMENT)
         .values(hold_expires_at=hold_expires_at, updated_at=utcnow())
     )
     session.add(
         OrderEvent(
             order_id=order_id,
-            from_status="PENDING_PAYMENT",
-            status="PENDING_PAYMENT",
+            from_status=OrderStatus.PENDING_PAYMENT,
+            status=OrderStatus.PENDING_PAYMENT,
             reason="hold_extended",
             detail={"hold_expires_at": hold_expires_at.isoformat()},
         )
@@ -245,7 +248,7 @@ async def view_order(session: AsyncSession, order: Order) -> OrderView:
     promo = await session.get(PromoUse, order.id)
     return OrderView(
         id=order.id,
-        status=order.status,
+        status=OrderStatus(order.status),
         lines=[PricedLine(l.sku, l.title, l.quantity, l.unit_price, l.line_total, l.discount, l.points, l.vat) for l in lines],
         promo_code=promo.code if promo else None,
         **Totals.of(order),
@@ -253,16 +256,16 @@ async def view_order(session: AsyncSession, order: Order) -> OrderView:
         reservation_id=order.reservation_id,
         hold_expires_at=order.hold_expires_at,
         reason=order.reason,
-        payment=PaymentView(payment.status, payment.intent_id, payment.payment_url, payment.decline_code, payment.attempt)
+        payment=PaymentView(PaymentStatus(payment.status), payment.intent_id, payment.payment_url, payment.decline_code, payment.attempt)
         if payment
         else None,
-        events=[EventView(e.status, e.at, e.reason) for e in events],
+        events=[EventView(OrderStatus(e.status), e.at, e.reason) for e in events],
         created_at=order.created_at,
     )
 
 
 async def list_orders(
-    session: AsyncSession, user_id: uuid.UUID | None, limit: int = 20, status: str | None = None
+    session: AsyncSession, user_id: uuid.UUID | None, limit: int = 20, status: OrderStatus | None = None
 ) -> list[Order]:
     query = select(Order).order_by(col(Order.created_at).desc()).limit(limit)
     if user_id is not None:

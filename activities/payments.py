@@ -14,18 +14,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from kassa.errors import Conflict, Invalid
 from kassa.metrics import ACQUIRER_ERRORS, ACQUIRER_SECONDS
+from kassa.statuses import OPEN_PAYMENTS, SETTLED_PAYMENTS, PaymentStatus
 from kassa.tables import Payment, utcnow
 from kassa.tracing import tracer
-
-# Forward only: a settled intent never goes back to waiting, nor from one outcome to another.
-OPEN_STATUSES = ("requires_action", "processing")
-SETTLED_STATUSES = ("succeeded", "failed", "canceled")
 
 
 @dataclass(frozen=True)
 class IntentState:
     intent_id: str
-    status: str  # requires_action | processing | succeeded | failed | canceled
+    # The acquirer's word, one of PaymentStatus's; a plain string because CheckoutWorkflow also
+    # keeps an attempt the acquirer did not answer as an IntentState, marked with its own
+    # UNANSWERED_ATTEMPT, which is no payment status (and reaches the gateway in CheckoutState).
+    status: str
     payment_url: str | None = None
     decline_code: str | None = None
 
@@ -150,13 +150,16 @@ async def record_attempt(
     )
 
 
-async def advance(session: AsyncSession, intent_id: str, status: str, decline_code: str | None = None) -> bool:
-    """Record a newer status of an intent; True if it moved. A stale or repeated status changes nothing."""
-    if status not in SETTLED_STATUSES:
+async def advance(
+    session: AsyncSession, intent_id: str, status: str, decline_code: str | None = None
+) -> bool:
+    """Record a newer status of an intent (the acquirer's word, `IntentState.status`); True if it
+    moved. Forward only: a stale, repeated or unknown status changes nothing."""
+    if status not in SETTLED_PAYMENTS:
         return False
     moved = await session.exec(
         update(Payment)
-        .where(col(Payment.intent_id) == intent_id, col(Payment.status).in_(OPEN_STATUSES))
+        .where(col(Payment.intent_id) == intent_id, col(Payment.status).in_(OPEN_PAYMENTS))
         .values(status=status, decline_code=decline_code, updated_at=utcnow())
         .returning(col(Payment.intent_id))
     )
@@ -165,5 +168,5 @@ async def advance(session: AsyncSession, intent_id: str, status: str, decline_co
 
 async def succeeded(session: AsyncSession, order_id: uuid.UUID) -> list[Payment]:
     """The order's payments that went through, in attempt order."""
-    query = select(Payment).where(Payment.order_id == order_id, Payment.status == "succeeded").order_by(col(Payment.attempt))
+    query = select(Payment).where(Payment.order_id == order_id, Payment.status == PaymentStatus.SUCCEEDED).order_by(col(Payment.attempt))
     return list(await session.exec(query))

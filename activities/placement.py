@@ -24,6 +24,7 @@ from activities import auth, carts, inventory, orders
 from activities.inventory import StockLine
 from kassa.db import session_scope
 from kassa.errors import Conflict, DomainError
+from kassa.statuses import OrderStatus
 from kassa.tables import Order, utcnow
 
 log = logging.getLogger("kassa.placement")
@@ -115,7 +116,7 @@ async def _order_for_claim(session: AsyncSession, request: PlaceOrder, claim: Cl
     await auth.verify_customer(session, request.customer_id)
     await inventory.attach(session, claim.reservation_id, order.id)
     order = await orders.transition(
-        session, order.id, "PENDING_PAYMENT", reservation_id=claim.reservation_id, hold_expires_at=claim.hold_expires_at
+        session, order.id, OrderStatus.PENDING_PAYMENT, reservation_id=claim.reservation_id, hold_expires_at=claim.hold_expires_at
     )
     return Placement(order, placed_now=True)
 

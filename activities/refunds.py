@@ -15,10 +15,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from activities import inventory, ledger, loyalty, orders
 from activities.inventory import OutOfStock, StockLine
 from activities.loyalty import PointsUnavailable
-from activities.orders import UNPAID_ENDINGS
 from activities.payments import RefundState
 from activities.promos import PromoUnavailable
 from kassa.errors import Conflict, Invalid
+from kassa.statuses import ENDED, UNPAID_ENDINGS, OrderStatus, PaymentStatus
 from kassa.tables import (
     Cart,
     LedgerTransaction,
@@ -50,9 +50,9 @@ async def unsettled_payments(session: AsyncSession, limit: int = 100) -> list[Pa
         select(Payment)
         .join(Order, col(Order.id) == col(Payment.order_id))
         .where(
-            col(Payment.status) == "succeeded",
+            col(Payment.status) == PaymentStatus.SUCCEEDED,
             col(Payment.intent_id).not_in(charged),
-            col(Order.status).not_in(("CREATED", "PENDING_PAYMENT")),
+            col(Order.status).in_(ENDED),
         )
         .limit(limit)
     )
@@ -107,7 +107,7 @@ async def record_refund(
     )
     if not await ledger.record_refund(session, order_id, refund.refund_id, refund.amount, currency):
         return
-    if order.status == "PAID":
+    if order.status == OrderStatus.PAID:
         left = await ledger.charged(session, order_id)
         # The refunded share of the points it earned goes too; a full refund gives back those it
         # spent.
@@ -116,7 +116,7 @@ async def record_refund(
             await orders.transition(
                 session,
                 order_id,
-                "REFUNDED",
+                OrderStatus.REFUNDED,
                 reason,
                 {"refund_id": refund.refund_id, "amount": refund.amount},
             )
@@ -142,7 +142,7 @@ async def settle_late_payment(
     back). Idempotent: a repeat finds it counted."""
     order = await session.get_one(Order, order_id, with_for_update=True)
     await ledger.record_charge(session, order_id, intent_id, amount, currency)
-    if order.status in ("PAID", "REFUNDED"):
+    if order.status in (OrderStatus.PAID, OrderStatus.REFUNDED):
         first_charge = (await ledger.charge_references(session, order_id))[0]
         return "counted" if first_charge == intent_id else "refund"
     if order.status not in UNPAID_ENDINGS or await _cart_moved_on(session, order):
@@ -165,7 +165,7 @@ async def settle_late_payment(
             await orders.transition(
                 session,
                 order_id,
-                "PAID",
+                OrderStatus.PAID,
                 "late_payment",
                 {"intent_id": intent_id},
                 reservation_id=held.reservation_id,

@@ -16,6 +16,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities import payments
+from kassa.statuses import PaymentStatus
 from kassa.tables import Order, Payment, WebhookEvent, utcnow
 
 log = logging.getLogger("kassa.webhooks")
@@ -31,7 +32,8 @@ class PaymentEvent:
     id: str  # the provider's event id: the event is taken once under it
     type: str  # the provider's name for the event, stored as it came
     intent_id: str
-    status: str | None  # succeeded | failed | canceled; None: not a payment's outcome (stored, ignored)
+    # Settled (succeeded, failed, canceled); None: not a payment's outcome (stored, ignored).
+    status: PaymentStatus | None
     decline_code: str | None
     order_id: uuid.UUID | None  # the order the payment was made for, as the provider echoes it
     payload: dict[str, Any]  # the whole event as it came
@@ -55,7 +57,7 @@ class PaymentNews:
     order_id: uuid.UUID
     workflow_id: str
     intent_id: str
-    status: str
+    status: PaymentStatus
     decline_code: str | None
     charge: Charge | None
 
@@ -106,7 +108,9 @@ async def mark_processed(session: AsyncSession, event_id: str) -> None:
     )
 
 
-async def _news(session: AsyncSession, event: PaymentEvent, status: str, first_delivery: bool) -> Outcome:
+async def _news(
+    session: AsyncSession, event: PaymentEvent, status: PaymentStatus, first_delivery: bool
+) -> Outcome:
     """Whether the workflow should hear this status: "news" if it moved our record, or if the
     record is not written yet. Otherwise only the webhook handler and the workflow's own payment
     activities move a record, and those activities hand the status to the workflow themselves:
@@ -133,12 +137,14 @@ async def _news(session: AsyncSession, event: PaymentEvent, status: str, first_d
     return "stale"
 
 
-async def _addressee(session: AsyncSession, event: PaymentEvent, status: str) -> PaymentNews | None:
+async def _addressee(
+    session: AsyncSession, event: PaymentEvent, status: PaymentStatus
+) -> PaymentNews | None:
     """The news for the order's workflow; None when the event names no order of ours."""
     order = await session.get(Order, event.order_id) if event.order_id else None
     if order is None:
         log.warning("webhook for unknown order", extra={"intent_id": event.intent_id})
         return None
-    payment = await session.get(Payment, event.intent_id) if status == "succeeded" else None
+    payment = await session.get(Payment, event.intent_id) if status == PaymentStatus.SUCCEEDED else None
     charge = Charge(payment.order_id, payment.intent_id, payment.amount, payment.currency) if payment else None
     return PaymentNews(order.id, order.workflow_id, event.intent_id, status, event.decline_code, charge)

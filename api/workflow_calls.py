@@ -21,8 +21,14 @@ from activities.webhook_inbox import Charge, PaymentNews
 from api.problems import problem
 from kassa.db import session_scope
 from kassa.errors import Conflict
+from kassa.statuses import OrderStatus, PaymentStatus
 from kassa.tables import Order
-from workflows.checkout import UNAVAILABLE, CheckoutState, CheckoutWorkflow, PaymentUpdate
+from workflows.checkout import (
+    UNANSWERED_ATTEMPT,
+    CheckoutState,
+    CheckoutWorkflow,
+    PaymentUpdate,
+)
 from workflows.money_back import LatePaymentWorkflow, late_payment_workflow_id
 
 # Its lines are the webhook's: only `hand_on` logs.
@@ -39,7 +45,9 @@ def payment_answer(state: CheckoutState, created: bool) -> JSONResponse:
         "order_id": state.order_id,
         "status": state.status,
         "hold_expires_at": state.hold_expires_at,
-        "payment_url": payment.payment_url if payment and payment.status == "requires_action" else None,
+        "payment_url": payment.payment_url
+        if payment and payment.status == PaymentStatus.REQUIRES_ACTION
+        else None,
         "payment": {
             "status": payment.status,
             "intent_id": payment.intent_id or None,
@@ -62,13 +70,13 @@ def _unpaid_attempt(state: CheckoutState) -> tuple[int, str, str, bool] | None:
     payment = state.payment
     if payment is None:
         return None
-    if payment.status == UNAVAILABLE and state.status == "PENDING_PAYMENT":
+    if payment.status == UNANSWERED_ATTEMPT and state.status == OrderStatus.PENDING_PAYMENT:
         detail = "The bank did not answer: the stock stays held, try again with POST /orders/{id}/pay."
         return 503, "payment_unavailable", detail, True
-    if payment.status == "failed" and state.status == "PENDING_PAYMENT":
+    if payment.status == PaymentStatus.FAILED and state.status == OrderStatus.PENDING_PAYMENT:
         detail = "The payment was declined: try another method with POST /orders/{id}/pay before the hold ends."
         return 402, "payment_declined", detail, True
-    if payment.status == "failed" and state.status == "PAYMENT_FAILED":
+    if payment.status == PaymentStatus.FAILED and state.status == OrderStatus.PAYMENT_FAILED:
         detail = "The payment was declined three times: the order has ended and the cart is yours again."
         return 402, "payment_declined", detail, False
     return None
@@ -102,7 +110,7 @@ async def cancel_unpaid(temporal: Client, order: Order, reason: str) -> JSONResp
         return refusal_problem(refused)
     except RPCError:
         raise order_closed(order.status) from None
-    if state.status != "CANCELLED":
+    if state.status != OrderStatus.CANCELLED:
         return problem(409, "order_not_cancellable", f"The order became {state.status} first.", order_status=state.status)
     return JSONResponse(jsonable_encoder({"order_id": state.order_id, "status": state.status}))
 

@@ -7,9 +7,6 @@ saw the event, so sum them across processes (`sum(rate(kassa_checkouts_started_t
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-# Outcomes a checkout ends with, as the `status` label of CHECKOUTS_ENDED.
-ENDED_STATUSES = ("PAID", "EXPIRED", "PAYMENT_FAILED", "CANCELLED")
-
 CHECKOUTS_STARTED = Counter(
     "kassa_checkouts_started", "Checkouts that began making an order (Pay Now)."
 )

@@ -19,6 +19,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlmodel import Field, SQLModel
 
+from kassa.statuses import OrderStatus
+
 LIVE_RESERVATION = "status IN ('held', 'committed')"
 
 
@@ -252,7 +254,7 @@ class Order(SQLModel, table=True):
     cart_version: int
     workflow_id: str
     address_id: uuid.UUID | None = Field(default=None, foreign_key="addresses.id")
-    status: str = Field(default="CREATED", max_length=24, index=True)
+    status: str = Field(default=OrderStatus.CREATED, max_length=24, index=True)  # an OrderStatus
     subtotal: int
     discount: int = 0
     points: int = 0  # loyalty points redeemed, in kopecks
@@ -289,8 +291,8 @@ class OrderEvent(SQLModel, table=True):
         default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True)
     )
     order_id: uuid.UUID = Field(foreign_key="orders.id", index=True)
-    from_status: str | None = Field(default=None, max_length=24)
-    status: str = Field(max_length=24)
+    from_status: str | None = Field(default=None, max_length=24)  # an OrderStatus
+    status: str = Field(max_length=24)  # an OrderStatus
     reason: str | None = None
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     at: datetime = _timestamp()
@@ -304,7 +306,7 @@ class Payment(SQLModel, table=True):
     intent_id: str = Field(primary_key=True, max_length=64)
     order_id: uuid.UUID = Field(foreign_key="orders.id", index=True)
     attempt: int
-    status: str = Field(max_length=24)  # requires_action | succeeded | failed | canceled
+    status: str = Field(max_length=24)  # a PaymentStatus
     amount: int
     currency: str = Field(max_length=3)
     payment_url: str | None = None

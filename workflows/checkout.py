@@ -23,7 +23,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.payments import OPEN_STATUSES, SETTLED_STATUSES, IntentState
+    from activities.payments import IntentState
     from activities.temporal.checkout_steps import (
         CheckoutActivities,
         ExtendHoldInput,
@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         ReopenCartInput,
         ReservationInput,
     )
+    from kassa.statuses import ENDED, OPEN_PAYMENTS, SETTLED_PAYMENTS, OrderStatus, PaymentStatus
     from workflows.retries import ACQUIRER_RETRY, DATABASE_RETRY
 
 ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
@@ -46,8 +47,10 @@ MAX_PAYMENT_ATTEMPTS = 3
 # Who cancelled, as the order's reason: the customer, or support on their behalf.
 CANCELLED_BY_CUSTOMER, CANCELLED_BY_STAFF = "cancelled_by_customer", "cancelled_by_staff"
 CANCEL_REASONS = (CANCELLED_BY_CUSTOMER, CANCELLED_BY_STAFF)
-# An attempt the acquirer did not answer (outage): retryable, and not counted as one of the three.
-UNAVAILABLE = "unavailable"
+# The checkout's own mark, in an attempt's `status`, for an attempt the acquirer did not answer
+# (outage): retryable, and not counted as one of the three. Not a PaymentStatus: the acquirer never
+# says it, and our payments table never holds it.
+UNANSWERED_ATTEMPT = "unavailable"
 # While 3-D Secure runs, ask the acquirer on this backoff in case its webhooks are lost.
 STATUS_POLL_FIRST = timedelta(seconds=5)
 STATUS_POLL_LONGEST = timedelta(minutes=1)
@@ -58,7 +61,6 @@ STATUS_POLL_LONGEST = timedelta(minutes=1)
 POLL_PAYMENT_STATUS = "poll-payment-status"
 PAYMENT_STATUS_ATTRIBUTE = "payment-status-attribute"
 LOCAL_DATABASE_STEPS = "local-database-steps"
-FINAL_STATUSES = ("PAID", "PAYMENT_FAILED", "EXPIRED", "CANCELLED")
 
 
 def checkout_workflow_id(cart_id: uuid.UUID, cart_version: int) -> str:
@@ -108,7 +110,7 @@ class PaymentUpdate:
     """What the acquirer's webhook said about one intent of this order."""
 
     intent_id: str
-    status: str
+    status: PaymentStatus
     decline_code: str | None = None
 
 
@@ -117,7 +119,7 @@ class CheckoutState:
     """The answer to Pay Now, to another attempt, to cancel, and to the `status` query."""
 
     order_id: uuid.UUID
-    status: str
+    status: OrderStatus
     hold_expires_at: datetime
     attempts: int
     payment: IntentState | None
@@ -127,7 +129,7 @@ class CheckoutState:
 @dataclass(frozen=True)
 class CheckoutResult:
     order_id: uuid.UUID
-    status: str
+    status: OrderStatus
     reason: str | None
 
 
@@ -142,7 +144,7 @@ class CheckoutWorkflow:
         self._order = checkout.placed.order
         self._reservation_id = checkout.placed.reservation.reservation_id
         self._hold_expires_at = checkout.placed.reservation.hold_expires_at
-        self._status = "PENDING_PAYMENT"
+        self._status = OrderStatus.PENDING_PAYMENT
         self._reason: str | None = None
         self._hold_extended = False
         self._attempts: list[IntentState] = []
@@ -165,7 +167,7 @@ class CheckoutWorkflow:
 
         outcome, reason = await self._collect_payment(checkout)
 
-        if outcome == "PAID":
+        if outcome == OrderStatus.PAID:
             await self._database_step(
                 CheckoutActivities.commit_stock,
                 ReservationInput(self._reservation_id),
@@ -178,26 +180,26 @@ class CheckoutWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return CheckoutResult(self._order.order_id, self._status, self._reason)
 
-    async def _collect_payment(self, checkout: CheckoutInput) -> tuple[str, str | None]:
+    async def _collect_payment(self, checkout: CheckoutInput) -> tuple[OrderStatus, str | None]:
         """Attempts until one is paid, the customer cancels, three are declined, or the hold ends."""
         method = checkout.payment_method
         while True:
             if self._cancel_requested:
-                return "CANCELLED", self._cancel_reason
+                return OrderStatus.CANCELLED, self._cancel_reason
             intent = await self._initiate_payment(method)
-            if intent.status in OPEN_STATUSES:
+            if intent.status in OPEN_PAYMENTS:
                 intent = await self._await_authentication(checkout, intent)
-            if intent.status == "succeeded":
-                return "PAID", None
+            if intent.status == PaymentStatus.SUCCEEDED:
+                return OrderStatus.PAID, None
             if self._paid_by_webhook():
                 await self._record_webhook_payment(method)
-                return "PAID", None
+                return OrderStatus.PAID, None
             if self._cancel_requested:
-                return "CANCELLED", self._cancel_reason
+                return OrderStatus.CANCELLED, self._cancel_reason
             if self._hold_remaining() <= timedelta(0):
-                return "EXPIRED", "hold_expired"
+                return OrderStatus.EXPIRED, "hold_expired"
             if self._reached_attempts() >= MAX_PAYMENT_ATTEMPTS:
-                return "PAYMENT_FAILED", intent.decline_code or "declined"
+                return OrderStatus.PAYMENT_FAILED, intent.decline_code or "declined"
             # Declined or unreachable: the hold keeps running while the customer tries again.
             try:
                 await workflow.wait_condition(
@@ -205,10 +207,10 @@ class CheckoutWorkflow:
                     timeout=self._hold_remaining(),
                 )
             except asyncio.TimeoutError:
-                return "EXPIRED", "hold_expired"
+                return OrderStatus.EXPIRED, "hold_expired"
             if self._paid_by_webhook():
                 await self._record_webhook_payment(method)
-                return "PAID", None
+                return OrderStatus.PAID, None
             if self._next_method is not None:
                 method, self._next_method = self._next_method, None
 
@@ -226,7 +228,7 @@ class CheckoutWorkflow:
                 retry_policy=ACQUIRER_RETRY,
             )
         except ActivityError:
-            intent = IntentState(intent_id="", status=UNAVAILABLE, decline_code="acquirer_unavailable")
+            intent = IntentState(intent_id="", status=UNANSWERED_ATTEMPT, decline_code="acquirer_unavailable")
         self._attempts.append(intent)
         self._show_payment()
         return intent
@@ -234,11 +236,11 @@ class CheckoutWorkflow:
     async def _record_webhook_payment(self, method: PaymentMethod) -> None:
         """A webhook said an intent went through. If it is the one of an unanswered attempt (the
         bank made it, its answer was lost), asking again under that attempt's key records it."""
-        if self._attempts[-1].status == UNAVAILABLE:
+        if self._attempts[-1].status == UNANSWERED_ATTEMPT:
             await self._initiate_payment(method)
 
     def _reached_attempts(self) -> int:
-        return sum(1 for attempt in self._attempts if attempt.status != UNAVAILABLE)
+        return sum(1 for attempt in self._attempts if attempt.status != UNANSWERED_ATTEMPT)
 
     async def _await_authentication(self, checkout: CheckoutInput, intent: IntentState) -> IntentState:
         """3-D Secure: the webhook tells the outcome; the acquirer is asked too, in case it is lost."""
@@ -247,7 +249,7 @@ class CheckoutWorkflow:
         if intent.intent_id in self._webhook_updates:
             update = self._webhook_updates[intent.intent_id]
             intent = IntentState(intent.intent_id, update.status, intent.payment_url, update.decline_code)
-        if intent.status in OPEN_STATUSES and not self._paid_by_webhook():
+        if intent.status in OPEN_PAYMENTS and not self._paid_by_webhook():
             # Customer cancelled or hold ended: cancel the intent. If it already went
             # through, the payment won the race and the order is paid.
             intent = await self._payment_call(CheckoutActivities.cancel_payment, intent)
@@ -266,7 +268,7 @@ class CheckoutWorkflow:
             except asyncio.TimeoutError:
                 pass
             intent = await self._payment_call(CheckoutActivities.check_payment, intent)
-            if intent.status not in OPEN_STATUSES:
+            if intent.status not in OPEN_PAYMENTS:
                 return intent
             if self._hold_remaining() <= timedelta(0):
                 if self._hold_extended or not checkout.hold_grace_seconds:
@@ -310,7 +312,8 @@ class CheckoutWorkflow:
             workflow.logger.warning("acquirer unreachable; a late success will be refunded", extra={"order_id": str(order_id)})
             return intent
 
-    async def _end_unpaid(self, checkout: CheckoutInput, status: str, reason: str | None) -> None:
+    async def _end_unpaid(self, checkout: CheckoutInput, status: OrderStatus, reason: str | None
+    ) -> None:
         """Undo in reverse: stock back on the shelf, the order's final state, the cart back to the customer."""
         await self._database_step(
             CheckoutActivities.release_stock,
@@ -324,7 +327,7 @@ class CheckoutWorkflow:
             start_to_close_timeout=timedelta(seconds=10),
         )
 
-    async def _mark(self, status: str, reason: str | None) -> None:
+    async def _mark(self, status: OrderStatus, reason: str | None) -> None:
         await self._database_step(
             CheckoutActivities.mark_order,
             MarkOrderInput(self._order.order_id, status, reason),
@@ -355,17 +358,17 @@ class CheckoutWorkflow:
         return max(self._hold_expires_at - workflow.now(), timedelta(0))
 
     def _paid_by_webhook(self) -> bool:
-        return any(update.status == "succeeded" for update in self._webhook_updates.values())
+        return any(update.status == PaymentStatus.SUCCEEDED for update in self._webhook_updates.values())
 
     def _answer_ready(self, attempts_before: int) -> bool:
-        if self._status in FINAL_STATUSES:
+        if self._status in ENDED:
             return True
         if len(self._attempts) <= attempts_before:
             return False
         # 3-D Secure and a decline that leaves attempts are answered at once; a success once the
         # order is PAID, and the last decline once the order has ended.
         last = self._attempts[-1].status
-        return last in (*OPEN_STATUSES, UNAVAILABLE) or (last == "failed" and self._reached_attempts() < MAX_PAYMENT_ATTEMPTS)
+        return last in (*OPEN_PAYMENTS, UNANSWERED_ATTEMPT) or (last == PaymentStatus.FAILED and self._reached_attempts() < MAX_PAYMENT_ATTEMPTS)
 
     def _state(self) -> CheckoutState:
         return CheckoutState(
@@ -395,9 +398,9 @@ class CheckoutWorkflow:
     @retry_payment.validator
     def _may_retry_payment(self, method: PaymentMethod) -> None:
         waiting_for_method = (
-            self._status == "PENDING_PAYMENT"
+            self._status == OrderStatus.PENDING_PAYMENT
             and self._attempts
-            and self._attempts[-1].status in ("failed", UNAVAILABLE)
+            and self._attempts[-1].status in (PaymentStatus.FAILED, UNANSWERED_ATTEMPT)
             and self._next_method is None
             and not self._cancel_requested
         )
@@ -410,20 +413,20 @@ class CheckoutWorkflow:
     async def cancel(self, reason: str = CANCELLED_BY_CUSTOMER) -> CheckoutState:
         self._cancel_requested = True
         self._cancel_reason = reason
-        await workflow.wait_condition(lambda: self._status in FINAL_STATUSES)
+        await workflow.wait_condition(lambda: self._status in ENDED)
         return self._state()
 
     @cancel.validator
     def _may_cancel(self, reason: str = CANCELLED_BY_CUSTOMER) -> None:
         if reason not in CANCEL_REASONS:
             raise ApplicationError(f"No such reason to cancel: {reason}.", type="invalid_cancel_reason")
-        if self._status in FINAL_STATUSES:
+        if self._status in ENDED:
             raise ApplicationError(f"The order is {self._status}: nothing to cancel.", type="order_not_cancellable")
 
     @workflow.signal
     def payment_updated(self, update: PaymentUpdate) -> None:
         # Replays of a webhook are harmless: the first settled word on an intent stands.
-        if update.status in SETTLED_STATUSES and update.intent_id not in self._webhook_updates:
+        if update.status in SETTLED_PAYMENTS and update.intent_id not in self._webhook_updates:
             self._webhook_updates[update.intent_id] = update
 
     @workflow.query

@@ -19,7 +19,8 @@ from activities import carts, inventory, ledger, orders, payments
 from activities.payments import AcquirerClient, IntentState
 from activities.temporal.refusals import refusals_are_final
 from kassa.db import session_scope
-from kassa.metrics import CHECKOUTS_ENDED, ENDED_STATUSES
+from kassa.metrics import CHECKOUTS_ENDED
+from kassa.statuses import ENDED, OrderStatus, PaymentStatus
 
 log = logging.getLogger("kassa.checkout")
 
@@ -39,7 +40,7 @@ class ExtendHoldInput:
 @dataclass(frozen=True)
 class MarkOrderInput:
     order_id: uuid.UUID
-    status: str
+    status: OrderStatus
     reason: str | None = None
 
 
@@ -93,12 +94,12 @@ class CheckoutActivities:
     async def mark_order(self, request: MarkOrderInput) -> None:
         async with refusals_are_final(), session_scope(self._engine) as session:
             order = await orders.transition(session, request.order_id, request.status, request.reason)
-            if order.status == "PAID":
+            if order.status == OrderStatus.PAID:
                 # The money is in: on the ledger in the same transaction as the order's PAID. The
                 # order keeps its first success; any other is left to reconciliation to refund.
                 for payment in (await payments.succeeded(session, order.id))[:1]:
                     await ledger.record_charge(session, order.id, payment.intent_id, payment.amount, payment.currency)
-        if order.status in ENDED_STATUSES and activity.info().attempt == 1:
+        if order.status in ENDED and activity.info().attempt == 1:
             CHECKOUTS_ENDED.labels(order.status).inc()
         log.info("order marked", extra={"order_id": request.order_id, "status": order.status, "reason": request.reason})
 
@@ -112,7 +113,7 @@ class CheckoutActivities:
             )
         except payments.PaymentMethodRejected as rejected:
             log.info("payment method rejected", extra={"order_id": request.order_id, "code": rejected.code})
-            return IntentState(intent_id="", status="failed", decline_code=rejected.code)
+            return IntentState(intent_id="", status=PaymentStatus.FAILED, decline_code=rejected.code)
         async with session_scope(self._engine) as session:
             await payments.record_attempt(session, request.order_id, request.attempt, request.amount, request.currency, intent)
         log.info(

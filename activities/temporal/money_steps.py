@@ -17,6 +17,7 @@ from activities import refunds
 from activities.payments import AcquirerClient
 from activities.temporal.refusals import refusals_are_final
 from kassa.db import session_scope
+from kassa.statuses import OrderStatus
 from kassa.tables import Order
 
 log = logging.getLogger("kassa.money")
@@ -35,7 +36,7 @@ class RefundPaymentInput:
 class RefundDone:
     refund_id: str
     amount: int
-    order_status: str
+    order_status: OrderStatus
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class MoneyActivities:
             done = await refunds.refund_by_key(session, key)
             order = await session.get_one(Order, order_id)
         assert done is not None
-        return RefundDone(done.id, done.amount, order.status)
+        return RefundDone(done.id, done.amount, OrderStatus(order.status))
 
     @activity.defn
     async def settle_late_payment(self, request: LatePaymentInput) -> LatePaymentSettled:

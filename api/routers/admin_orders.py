@@ -19,18 +19,19 @@ from api.deps import EngineDep, SessionDep, SettingsDep, TemporalDep, requires
 from api.workflow_calls import cancel_unpaid, order_before_workflow_call
 from kassa.errors import Invalid
 from kassa.settings import Settings
+from kassa.statuses import OrderStatus
 from kassa.tables import Order, User
 from workflows.checkout import CANCELLED_BY_STAFF
 
 router = APIRouter(prefix="/admin/orders", tags=["admin"])
 
-ORDER_STATUSES = ("CREATED", *orders.ALLOWED_FROM)
+ORDER_STATUSES = list(OrderStatus)
 
 
 @dataclass(frozen=True)
 class OrderSummary:
     id: uuid.UUID
-    status: str
+    status: OrderStatus
     reason: str | None
     customer_id: uuid.UUID
     total: int
@@ -71,7 +72,7 @@ def workflow_url(settings: Settings, workflow_id: str, run_id: str | None = None
 
 def _summary(settings: Settings, order: Order) -> OrderSummary:
     return OrderSummary(
-        order.id, order.status, order.reason, order.user_id, order.total, order.currency, order.hold_expires_at,
+        order.id, OrderStatus(order.status), order.reason, order.user_id, order.total, order.currency, order.hold_expires_at,
         order.created_at, order.updated_at, order.workflow_id, workflow_url(settings, order.workflow_id),
     )
 
@@ -101,10 +102,11 @@ async def list_orders(
     (`created_from` ≤ t < `created_before`, ISO 8601 with a zone) narrow it; `next_cursor` pages on."""
     if status is not None and status not in ORDER_STATUSES:
         raise Invalid("unknown_status", f"status is one of {', '.join(ORDER_STATUSES)}.")
+    wanted = OrderStatus(status) if status is not None else None
     for name, moment in (("created_from", created_from), ("created_before", created_before)):
         if moment is not None and moment.tzinfo is None:
             raise Invalid("invalid_time", f"{name} needs a time zone, e.g. 2026-11-25T10:00:00Z.")
-    page = await operations.search_orders(session, OrderFilter(status, customer_id, created_from, created_before), limit, cursor)
+    page = await operations.search_orders(session, OrderFilter(wanted, customer_id, created_from, created_before), limit, cursor)
     return OrderList([_summary(settings, order) for order in page.items], page.next_cursor)
 
 

@@ -21,6 +21,7 @@ from api.workflow_calls import (
     payment_answer,
     refusal_problem,
 )
+from kassa.statuses import OrderStatus
 from kassa.tables import User
 from workflows.checkout import CANCELLED_BY_CUSTOMER, CheckoutWorkflow
 
@@ -64,7 +65,7 @@ async def pay_again(
             state = await handle.query(CheckoutWorkflow.status)
         except RPCError:
             raise order_closed(order.status) from None
-        if state.status != "PAID":
+        if state.status != OrderStatus.PAID:
             raise order_closed(state.status) from None
     return payment_answer(state, created=False)
 

@@ -23,6 +23,7 @@ from kassa.db import autocommit_scope
 from kassa.errors import Conflict
 from kassa.metrics import CHECKOUTS_STARTED, RESERVATION_CONFLICTS
 from kassa.settings import Settings
+from kassa.statuses import OrderStatus
 from kassa.tables import Order
 from workflows.checkout import (
     CheckoutInput,
@@ -83,7 +84,7 @@ async def pay_now(
         CHECKOUTS_STARTED.inc()
         log.info("order placed", extra={"order_id": order.id, "workflow_id": workflow_id, "total": order.total})
     try:
-        if order.status == "PENDING_PAYMENT":
+        if order.status == OrderStatus.PENDING_PAYMENT:
             state = await _start_or_attach(temporal, settings, order, body.payment_method.as_workflow_value())
         else:
             # The order has ended: its run answers if it is still finishing, and is never started.

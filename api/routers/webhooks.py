@@ -21,14 +21,15 @@ from api.problems import problem
 from api.workflow_calls import hand_on
 from kassa.db import session_scope
 from kassa.metrics import WEBHOOK_EVENTS
+from kassa.statuses import PaymentStatus
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger("kassa.webhooks")
 
 PAYMENT_STATUS_OF_EVENT = {
-    "payment_intent.succeeded": "succeeded",
-    "payment_intent.payment_failed": "failed",
-    "payment_intent.canceled": "canceled",
+    "payment_intent.succeeded": PaymentStatus.SUCCEEDED,
+    "payment_intent.payment_failed": PaymentStatus.FAILED,
+    "payment_intent.canceled": PaymentStatus.CANCELED,
 }
 
 # What we read of an event, checked to fit our columns; the whole event is stored as it came.
