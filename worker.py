@@ -39,7 +39,13 @@ log = logging.getLogger("kassa.worker")
 
 RECONCILE_SCHEDULE = "kassa-reconcile-payments"
 HOLD_SWEEP_SCHEDULE = "kassa-sweep-holds"
-WORKFLOWS = [CheckoutWorkflow, RefundWorkflow, LatePaymentWorkflow, ReconcileWorkflow, HoldSweepWorkflow]
+WORKFLOWS = [
+    CheckoutWorkflow,
+    RefundWorkflow,
+    LatePaymentWorkflow,
+    ReconcileWorkflow,
+    HoldSweepWorkflow,
+]
 # On shutdown (SIGTERM), running activities get this long to finish before they are cancelled.
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 
@@ -82,9 +88,17 @@ def schedules(settings: Settings) -> dict[str, Schedule]:
                 SweepHoldsInput(settings.hold_sweep_grace_seconds),
                 id="sweep-holds",
                 task_queue=settings.task_queue,
-                static_summary="Hold sweeper: holds whose checkout is gone or long past its deadline",
+                static_summary=(
+                    "Hold sweeper: holds whose checkout is gone or long past its deadline"
+                ),
             ),
-            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.hold_sweep_interval_seconds))]),
+            spec=ScheduleSpec(
+                intervals=[
+                    ScheduleIntervalSpec(
+                        every=timedelta(seconds=settings.hold_sweep_interval_seconds)
+                    )
+                ]
+            ),
             policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
         ),
     }
@@ -104,7 +118,8 @@ async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
 
 
 def metrics_runtime(settings: Settings) -> Runtime | None:
-    """A Temporal runtime whose SDK metrics (polls, task latencies, slots…) Prometheus can scrape."""
+    """A Temporal runtime whose SDK metrics (polls, task latencies, slots…) Prometheus can
+    scrape."""
     if not settings.temporal_metrics_port:
         return None
     address = f"{settings.host}:{settings.temporal_metrics_port}"
@@ -114,13 +129,24 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
 async def main(settings: Settings) -> None:
     if not settings.database_url or not settings.acquirer_api_key:
         raise SystemExit(
-            "kassa worker: set KASSA_DATABASE_URL and KASSA_ACQUIRER_API_KEY (or start everything with `kassa dev`)."
+            "kassa worker: set KASSA_DATABASE_URL and KASSA_ACQUIRER_API_KEY"
+            " (or start everything with `kassa dev`)."
         )
     engine = make_engine(settings.database_url)
     acquirer = AcquirerClient(settings.acquirer_base_url, settings.acquirer_api_key)
-    client = await connect(settings, interceptors=configure_tracing(settings, "worker"), runtime=metrics_runtime(settings))
+    client = await connect(
+        settings,
+        interceptors=configure_tracing(settings, "worker"),
+        runtime=metrics_runtime(settings),
+    )
     checkout = CheckoutActivities(engine, acquirer, settings.return_url)
-    worker = build_worker(client, settings, checkout, MoneyActivities(engine, acquirer), SweepActivities(engine, client))
+    worker = build_worker(
+        client,
+        settings,
+        checkout,
+        MoneyActivities(engine, acquirer),
+        SweepActivities(engine, client),
+    )
     for schedule_id in await ensure_schedules(client, settings):
         log.info("schedule created", extra={"schedule_id": schedule_id})
     if settings.worker_metrics_port:  # once connected: compose's health check reads it
@@ -140,7 +166,10 @@ async def main(settings: Settings) -> None:
     )
     async with worker:
         await stop.wait()
-        log.info("worker stopping: finishing running activities", extra={"grace_seconds": GRACEFUL_SHUTDOWN.total_seconds()})
+        log.info(
+            "worker stopping: finishing running activities",
+            extra={"grace_seconds": GRACEFUL_SHUTDOWN.total_seconds()},
+        )
     log.info("worker stopped")
     await acquirer.aclose()
     await engine.dispose()

@@ -38,7 +38,9 @@ class StockLevel:
 
 class OutOfStock(Conflict):
     def __init__(self, skus: list[str]) -> None:
-        super().__init__("out_of_stock", f"Not enough stock for {', '.join(skus)}: change the cart.", skus=skus)
+        super().__init__(
+            "out_of_stock", f"Not enough stock for {', '.join(skus)}: change the cart.", skus=skus
+        )
         self.skus = skus
 
 
@@ -61,7 +63,8 @@ def _merged(lines: list[StockLine]) -> list[StockLine]:
 _CLAIM = text("""WITH earlier AS (
     SELECT id, hold_expires_at FROM reservations WHERE claim_key = :claim_key AND status = 'held'
 ), wanted AS (
-    SELECT sku, quantity FROM unnest(CAST(:skus AS varchar[]), CAST(:quantities AS integer[])) AS w(sku, quantity)
+    SELECT sku, quantity
+    FROM unnest(CAST(:skus AS varchar[]), CAST(:quantities AS integer[])) AS w(sku, quantity)
     WHERE NOT EXISTS (SELECT FROM earlier)
 ), available AS (
     SELECT s.sku FROM stock s JOIN wanted w ON w.sku = s.sku
@@ -72,11 +75,14 @@ _CLAIM = text("""WITH earlier AS (
     WHERE s.sku = w.sku AND (SELECT count(*) FROM available) = (SELECT count(*) FROM wanted)
     RETURNING s.sku
 ), claim AS (
-    INSERT INTO reservations (id, order_id, claim_key, status, hold_expires_at, created_at, updated_at)
-    SELECT :reservation_id, NULL, :claim_key, 'held', :hold_expires_at, now(), now() WHERE EXISTS (SELECT FROM held)
+    INSERT INTO reservations
+        (id, order_id, claim_key, status, hold_expires_at, created_at, updated_at)
+    SELECT :reservation_id, NULL, :claim_key, 'held', :hold_expires_at, now(), now()
+    WHERE EXISTS (SELECT FROM held)
     RETURNING id, hold_expires_at
 ), claimed_lines AS (
-    INSERT INTO reservation_lines (reservation_id, sku, quantity) SELECT claim.id, w.sku, w.quantity FROM claim, wanted w
+    INSERT INTO reservation_lines (reservation_id, sku, quantity)
+    SELECT claim.id, w.sku, w.quantity FROM claim, wanted w
 )
 SELECT id, hold_expires_at, NULL::varchar AS sku FROM earlier
 UNION ALL SELECT id, hold_expires_at, NULL FROM claim
@@ -91,7 +97,11 @@ class Claimed:
 
 
 async def claim(
-    session: AsyncSession, claim_key: str, reservation_id: uuid.UUID, lines: list[StockLine], hold_expires_at: datetime
+    session: AsyncSession,
+    claim_key: str,
+    reservation_id: uuid.UUID,
+    lines: list[StockLine],
+    hold_expires_at: datetime,
 ) -> Claimed:
     """Hold every line, or none (raises OutOfStock naming the short SKUs), as a reservation with no
     order yet: a claim. The one way stock is held: by the gateway in autocommit, committed at once
@@ -108,14 +118,15 @@ async def claim(
         "reservation_id": reservation_id,
         "hold_expires_at": hold_expires_at,
     }
+    # sqlmodel's `exec` runs a text() too; only its overloads leave it out (as in search.py).
     try:
-        rows = (await session.exec(_CLAIM, params=params)).all()
+        rows = (await session.exec(_CLAIM, params=params)).all()  # type: ignore[call-overload]
     except IntegrityError:
         # A twin under the same key claimed between this statement's snapshot and its insert (the
         # whole statement was undone): asked again, it finds the twin's claim. Only the gateway's
         # taps have twins, in autocommit: no transaction to end, and a rollback would expire the
         # caller's objects.
-        rows = (await session.exec(_CLAIM, params=params)).all()
+        rows = (await session.exec(_CLAIM, params=params)).all()  # type: ignore[call-overload]
     taken = next((row for row in rows if row.id is not None), None)
     if taken is None:
         available = {row.sku for row in rows}
@@ -127,12 +138,20 @@ async def attach(session: AsyncSession, reservation_id: uuid.UUID, order_id: uui
     """The claim becomes the order's reservation, in the order's transaction."""
     attached = await session.exec(
         update(Reservation)
-        .where(col(Reservation.id) == reservation_id, col(Reservation.order_id).is_(None), col(Reservation.status) == "held")
+        .where(
+            col(Reservation.id) == reservation_id,
+            col(Reservation.order_id).is_(None),
+            col(Reservation.status) == "held",
+        )
         .values(order_id=order_id, updated_at=utcnow())
         .returning(col(Reservation.id))
     )
     if attached.scalar_one_or_none() is None:
-        raise Conflict("claim_lost", "The stock held for this tap was given back before its order was made: tap Pay Now again.")
+        raise Conflict(
+            "claim_lost",
+            "The stock held for this tap was given back before its order was made:"
+            " tap Pay Now again.",
+        )
 
 
 async def _settle(session: AsyncSession, reservation_id: uuid.UUID, to_status: str) -> Reservation:
@@ -145,7 +164,9 @@ async def _settle(session: AsyncSession, reservation_id: uuid.UUID, to_status: s
     )
     if settled.scalar_one_or_none() is not None:
         reservation_lines = await session.exec(
-            select(ReservationLine).where(ReservationLine.reservation_id == reservation_id).order_by(col(ReservationLine.sku))
+            select(ReservationLine)
+            .where(ReservationLine.reservation_id == reservation_id)
+            .order_by(col(ReservationLine.sku))
         )
         for line in reservation_lines:
             change = {"reserved": col(Stock.reserved) - line.quantity}
@@ -156,7 +177,9 @@ async def _settle(session: AsyncSession, reservation_id: uuid.UUID, to_status: s
     if reservation is None:
         raise NotFound("unknown_reservation", f"No reservation {reservation_id}.")
     if reservation.status != to_status:
-        raise Conflict("reservation_settled", f"Reservation {reservation_id} is already {reservation.status}.")
+        raise Conflict(
+            "reservation_settled", f"Reservation {reservation_id} is already {reservation.status}."
+        )
     return reservation
 
 
@@ -164,7 +187,9 @@ async def release_claim(session: AsyncSession, reservation_id: uuid.UUID) -> boo
     """A claim's stock back on the shelf, unless an order has it by now (a double tap's twin
     shares the claim and may have attached it first); True if released."""
     unattached = select(Reservation.id).where(
-        col(Reservation.id) == reservation_id, col(Reservation.order_id).is_(None), col(Reservation.status) == "held"
+        col(Reservation.id) == reservation_id,
+        col(Reservation.order_id).is_(None),
+        col(Reservation.status) == "held",
     )
     if (await session.exec(unattached.with_for_update())).first() is None:
         return False
@@ -182,7 +207,9 @@ async def commit(session: AsyncSession, reservation_id: uuid.UUID) -> Reservatio
     return await _settle(session, reservation_id, "committed")
 
 
-async def extend_hold(session: AsyncSession, reservation_id: uuid.UUID, hold_expires_at: datetime) -> bool:
+async def extend_hold(
+    session: AsyncSession, reservation_id: uuid.UUID, hold_expires_at: datetime
+) -> bool:
     """A held reservation keeps its stock until the later time; True if it moved. Idempotent."""
     extended = await session.exec(
         update(Reservation)
@@ -203,7 +230,9 @@ async def set_on_hand(session: AsyncSession, sku: str, on_hand: int) -> StockLev
         raise Invalid("invalid_on_hand", "on_hand must be between 0 and 10,000,000.")
     if await session.get(Product, sku) is None:
         raise NotFound("unknown_sku", f"No product with SKU {sku!r}: create it first.")
-    await session.exec(insert(Stock).values(sku=sku, on_hand=0, reserved=0).on_conflict_do_nothing())
+    await session.exec(
+        insert(Stock).values(sku=sku, on_hand=0, reserved=0).on_conflict_do_nothing()
+    )
     stock = (
         await session.exec(
             update(Stock)
@@ -216,7 +245,8 @@ async def set_on_hand(session: AsyncSession, sku: str, on_hand: int) -> StockLev
         level = await session.get_one(Stock, sku)
         raise Conflict(
             "below_reserved",
-            f"{level.reserved} units of {sku} are held for open orders: on_hand cannot go below that.",
+            f"{level.reserved} units of {sku} are held for open orders:"
+            " on_hand cannot go below that.",
             reserved=level.reserved,
         )
     return StockLevel(stock.sku, stock.on_hand, stock.reserved, stock.on_hand - stock.reserved)

@@ -139,7 +139,10 @@ async def order_dossier(session: AsyncSession, order: Order) -> OrderDossier:
                 p.intent_id,
                 p.attempt,
                 PaymentStatus(p.status),
-                p.amount, p.currency, p.decline_code, p.created_at
+                p.amount,
+                p.currency,
+                p.decline_code,
+                p.created_at,
             )
             for p in payments
         ],

@@ -80,11 +80,16 @@ class OrderView(Totals):
     created_at: datetime
 
 
-async def lock_cart(session: AsyncSession, user_id: uuid.UUID, cart_id: uuid.UUID, cart_version: int) -> Cart:
+async def lock_cart(
+    session: AsyncSession, user_id: uuid.UUID, cart_id: uuid.UUID, cart_version: int
+) -> Cart:
     """The customer's cart, locked at this version for its order (until the transaction ends)."""
     cart = await carts.owned_cart(session, user_id, cart_id)
     if not await carts.check_out(session, cart.id, cart_version):
-        raise Conflict("cart_changed", "The cart changed or is already being paid for: review it and tap Pay Now again.")
+        raise Conflict(
+            "cart_changed",
+            "The cart changed or is already being paid for: review it and tap Pay Now again.",
+        )
     return cart
 
 
@@ -123,7 +128,11 @@ async def order_from_locked_cart(
         if order.points:
             await loyalty.hold(session, order)
         held["points_held"] = order.points
-    session.add(OrderEvent(order_id=order_id, from_status=None, status=OrderStatus.CREATED, detail=_moved(held)))
+    session.add(
+        OrderEvent(
+            order_id=order_id, from_status=None, status=OrderStatus.CREATED, detail=_moved(held)
+        )
+    )
     return order
 
 
@@ -136,11 +145,13 @@ def check_priced_cart(priced: carts.PricedCart) -> None:
         limit = carts.quantity_limit(priced.products[line.sku])
         if line.quantity > limit:
             raise Conflict(
-                "quantity_limit", f"One order may take at most {limit} of {line.sku}: lower it in the cart.", sku=line.sku, limit=limit
+                "quantity_limit",
+                f"One order may take at most {limit} of {line.sku}: lower it in the cart.",
+                sku=line.sku,
+                limit=limit,
             )
     if priced.promo is not None and priced.promo_status != PROMO_APPLIED:
         raise PromoUnavailable(priced.promo.code, priced.promo_status or "")
-
 
 
 async def transition(
@@ -165,7 +176,8 @@ async def transition(
     if current == to_status:
         return await session.get_one(Order, order_id)
     allowed = ALLOWED_FROM[to_status]
-    moved = (
+    # RETURNING an entity: sqlmodel types the UPDATE's result as rows of Any.
+    moved: Order | None = (
         await session.exec(
             update(Order)
             .where(col(Order.id) == order_id, col(Order.status).in_(allowed))
@@ -175,11 +187,21 @@ async def transition(
     ).scalar_one_or_none()
     if moved is None:
         raise IllegalTransition(
-            "illegal_transition", f"Order {order_id} is {current}; it cannot become {to_status}.", order_status=current
+            "illegal_transition",
+            f"Order {order_id} is {current}; it cannot become {to_status}.",
+            order_status=current,
         )
     benefits = await _settle_benefits(session, moved, current)
     event_detail = (detail or {}) | benefits
-    session.add(OrderEvent(order_id=order_id, from_status=current, status=to_status, reason=reason, detail=event_detail))
+    session.add(
+        OrderEvent(
+            order_id=order_id,
+            from_status=current,
+            status=to_status,
+            reason=reason,
+            detail=event_detail,
+        )
+    )
     return moved
 
 
@@ -195,12 +217,21 @@ async def _settle_benefits(
     await loyalty.lock_account(session, order.user_id)
     if order.status != OrderStatus.PAID:
         return _moved(
-            {"promo_released": await promos.release(session, order.id), "points_released": await loyalty.release(session, order)}
+            {
+                "promo_released": await promos.release(session, order.id),
+                "points_released": await loyalty.release(session, order),
+            }
         )
     if from_status in UNPAID_ENDINGS:
-        spent = {"promo_final": await promos.reclaim(session, order.id), "points_burnt": await loyalty.reclaim(session, order)}
+        spent = {
+            "promo_final": await promos.reclaim(session, order.id),
+            "points_burnt": await loyalty.reclaim(session, order),
+        }
     else:
-        spent = {"promo_final": await promos.finalise(session, order.id), "points_burnt": await loyalty.burn(session, order)}
+        spent = {
+            "promo_final": await promos.finalise(session, order.id),
+            "points_burnt": await loyalty.burn(session, order),
+        }
     return _moved(spent | {"points_accrued": await loyalty.accrue(session, order)})
 
 
@@ -231,7 +262,9 @@ async def extend_hold(
     )
 
 
-async def owned_order(session: AsyncSession, user_id: uuid.UUID | None, order_id: uuid.UUID) -> Order:
+async def owned_order(
+    session: AsyncSession, user_id: uuid.UUID | None, order_id: uuid.UUID
+) -> Order:
     """The order if it belongs to this customer (None: an operator); 404 otherwise."""
     order = await session.get(Order, order_id)
     if order is None or (user_id is not None and order.user_id != user_id):
@@ -240,23 +273,50 @@ async def owned_order(session: AsyncSession, user_id: uuid.UUID | None, order_id
 
 
 async def view_order(session: AsyncSession, order: Order) -> OrderView:
-    lines = await session.exec(select(OrderLine).where(OrderLine.order_id == order.id).order_by(col(OrderLine.sku)))
-    events = await session.exec(select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(col(OrderEvent.id)))
+    lines = await session.exec(
+        select(OrderLine).where(OrderLine.order_id == order.id).order_by(col(OrderLine.sku))
+    )
+    events = await session.exec(
+        select(OrderEvent).where(OrderEvent.order_id == order.id).order_by(col(OrderEvent.id))
+    )
     payment = (
-        await session.exec(select(Payment).where(Payment.order_id == order.id).order_by(col(Payment.attempt).desc()).limit(1))
+        await session.exec(
+            select(Payment)
+            .where(Payment.order_id == order.id)
+            .order_by(col(Payment.attempt).desc())
+            .limit(1)
+        )
     ).one_or_none()
     promo = await session.get(PromoUse, order.id)
     return OrderView(
         id=order.id,
         status=OrderStatus(order.status),
-        lines=[PricedLine(l.sku, l.title, l.quantity, l.unit_price, l.line_total, l.discount, l.points, l.vat) for l in lines],
+        lines=[
+            PricedLine(
+                line.sku,
+                line.title,
+                line.quantity,
+                line.unit_price,
+                line.line_total,
+                line.discount,
+                line.points,
+                line.vat,
+            )
+            for line in lines
+        ],
         promo_code=promo.code if promo else None,
         **Totals.of(order),
         address_id=order.address_id,
         reservation_id=order.reservation_id,
         hold_expires_at=order.hold_expires_at,
         reason=order.reason,
-        payment=PaymentView(PaymentStatus(payment.status), payment.intent_id, payment.payment_url, payment.decline_code, payment.attempt)
+        payment=PaymentView(
+            PaymentStatus(payment.status),
+            payment.intent_id,
+            payment.payment_url,
+            payment.decline_code,
+            payment.attempt,
+        )
         if payment
         else None,
         events=[EventView(OrderStatus(e.status), e.at, e.reason) for e in events],
@@ -265,7 +325,10 @@ async def view_order(session: AsyncSession, order: Order) -> OrderView:
 
 
 async def list_orders(
-    session: AsyncSession, user_id: uuid.UUID | None, limit: int = 20, status: OrderStatus | None = None
+    session: AsyncSession,
+    user_id: uuid.UUID | None,
+    limit: int = 20,
+    status: OrderStatus | None = None,
 ) -> list[Order]:
     query = select(Order).order_by(col(Order.created_at).desc()).limit(limit)
     if user_id is not None:
@@ -275,6 +338,8 @@ async def list_orders(
     return list(await session.exec(query))
 
 
-async def order_for_cart(session: AsyncSession, cart_id: uuid.UUID, cart_version: int) -> Order | None:
+async def order_for_cart(
+    session: AsyncSession, cart_id: uuid.UUID, cart_version: int
+) -> Order | None:
     query = select(Order).where(Order.cart_id == cart_id, Order.cart_version == cart_version)
     return (await session.exec(query)).one_or_none()

@@ -1,4 +1,5 @@
-"""Payments: the acquirer's API as the gateway and the worker use it, and our record of each attempt."""
+"""Payments: the acquirer's API as the gateway and the worker use it, and our record of each
+attempt."""
 
 import time
 import uuid
@@ -53,7 +54,9 @@ class PaymentMethodRejected(Invalid):
 class AcquirerClient:
     def __init__(self, base_url: str, api_key: str, timeout_seconds: float = 10.0) -> None:
         self._http = httpx.AsyncClient(
-            base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout_seconds
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout_seconds,
         )
 
     async def aclose(self) -> None:
@@ -69,7 +72,9 @@ class AcquirerClient:
                 response = await self._http.request(method, path, headers=headers, **kwargs)
             except httpx.HTTPError as error:
                 ACQUIRER_ERRORS.labels(operation, "unreachable").inc()
-                raise AcquirerUnavailable(f"acquirer unreachable: {type(error).__name__}") from error
+                raise AcquirerUnavailable(
+                    f"acquirer unreachable: {type(error).__name__}"
+                ) from error
             finally:
                 ACQUIRER_SECONDS.labels(operation).observe(time.perf_counter() - started)
         if response.status_code >= 500:
@@ -78,7 +83,13 @@ class AcquirerClient:
         return response
 
     async def create_intent(
-        self, idempotency_key: str, amount: int, currency: str, token: str, merchant_reference: str, return_url: str | None
+        self,
+        idempotency_key: str,
+        amount: int,
+        currency: str,
+        token: str,
+        merchant_reference: str,
+        return_url: str | None,
     ) -> IntentState:
         """Idempotent on `idempotency_key`: a retry returns the intent of the first call."""
         body = {
@@ -89,12 +100,17 @@ class AcquirerClient:
             "return_url": return_url,
         }
         response = await self._call(
-            "create_intent", "POST", "/v1/payment_intents", json=body, headers={"Idempotency-Key": idempotency_key}
+            "create_intent",
+            "POST",
+            "/v1/payment_intents",
+            json=body,
+            headers={"Idempotency-Key": idempotency_key},
         )
         if response.status_code >= 400:
             error = response.json().get("error", {})
             raise PaymentMethodRejected(
-                error.get("code", "payment_method_rejected"), error.get("message", "The payment method was rejected.")
+                error.get("code", "payment_method_rejected"),
+                error.get("message", "The payment method was rejected."),
             )
         return IntentState.from_acquirer(response.json())
 
@@ -104,16 +120,19 @@ class AcquirerClient:
         return IntentState.from_acquirer(response.json())
 
     async def cancel_intent(self, intent_id: str) -> IntentState:
-        """Idempotent. If the payment already went through, says so (status succeeded) instead of cancelling."""
-        response = await self._call("cancel_intent", "POST", f"/v1/payment_intents/{intent_id}/cancel")
+        """Idempotent. If the payment already went through, says so (status succeeded) instead of
+        cancelling."""
+        response = await self._call(
+            "cancel_intent", "POST", f"/v1/payment_intents/{intent_id}/cancel"
+        )
         if response.status_code == 409 and "intent" in response.json():
             return IntentState.from_acquirer(response.json()["intent"])
         response.raise_for_status()
         return IntentState.from_acquirer(response.json())
 
-
     async def refund(self, idempotency_key: str, intent_id: str, amount: int) -> RefundState:
-        """Idempotent on `idempotency_key`. The acquirer refuses more than was charged (Conflict)."""
+        """Idempotent on `idempotency_key`. The acquirer refuses more than was charged
+        (Conflict)."""
         response = await self._call(
             "refund",
             "POST",
@@ -123,13 +142,21 @@ class AcquirerClient:
         )
         if response.status_code >= 400:
             error = response.json().get("error", {})
-            raise Conflict(error.get("code", "refund_refused"), error.get("message", "The acquirer refused the refund."))
+            raise Conflict(
+                error.get("code", "refund_refused"),
+                error.get("message", "The acquirer refused the refund."),
+            )
         body = response.json()
         return RefundState(body["id"], body["payment_intent"], body["amount"])
 
 
 async def record_attempt(
-    session: AsyncSession, order_id: uuid.UUID, attempt: int, amount: int, currency: str, intent: IntentState
+    session: AsyncSession,
+    order_id: uuid.UUID,
+    attempt: int,
+    amount: int,
+    currency: str,
+    intent: IntentState,
 ) -> None:
     """Idempotent: a retried attempt (same intent) is recorded once."""
     await session.exec(
@@ -168,5 +195,9 @@ async def advance(
 
 async def succeeded(session: AsyncSession, order_id: uuid.UUID) -> list[Payment]:
     """The order's payments that went through, in attempt order."""
-    query = select(Payment).where(Payment.order_id == order_id, Payment.status == PaymentStatus.SUCCEEDED).order_by(col(Payment.attempt))
+    query = (
+        select(Payment)
+        .where(Payment.order_id == order_id, Payment.status == PaymentStatus.SUCCEEDED)
+        .order_by(col(Payment.attempt))
+    )
     return list(await session.exec(query))

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -64,7 +65,9 @@ async def claim_stock(autocommit: AsyncSession, request: PlaceOrder) -> Placemen
     checks the customer and the cart on: under a flash sale's crowd each take from the pool is a
     queue, and a tap that took it several times before its claim would sell out as late as the
     crowd's last check."""
-    if (earlier := await orders.order_for_cart(autocommit, request.cart_id, request.cart_version)) is not None:
+    if (
+        earlier := await orders.order_for_cart(autocommit, request.cart_id, request.cart_version)
+    ) is not None:
         return Placement(earlier, placed_now=False)
     # Read before the cart is locked: if the cart changes after this, its version moves and the
     # order below is refused, so a placed order always holds what its cart had.
@@ -75,12 +78,18 @@ async def claim_stock(autocommit: AsyncSession, request: PlaceOrder) -> Placemen
     # Keyed by the tap (its cart version's workflow id): a tap sent again after its first try
     # claimed and then stopped (the gateway restarted, the database went away) finds that claim.
     claimed = await inventory.claim(
-        autocommit, request.workflow_id, uuid.uuid4(), lines, utcnow() + timedelta(seconds=request.hold_seconds)
+        autocommit,
+        request.workflow_id,
+        uuid.uuid4(),
+        lines,
+        utcnow() + timedelta(seconds=request.hold_seconds),
     )
     return Claim(claimed.reservation_id, claimed.hold_expires_at)
 
 
-async def place_order(engine: AsyncEngine, request: PlaceOrder, held: Placement | Claim) -> Placement:
+async def place_order(
+    engine: AsyncEngine, request: PlaceOrder, held: Placement | Claim
+) -> Placement:
     """Step 2: the claim's order, or the twin's (a double tap that locked the cart first). Raises
     the refusals of `orders.lock_cart` and `orders.order_from_locked_cart`, and then has given the
     claim back."""
@@ -104,19 +113,34 @@ async def place_order(engine: AsyncEngine, request: PlaceOrder, held: Placement 
 
 async def _order_for_claim(session: AsyncSession, request: PlaceOrder, claim: Claim) -> Placement:
     try:
-        cart = await orders.lock_cart(session, request.customer_id, request.cart_id, request.cart_version)
+        cart = await orders.lock_cart(
+            session, request.customer_id, request.cart_id, request.cart_version
+        )
     except Conflict as refused:
-        # A double tap's twin locked the cart first: its order, once it committed, is this tap's too.
-        if refused.code == "cart_changed" and (twin := await orders.order_for_cart(session, request.cart_id, request.cart_version)):
+        # A double tap's twin locked the cart first: its order, once it committed, is this tap's
+        # too.
+        if refused.code == "cart_changed" and (
+            twin := await orders.order_for_cart(session, request.cart_id, request.cart_version)
+        ):
             return Placement(twin, placed_now=False)
         raise
     order = await orders.order_from_locked_cart(
-        session, request.order_id, request.workflow_id, cart, request.cart_version, request.address_id, request.redeem_points
+        session,
+        request.order_id,
+        request.workflow_id,
+        cart,
+        request.cart_version,
+        request.address_id,
+        request.redeem_points,
     )
     await auth.verify_customer(session, request.customer_id)
     await inventory.attach(session, claim.reservation_id, order.id)
     order = await orders.transition(
-        session, order.id, OrderStatus.PENDING_PAYMENT, reservation_id=claim.reservation_id, hold_expires_at=claim.hold_expires_at
+        session,
+        order.id,
+        OrderStatus.PENDING_PAYMENT,
+        reservation_id=claim.reservation_id,
+        hold_expires_at=claim.hold_expires_at,
     )
     return Placement(order, placed_now=True)
 
@@ -125,7 +149,10 @@ async def _release_claim(engine: AsyncEngine, claim_id: uuid.UUID, request: Plac
     try:
         async with session_scope(engine) as session:
             await inventory.release_claim(session, claim_id)
-    except Exception:
-        # The database is away: the hold sweeper releases the claim once it is back.
-        log.warning("claim left for the hold sweeper", extra={"reservation_id": str(claim_id), "cart_id": str(request.cart_id)})
-
+    except (SQLAlchemyError, OSError):
+        # The database is away (or the connection to it): the hold sweeper releases the claim once
+        # it is back.
+        log.warning(
+            "claim left for the hold sweeper",
+            extra={"reservation_id": str(claim_id), "cart_id": str(request.cart_id)},
+        )

@@ -79,16 +79,27 @@ async def receive(session: AsyncSession, event: PaymentEvent) -> Receipt:
         await session.exec(
             insert(WebhookEvent)
             .values(
-                id=event.id, type=event.type, intent_id=event.intent_id, payload=event.payload, received_at=utcnow()
+                id=event.id,
+                type=event.type,
+                intent_id=event.intent_id,
+                payload=event.payload,
+                received_at=utcnow(),
             )
             .on_conflict_do_nothing()
             .returning(col(WebhookEvent.id))
         )
     ).first() is not None
     # A row this transaction did not insert may be another delivery's, being handled or done.
-    if not first_delivery and (await session.get_one(WebhookEvent, event.id, with_for_update=True)).processed_at:
+    if (
+        not first_delivery
+        and (await session.get_one(WebhookEvent, event.id, with_for_update=True)).processed_at
+    ):
         return Receipt("duplicate")
-    outcome: Outcome = "ignored" if event.status is None else await _news(session, event, event.status, first_delivery)
+    outcome: Outcome = (
+        "ignored"
+        if event.status is None
+        else await _news(session, event, event.status, first_delivery)
+    )
     if outcome == "news":
         assert event.status is not None
         news = await _addressee(session, event, event.status)
@@ -145,6 +156,14 @@ async def _addressee(
     if order is None:
         log.warning("webhook for unknown order", extra={"intent_id": event.intent_id})
         return None
-    payment = await session.get(Payment, event.intent_id) if status == PaymentStatus.SUCCEEDED else None
-    charge = Charge(payment.order_id, payment.intent_id, payment.amount, payment.currency) if payment else None
-    return PaymentNews(order.id, order.workflow_id, event.intent_id, status, event.decline_code, charge)
+    payment = (
+        await session.get(Payment, event.intent_id) if status == PaymentStatus.SUCCEEDED else None
+    )
+    charge = (
+        Charge(payment.order_id, payment.intent_id, payment.amount, payment.currency)
+        if payment
+        else None
+    )
+    return PaymentNews(
+        order.id, order.workflow_id, event.intent_id, status, event.decline_code, charge
+    )

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -25,6 +25,7 @@ from kassa.statuses import OrderStatus, PaymentStatus
 from kassa.tables import Order
 from workflows.checkout import (
     UNANSWERED_ATTEMPT,
+    CheckoutResult,
     CheckoutState,
     CheckoutWorkflow,
     PaymentUpdate,
@@ -34,12 +35,16 @@ from workflows.money_back import LatePaymentWorkflow, late_payment_workflow_id
 # Its lines are the webhook's: only `hand_on` logs.
 log = logging.getLogger("kassa.webhooks")
 
+# Spelled out where a handle is taken: mypy does not infer it from `CheckoutWorkflow.run` alone.
+CheckoutHandle = WorkflowHandle[CheckoutWorkflow, CheckoutResult]
+
 # The workflow's refusals, by their ApplicationError type.
 REFUSAL_STATUS = {"customer_not_allowed": 403}
 
 
 def payment_answer(state: CheckoutState, created: bool) -> JSONResponse:
-    """201/200 with the order and where to pay; 402 when declined, 503 when the bank did not answer."""
+    """201/200 with the order and where to pay; 402 when declined, 503 when the bank did not
+    answer."""
     payment = state.payment
     body: dict[str, Any] = {
         "order_id": state.order_id,
@@ -71,13 +76,20 @@ def _unpaid_attempt(state: CheckoutState) -> tuple[int, str, str, bool] | None:
     if payment is None:
         return None
     if payment.status == UNANSWERED_ATTEMPT and state.status == OrderStatus.PENDING_PAYMENT:
-        detail = "The bank did not answer: the stock stays held, try again with POST /orders/{id}/pay."
+        detail = (
+            "The bank did not answer: the stock stays held, try again with POST /orders/{id}/pay."
+        )
         return 503, "payment_unavailable", detail, True
     if payment.status == PaymentStatus.FAILED and state.status == OrderStatus.PENDING_PAYMENT:
-        detail = "The payment was declined: try another method with POST /orders/{id}/pay before the hold ends."
+        detail = (
+            "The payment was declined: try another method with POST /orders/{id}/pay"
+            " before the hold ends."
+        )
         return 402, "payment_declined", detail, True
     if payment.status == PaymentStatus.FAILED and state.status == OrderStatus.PAYMENT_FAILED:
-        detail = "The payment was declined three times: the order has ended and the cart is yours again."
+        detail = (
+            "The payment was declined three times: the order has ended and the cart is yours again."
+        )
         return 402, "payment_declined", detail, False
     return None
 
@@ -90,7 +102,9 @@ def refusal_problem(error: WorkflowUpdateFailedError) -> JSONResponse:
     return problem(REFUSAL_STATUS.get(cause.type, 409), cause.type, cause.message, **detail)
 
 
-async def order_before_workflow_call(engine: AsyncEngine, customer_id: uuid.UUID | None, order_id: uuid.UUID) -> Order:
+async def order_before_workflow_call(
+    engine: AsyncEngine, customer_id: uuid.UUID | None, order_id: uuid.UUID
+) -> Order:
     """The customer's order (None: any order, for staff). A short read, closed before the workflow
     call: no connection is held while it runs."""
     async with session_scope(engine) as session:
@@ -98,12 +112,17 @@ async def order_before_workflow_call(engine: AsyncEngine, customer_id: uuid.UUID
 
 
 def order_closed(status: str) -> Conflict:
-    return Conflict("order_closed", f"The order is {status}: it takes no more changes.", order_status=status)
+    return Conflict(
+        "order_closed", f"The order is {status}: it takes no more changes.", order_status=status
+    )
 
 
 async def cancel_unpaid(temporal: Client, order: Order, reason: str) -> JSONResponse:
-    """Cancel through the order's workflow, which refuses a paid or ended order: the customer's way, and support's."""
-    handle = temporal.get_workflow_handle_for(CheckoutWorkflow.run, order.workflow_id)
+    """Cancel through the order's workflow, which refuses a paid or ended order: the customer's
+    way, and support's."""
+    handle: CheckoutHandle = temporal.get_workflow_handle_for(
+        CheckoutWorkflow.run, order.workflow_id
+    )
     try:
         state = await handle.execute_update(CheckoutWorkflow.cancel, reason)
     except WorkflowUpdateFailedError as refused:
@@ -111,7 +130,12 @@ async def cancel_unpaid(temporal: Client, order: Order, reason: str) -> JSONResp
     except RPCError:
         raise order_closed(order.status) from None
     if state.status != OrderStatus.CANCELLED:
-        return problem(409, "order_not_cancellable", f"The order became {state.status} first.", order_status=state.status)
+        return problem(
+            409,
+            "order_not_cancellable",
+            f"The order became {state.status} first.",
+            order_status=state.status,
+        )
     return JSONResponse(jsonable_encoder({"order_id": state.order_id, "status": state.status}))
 
 
@@ -120,15 +144,24 @@ async def hand_on(temporal: Client, task_queue: str, news: PaymentNews) -> str:
     is a late payment with a workflow of its own (keyed by the intent, so it runs once). Temporal
     unreachable raises RPCError: the event stays unprocessed and the provider's retry delivers it
     again (a repeated signal is harmless: the workflow's first word on an intent stands)."""
-    handle = temporal.get_workflow_handle_for(CheckoutWorkflow.run, news.workflow_id)
+    handle: CheckoutHandle = temporal.get_workflow_handle_for(
+        CheckoutWorkflow.run, news.workflow_id
+    )
     try:
-        await handle.signal(CheckoutWorkflow.payment_updated, PaymentUpdate(news.intent_id, news.status, news.decline_code))
+        await handle.signal(
+            CheckoutWorkflow.payment_updated,
+            PaymentUpdate(news.intent_id, news.status, news.decline_code),
+        )
     except RPCError as error:
         if error.status != RPCStatusCode.NOT_FOUND:
             raise
         log.info(
             "webhook after checkout ended",
-            extra={"order_id": str(news.order_id), "intent_id": news.intent_id, "status": news.status},
+            extra={
+                "order_id": str(news.order_id),
+                "intent_id": news.intent_id,
+                "status": news.status,
+            },
         )
         if news.charge is not None:
             await _start_late_payment(temporal, task_queue, news.charge)
@@ -146,13 +179,19 @@ async def hand_on(temporal: Client, task_queue: str, news: PaymentNews) -> str:
 
 
 async def _start_late_payment(temporal: Client, task_queue: str, charge: Charge) -> None:
-    with contextlib.suppress(WorkflowAlreadyStartedError):  # settled or being settled: once per intent
+    with contextlib.suppress(
+        WorkflowAlreadyStartedError
+    ):  # settled or being settled: once per intent
         await temporal.start_workflow(
             LatePaymentWorkflow.run,
             LatePaymentInput(charge.order_id, charge.intent_id, charge.amount, charge.currency),
             id=late_payment_workflow_id(charge.intent_id),
             task_queue=task_queue,
-            static_summary=f"Late payment {charge.intent_id} of order {charge.order_id}: complete or refund",
+            static_summary=(
+                f"Late payment {charge.intent_id} of order {charge.order_id}: complete or refund"
+            ),
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
-    log.info("late payment", extra={"order_id": str(charge.order_id), "intent_id": charge.intent_id})
+    log.info(
+        "late payment", extra={"order_id": str(charge.order_id), "intent_id": charge.intent_id}
+    )

@@ -1,1 +1,2 @@
-"""Shared pieces of Kassa: settings, database, tables, migrations, money; it imports nothing above it."""
+"""Shared pieces of Kassa: settings, database, tables, migrations, money; it imports nothing
+above it."""

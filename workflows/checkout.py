@@ -6,13 +6,14 @@ claim on the stock, then the order PENDING_PAYMENT in one transaction), so the r
 payment and owns the order from then on:
 
     initiate payment → wait for the outcome (webhook signal, customer, or the hold's end)
-    → paid: commit the stock          not paid: cancel the intent, release the stock, reopen the cart
+    → paid: commit the stock
+    → not paid: cancel the intent, release the stock, reopen the cart
 
 One workflow per cart version (the id says which), so a double tap on Pay Now attaches to the
 same run: one order, one reservation, at most one charge.
 """
 
-import asyncio
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -88,7 +89,8 @@ class HeldStock:
 
 @dataclass(frozen=True)
 class PlacedOrder:
-    """The order the gateway placed, PENDING_PAYMENT, with its stock held until `hold_expires_at`."""
+    """The order the gateway placed, PENDING_PAYMENT, with its stock held until
+    `hold_expires_at`."""
 
     order: OrderToPay
     reservation: HeldStock
@@ -181,10 +183,11 @@ class CheckoutWorkflow:
         return CheckoutResult(self._order.order_id, self._status, self._reason)
 
     async def _collect_payment(self, checkout: CheckoutInput) -> tuple[OrderStatus, str | None]:
-        """Attempts until one is paid, the customer cancels, three are declined, or the hold ends."""
+        """Attempts until one is paid, the customer cancels, three are declined, or the hold
+        ends."""
         method = checkout.payment_method
         while True:
-            if self._cancel_requested:
+            if self._cancelled():
                 return OrderStatus.CANCELLED, self._cancel_reason
             intent = await self._initiate_payment(method)
             if intent.status in OPEN_PAYMENTS:
@@ -194,7 +197,7 @@ class CheckoutWorkflow:
             if self._paid_by_webhook():
                 await self._record_webhook_payment(method)
                 return OrderStatus.PAID, None
-            if self._cancel_requested:
+            if self._cancelled():
                 return OrderStatus.CANCELLED, self._cancel_reason
             if self._hold_remaining() <= timedelta(0):
                 return OrderStatus.EXPIRED, "hold_expired"
@@ -203,10 +206,14 @@ class CheckoutWorkflow:
             # Declined or unreachable: the hold keeps running while the customer tries again.
             try:
                 await workflow.wait_condition(
-                    lambda: self._next_method is not None or self._cancel_requested or self._paid_by_webhook(),
+                    lambda: (
+                        self._next_method is not None
+                        or self._cancel_requested
+                        or self._paid_by_webhook()
+                    ),
                     timeout=self._hold_remaining(),
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return OrderStatus.EXPIRED, "hold_expired"
             if self._paid_by_webhook():
                 await self._record_webhook_payment(method)
@@ -221,14 +228,23 @@ class CheckoutWorkflow:
         try:
             intent = await workflow.execute_activity_method(
                 CheckoutActivities.initiate_payment,
-                InitiatePaymentInput(self._order.order_id, attempt, self._order.total, self._order.currency, method.token),
+                InitiatePaymentInput(
+                    self._order.order_id,
+                    attempt,
+                    self._order.total,
+                    self._order.currency,
+                    method.token,
+                ),
                 start_to_close_timeout=timedelta(seconds=5),
-                # The customer is waiting on Pay Now: past this, answer "try again" while the hold runs.
+                # The customer is waiting on Pay Now: past this, answer "try again" while the hold
+                # runs.
                 schedule_to_close_timeout=timedelta(seconds=20),
                 retry_policy=ACQUIRER_RETRY,
             )
         except ActivityError:
-            intent = IntentState(intent_id="", status=UNANSWERED_ATTEMPT, decline_code="acquirer_unavailable")
+            intent = IntentState(
+                intent_id="", status=UNANSWERED_ATTEMPT, decline_code="acquirer_unavailable"
+            )
         self._attempts.append(intent)
         self._show_payment()
         return intent
@@ -242,13 +258,18 @@ class CheckoutWorkflow:
     def _reached_attempts(self) -> int:
         return sum(1 for attempt in self._attempts if attempt.status != UNANSWERED_ATTEMPT)
 
-    async def _await_authentication(self, checkout: CheckoutInput, intent: IntentState) -> IntentState:
-        """3-D Secure: the webhook tells the outcome; the acquirer is asked too, in case it is lost."""
+    async def _await_authentication(
+        self, checkout: CheckoutInput, intent: IntentState
+    ) -> IntentState:
+        """3-D Secure: the webhook tells the outcome; the acquirer is asked too, in case it is
+        lost."""
         workflow.deprecate_patch(POLL_PAYMENT_STATUS)
         intent = await self._poll_until_settled(checkout, intent)
         if intent.intent_id in self._webhook_updates:
             update = self._webhook_updates[intent.intent_id]
-            intent = IntentState(intent.intent_id, update.status, intent.payment_url, update.decline_code)
+            intent = IntentState(
+                intent.intent_id, update.status, intent.payment_url, update.decline_code
+            )
         if intent.status in OPEN_PAYMENTS and not self._paid_by_webhook():
             # Customer cancelled or hold ended: cancel the intent. If it already went
             # through, the payment won the race and the order is paid.
@@ -257,15 +278,21 @@ class CheckoutWorkflow:
         self._show_payment()
         return intent
 
-    async def _poll_until_settled(self, checkout: CheckoutInput, intent: IntentState) -> IntentState:
+    async def _poll_until_settled(
+        self, checkout: CheckoutInput, intent: IntentState
+    ) -> IntentState:
         """Wait for the webhook, asking the acquirer on a backoff: a lost webhook must not lose a
         paid order, nor keep it waiting until the hold ends."""
         poll_in = STATUS_POLL_FIRST
         while True:
             try:
-                await workflow.wait_condition(lambda: self._settled(intent), timeout=min(poll_in, self._hold_remaining()))
+                # This round's intent, bound now: each round waits on the intent it last polled.
+                await workflow.wait_condition(
+                    functools.partial(self._settled, intent),
+                    timeout=min(poll_in, self._hold_remaining()),
+                )
                 return intent
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             intent = await self._payment_call(CheckoutActivities.check_payment, intent)
             if intent.status not in OPEN_PAYMENTS:
@@ -286,16 +313,30 @@ class CheckoutWorkflow:
             start_to_close_timeout=timedelta(seconds=10),
         )
 
-    def _settled(self, intent: IntentState) -> bool:
-        return intent.intent_id in self._webhook_updates or self._paid_by_webhook() or self._cancel_requested
+    def _cancelled(self) -> bool:
+        """The `cancel` update asked for it. Read through a call: the update sets it while `run`
+        awaits, which the type checker's narrowing of a checked attribute does not see."""
+        return self._cancel_requested
 
-    async def _database_step(self, activity: Any, request: Any, *, start_to_close_timeout: timedelta) -> None:
+    def _settled(self, intent: IntentState) -> bool:
+        return (
+            intent.intent_id in self._webhook_updates
+            or self._paid_by_webhook()
+            or self._cancel_requested
+        )
+
+    async def _database_step(
+        self, activity: Any, request: Any, *, start_to_close_timeout: timedelta
+    ) -> None:
         """A step on our own database, run as a local activity: in the worker, inside the workflow
         task, with no round trip through the Temporal server (Pay Now's latency was mostly those).
         Each step is idempotent, so one re-run after a crash changes nothing; it is retried until
         the database answers, since a compensation must never give up."""
         await workflow.execute_local_activity_method(
-            activity, request, start_to_close_timeout=start_to_close_timeout, retry_policy=DATABASE_RETRY
+            activity,
+            request,
+            start_to_close_timeout=start_to_close_timeout,
+            retry_policy=DATABASE_RETRY,
         )
 
     async def _payment_call(self, activity: Any, intent: IntentState) -> IntentState:
@@ -309,12 +350,17 @@ class CheckoutWorkflow:
                 retry_policy=ACQUIRER_RETRY,
             )
         except ActivityError:
-            workflow.logger.warning("acquirer unreachable; a late success will be refunded", extra={"order_id": str(order_id)})
+            workflow.logger.warning(
+                "acquirer unreachable; a late success will be refunded",
+                extra={"order_id": str(order_id)},
+            )
             return intent
 
-    async def _end_unpaid(self, checkout: CheckoutInput, status: OrderStatus, reason: str | None
+    async def _end_unpaid(
+        self, checkout: CheckoutInput, status: OrderStatus, reason: str | None
     ) -> None:
-        """Undo in reverse: stock back on the shelf, the order's final state, the cart back to the customer."""
+        """Undo in reverse: stock back on the shelf, the order's final state, the cart back to the
+        customer."""
         await self._database_step(
             CheckoutActivities.release_stock,
             ReservationInput(self._reservation_id),
@@ -347,18 +393,25 @@ class CheckoutWorkflow:
 
     def _show_details(self) -> None:
         """The run's current details in the UI (not history: no effect on replay)."""
-        lines = [f"Order {self._order.order_id}: {self._status}" + (f" ({self._reason})" if self._reason else "")]
+        lines = [
+            f"Order {self._order.order_id}: {self._status}"
+            + (f" ({self._reason})" if self._reason else "")
+        ]
         lines.append(f"Hold until {self._hold_expires_at:%Y-%m-%d %H:%M:%S} UTC")
         if self._attempts:
             last = self._attempts[-1]
-            lines.append(f"Payment attempt {len(self._attempts)}: {last.intent_id or '-'} {last.status}")
+            lines.append(
+                f"Payment attempt {len(self._attempts)}: {last.intent_id or '-'} {last.status}"
+            )
         workflow.set_current_details("\n\n".join(lines))
 
     def _hold_remaining(self) -> timedelta:
         return max(self._hold_expires_at - workflow.now(), timedelta(0))
 
     def _paid_by_webhook(self) -> bool:
-        return any(update.status == PaymentStatus.SUCCEEDED for update in self._webhook_updates.values())
+        return any(
+            update.status == PaymentStatus.SUCCEEDED for update in self._webhook_updates.values()
+        )
 
     def _answer_ready(self, attempts_before: int) -> bool:
         if self._status in ENDED:
@@ -368,7 +421,9 @@ class CheckoutWorkflow:
         # 3-D Secure and a decline that leaves attempts are answered at once; a success once the
         # order is PAID, and the last decline once the order has ended.
         last = self._attempts[-1].status
-        return last in (*OPEN_PAYMENTS, UNANSWERED_ATTEMPT) or (last == PaymentStatus.FAILED and self._reached_attempts() < MAX_PAYMENT_ATTEMPTS)
+        return last in (*OPEN_PAYMENTS, UNANSWERED_ATTEMPT) or (
+            last == PaymentStatus.FAILED and self._reached_attempts() < MAX_PAYMENT_ATTEMPTS
+        )
 
     def _state(self) -> CheckoutState:
         return CheckoutState(
@@ -405,9 +460,14 @@ class CheckoutWorkflow:
             and not self._cancel_requested
         )
         if not waiting_for_method:
-            raise ApplicationError("This order is not waiting for another payment method.", type="payment_not_retryable")
+            raise ApplicationError(
+                "This order is not waiting for another payment method.",
+                type="payment_not_retryable",
+            )
         if self._reached_attempts() >= MAX_PAYMENT_ATTEMPTS:
-            raise ApplicationError("All payment attempts are used.", type="payment_attempts_exhausted")
+            raise ApplicationError(
+                "All payment attempts are used.", type="payment_attempts_exhausted"
+            )
 
     @workflow.update
     async def cancel(self, reason: str = CANCELLED_BY_CUSTOMER) -> CheckoutState:
@@ -419,9 +479,13 @@ class CheckoutWorkflow:
     @cancel.validator
     def _may_cancel(self, reason: str = CANCELLED_BY_CUSTOMER) -> None:
         if reason not in CANCEL_REASONS:
-            raise ApplicationError(f"No such reason to cancel: {reason}.", type="invalid_cancel_reason")
+            raise ApplicationError(
+                f"No such reason to cancel: {reason}.", type="invalid_cancel_reason"
+            )
         if self._status in ENDED:
-            raise ApplicationError(f"The order is {self._status}: nothing to cancel.", type="order_not_cancellable")
+            raise ApplicationError(
+                f"The order is {self._status}: nothing to cancel.", type="order_not_cancellable"
+            )
 
     @workflow.signal
     def payment_updated(self, update: PaymentUpdate) -> None:

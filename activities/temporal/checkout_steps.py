@@ -87,21 +87,33 @@ class CheckoutActivities:
     @activity.defn
     async def extend_hold(self, request: ExtendHoldInput) -> None:
         async with session_scope(self._engine) as session:
-            await orders.extend_hold(session, request.order_id, request.reservation_id, request.hold_expires_at)
-        log.info("hold extended", extra={"order_id": request.order_id, "hold_expires_at": request.hold_expires_at})
+            await orders.extend_hold(
+                session, request.order_id, request.reservation_id, request.hold_expires_at
+            )
+        log.info(
+            "hold extended",
+            extra={"order_id": request.order_id, "hold_expires_at": request.hold_expires_at},
+        )
 
     @activity.defn
     async def mark_order(self, request: MarkOrderInput) -> None:
         async with refusals_are_final(), session_scope(self._engine) as session:
-            order = await orders.transition(session, request.order_id, request.status, request.reason)
+            order = await orders.transition(
+                session, request.order_id, request.status, request.reason
+            )
             if order.status == OrderStatus.PAID:
                 # The money is in: on the ledger in the same transaction as the order's PAID. The
                 # order keeps its first success; any other is left to reconciliation to refund.
                 for payment in (await payments.succeeded(session, order.id))[:1]:
-                    await ledger.record_charge(session, order.id, payment.intent_id, payment.amount, payment.currency)
+                    await ledger.record_charge(
+                        session, order.id, payment.intent_id, payment.amount, payment.currency
+                    )
         if order.status in ENDED and activity.info().attempt == 1:
             CHECKOUTS_ENDED.labels(order.status).inc()
-        log.info("order marked", extra={"order_id": request.order_id, "status": order.status, "reason": request.reason})
+        log.info(
+            "order marked",
+            extra={"order_id": request.order_id, "status": order.status, "reason": request.reason},
+        )
 
     @activity.defn
     async def initiate_payment(self, request: InitiatePaymentInput) -> IntentState:
@@ -109,16 +121,32 @@ class CheckoutActivities:
         key = f"{request.order_id}-attempt-{request.attempt}"
         try:
             intent = await self._acquirer.create_intent(
-                key, request.amount, request.currency, request.token, str(request.order_id), self._return_url
+                key,
+                request.amount,
+                request.currency,
+                request.token,
+                str(request.order_id),
+                self._return_url,
             )
         except payments.PaymentMethodRejected as rejected:
-            log.info("payment method rejected", extra={"order_id": request.order_id, "code": rejected.code})
-            return IntentState(intent_id="", status=PaymentStatus.FAILED, decline_code=rejected.code)
+            log.info(
+                "payment method rejected",
+                extra={"order_id": request.order_id, "code": rejected.code},
+            )
+            return IntentState(
+                intent_id="", status=PaymentStatus.FAILED, decline_code=rejected.code
+            )
         async with session_scope(self._engine) as session:
-            await payments.record_attempt(session, request.order_id, request.attempt, request.amount, request.currency, intent)
+            await payments.record_attempt(
+                session, request.order_id, request.attempt, request.amount, request.currency, intent
+            )
         log.info(
             "payment initiated",
-            extra={"order_id": request.order_id, "intent_id": intent.intent_id, "status": intent.status},
+            extra={
+                "order_id": request.order_id,
+                "intent_id": intent.intent_id,
+                "status": intent.status,
+            },
         )
         return intent
 
@@ -133,7 +161,14 @@ class CheckoutActivities:
     async def _recorded(self, request: IntentInput, intent: IntentState) -> IntentState:
         async with session_scope(self._engine) as session:
             await payments.advance(session, intent.intent_id, intent.status, intent.decline_code)
-        log.info("payment status", extra={"order_id": request.order_id, "intent_id": intent.intent_id, "status": intent.status})
+        log.info(
+            "payment status",
+            extra={
+                "order_id": request.order_id,
+                "intent_id": intent.intent_id,
+                "status": intent.status,
+            },
+        )
         return intent
 
     @activity.defn

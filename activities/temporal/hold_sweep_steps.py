@@ -26,7 +26,11 @@ from kassa.metrics import CHECKOUTS_ENDED, HOLDS_REPAIRED
 
 log = logging.getLogger("kassa.sweeper")
 
-WORKFLOW_GONE, DEADLINE_LONG_PAST, CLAIM_ABANDONED = "workflow_gone", "deadline_long_past", "claim_abandoned"
+WORKFLOW_GONE, DEADLINE_LONG_PAST, CLAIM_ABANDONED = (
+    "workflow_gone",
+    "deadline_long_past",
+    "claim_abandoned",
+)
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,9 @@ class SweepActivities:
         """Idempotent: a hold is released once; a repeated sweep finds it settled."""
         now = datetime.now(UTC)
         async with session_scope(self._engine) as session:
-            held = await operations.held_reservations(session, now - timedelta(seconds=request.min_age_seconds), request.limit)
+            held = await operations.held_reservations(
+                session, now - timedelta(seconds=request.min_age_seconds), request.limit
+            )
         repaired = []
         for hold in held:
             activity.heartbeat(str(hold.reservation_id))

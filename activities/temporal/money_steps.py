@@ -75,12 +75,27 @@ class MoneyActivities:
         async with refusals_are_final():
             async with session_scope(self._engine) as session:
                 done = await refunds.refund_by_key(session, key)
-                plan = None if done else await refunds.plan_refund(session, order_id, request.amount, request.intent_id)
+                plan = (
+                    None
+                    if done
+                    else await refunds.plan_refund(
+                        session, order_id, request.amount, request.intent_id
+                    )
+                )
             if plan is not None:
                 refund = await self._acquirer.refund(key, plan.intent_id, plan.amount)
                 async with session_scope(self._engine) as session:
-                    await refunds.record_refund(session, order_id, refund, plan.currency, request.reason, key)
-                log.info("refunded", extra={"order_id": request.order_id, "refund_id": refund.refund_id, "amount": refund.amount})
+                    await refunds.record_refund(
+                        session, order_id, refund, plan.currency, request.reason, key
+                    )
+                log.info(
+                    "refunded",
+                    extra={
+                        "order_id": request.order_id,
+                        "refund_id": refund.refund_id,
+                        "amount": refund.amount,
+                    },
+                )
         async with session_scope(self._engine) as session:
             done = await refunds.refund_by_key(session, key)
             order = await session.get_one(Order, order_id)
@@ -93,7 +108,14 @@ class MoneyActivities:
             outcome = await refunds.settle_late_payment(
                 session, request.order_id, request.intent_id, request.amount, request.currency
             )
-        log.info("late payment", extra={"order_id": request.order_id, "intent_id": request.intent_id, "outcome": outcome})
+        log.info(
+            "late payment",
+            extra={
+                "order_id": request.order_id,
+                "intent_id": request.intent_id,
+                "outcome": outcome,
+            },
+        )
         return LatePaymentSettled(outcome)
 
     @activity.defn

@@ -3,7 +3,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, Field
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 
@@ -72,7 +72,8 @@ async def refund_order(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     except WorkflowAlreadyStartedError:
-        handle = temporal.get_workflow_handle_for(
+        # Spelled out: mypy does not infer it from `RefundWorkflow.run` alone.
+        handle: WorkflowHandle[RefundWorkflow, RefundDone] = temporal.get_workflow_handle_for(
             RefundWorkflow.run, refund_workflow_id(order_id, request.idempotency_key)
         )
         return await handle.result()

@@ -72,18 +72,31 @@ def workflow_url(settings: Settings, workflow_id: str, run_id: str | None = None
 
 def _summary(settings: Settings, order: Order) -> OrderSummary:
     return OrderSummary(
-        order.id, OrderStatus(order.status), order.reason, order.user_id, order.total, order.currency, order.hold_expires_at,
-        order.created_at, order.updated_at, order.workflow_id, workflow_url(settings, order.workflow_id),
+        order.id,
+        OrderStatus(order.status),
+        order.reason,
+        order.user_id,
+        order.total,
+        order.currency,
+        order.hold_expires_at,
+        order.created_at,
+        order.updated_at,
+        order.workflow_id,
+        workflow_url(settings, order.workflow_id),
     )
 
 
 async def _workflow_link(temporal: Client, settings: Settings, workflow_id: str) -> WorkflowLink:
     try:
         described = await temporal.get_workflow_handle(workflow_id).describe()
-    except RPCError:  # gone from Temporal's retention, or Temporal is down: the link without its run
+    except (
+        RPCError
+    ):  # gone from Temporal's retention, or Temporal is down: the link without its run
         return WorkflowLink(workflow_id, None, None, workflow_url(settings, workflow_id))
     status = described.status.name if described.status else None
-    return WorkflowLink(workflow_id, described.run_id, status, workflow_url(settings, workflow_id, described.run_id))
+    return WorkflowLink(
+        workflow_id, described.run_id, status, workflow_url(settings, workflow_id, described.run_id)
+    )
 
 
 @router.get("")
@@ -99,14 +112,17 @@ async def list_orders(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> OrderList:
     """Newest first, of every customer; `status`, `customer_id` and the creation time
-    (`created_from` ≤ t < `created_before`, ISO 8601 with a zone) narrow it; `next_cursor` pages on."""
+    (`created_from` ≤ t < `created_before`, ISO 8601 with a zone) narrow it; `next_cursor` pages
+    on."""
     if status is not None and status not in ORDER_STATUSES:
         raise Invalid("unknown_status", f"status is one of {', '.join(ORDER_STATUSES)}.")
     wanted = OrderStatus(status) if status is not None else None
     for name, moment in (("created_from", created_from), ("created_before", created_before)):
         if moment is not None and moment.tzinfo is None:
             raise Invalid("invalid_time", f"{name} needs a time zone, e.g. 2026-11-25T10:00:00Z.")
-    page = await operations.search_orders(session, OrderFilter(wanted, customer_id, created_from, created_before), limit, cursor)
+    page = await operations.search_orders(
+        session, OrderFilter(wanted, customer_id, created_from, created_before), limit, cursor
+    )
     return OrderList([_summary(settings, order) for order in page.items], page.next_cursor)
 
 
@@ -118,14 +134,22 @@ async def get_order(
     settings: SettingsDep,
     temporal: TemporalDep,
 ) -> AdminOrder:
-    """The order, its timeline, every payment attempt, refunds, ledger, and its run in Temporal UI."""
-    dossier = await operations.order_dossier(session, await orders.owned_order(session, None, order_id))
-    return AdminOrder(**vars(dossier), workflow=await _workflow_link(temporal, settings, dossier.workflow_id))
+    """The order, its timeline, every payment attempt, refunds, ledger, and its run in Temporal
+    UI."""
+    dossier = await operations.order_dossier(
+        session, await orders.owned_order(session, None, order_id)
+    )
+    return AdminOrder(
+        **vars(dossier), workflow=await _workflow_link(temporal, settings, dossier.workflow_id)
+    )
 
 
 @router.post("/{order_id}/cancel")
 async def cancel(
-    order_id: uuid.UUID, staff: Annotated[User, requires(Permission.ORDERS_CANCEL_ANY)], engine: EngineDep, temporal: TemporalDep
+    order_id: uuid.UUID,
+    staff: Annotated[User, requires(Permission.ORDERS_CANCEL_ANY)],
+    engine: EngineDep,
+    temporal: TemporalDep,
 ) -> JSONResponse:
     order = await order_before_workflow_call(engine, None, order_id)
     return await cancel_unpaid(temporal, order, CANCELLED_BY_STAFF)

@@ -1,4 +1,5 @@
-"""The customer's orders: status and timeline from the database; pay and cancel through the workflow."""
+"""The customer's orders: status and timeline from the database; pay and cancel through the
+workflow."""
 
 import uuid
 from typing import Annotated
@@ -15,6 +16,7 @@ from activities.roles import Permission
 from api.deps import EngineDep, SessionDep, TemporalDep, requires
 from api.fields import PaymentMethodIn
 from api.workflow_calls import (
+    CheckoutHandle,
     cancel_unpaid,
     order_before_workflow_call,
     order_closed,
@@ -34,13 +36,20 @@ class PayRequest(BaseModel):
 
 @router.get("")
 async def list_orders(
-    user: Annotated[User, requires(Permission.SHOP)], session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20
+    user: Annotated[User, requires(Permission.SHOP)],
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[OrderView]:
-    return [await orders.view_order(session, order) for order in await orders.list_orders(session, user.id, limit)]
+    return [
+        await orders.view_order(session, order)
+        for order in await orders.list_orders(session, user.id, limit)
+    ]
 
 
 @router.get("/{order_id}")
-async def get_order(order_id: uuid.UUID, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep) -> OrderView:
+async def get_order(
+    order_id: uuid.UUID, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep
+) -> OrderView:
     return await orders.view_order(session, await orders.owned_order(session, user.id, order_id))
 
 
@@ -53,9 +62,13 @@ async def pay_again(
     temporal: TemporalDep,
 ) -> JSONResponse:
     order = await order_before_workflow_call(engine, user.id, order_id)
-    handle = temporal.get_workflow_handle_for(CheckoutWorkflow.run, order.workflow_id)
+    handle: CheckoutHandle = temporal.get_workflow_handle_for(
+        CheckoutWorkflow.run, order.workflow_id
+    )
     try:
-        state = await handle.execute_update(CheckoutWorkflow.retry_payment, body.payment_method.as_workflow_value())
+        state = await handle.execute_update(
+            CheckoutWorkflow.retry_payment, body.payment_method.as_workflow_value()
+        )
     except WorkflowUpdateFailedError as refused:
         return refusal_problem(refused)
     except RPCError:
@@ -72,7 +85,10 @@ async def pay_again(
 
 @router.post("/{order_id}/cancel")
 async def cancel(
-    order_id: uuid.UUID, user: Annotated[User, requires(Permission.SHOP)], engine: EngineDep, temporal: TemporalDep
+    order_id: uuid.UUID,
+    user: Annotated[User, requires(Permission.SHOP)],
+    engine: EngineDep,
+    temporal: TemporalDep,
 ) -> JSONResponse:
     order = await order_before_workflow_call(engine, user.id, order_id)
     return await cancel_unpaid(temporal, order, CANCELLED_BY_CUSTOMER)

@@ -65,13 +65,22 @@ async def pay_now(
         cart = await carts.owned_cart(session, user.id, body.cart_id)
         if body.cart_version is not None and body.cart_version != cart.version:
             raise Conflict(
-                "cart_changed", "The cart changed since you reviewed it: GET /cart and tap Pay Now again.", version=cart.version
+                "cart_changed",
+                "The cart changed since you reviewed it: GET /cart and tap Pay Now again.",
+                version=cart.version,
             )
         if body.address_id is not None:
             await addresses.owned_address(session, user.id, body.address_id)
         workflow_id = checkout_workflow_id(cart.id, cart.version)
         request = PlaceOrder(
-            uuid.uuid4(), workflow_id, user.id, cart.id, cart.version, body.address_id, body.redeem_points, settings.hold_seconds
+            uuid.uuid4(),
+            workflow_id,
+            user.id,
+            cart.id,
+            cart.version,
+            body.address_id,
+            body.redeem_points,
+            settings.hold_seconds,
         )
         try:
             held = await claim_stock(session, request)
@@ -82,13 +91,20 @@ async def pay_now(
     order = placement.order
     if placement.placed_now:
         CHECKOUTS_STARTED.inc()
-        log.info("order placed", extra={"order_id": order.id, "workflow_id": workflow_id, "total": order.total})
+        log.info(
+            "order placed",
+            extra={"order_id": order.id, "workflow_id": workflow_id, "total": order.total},
+        )
     try:
         if order.status == OrderStatus.PENDING_PAYMENT:
-            state = await _start_or_attach(temporal, settings, order, body.payment_method.as_workflow_value())
+            state = await _start_or_attach(
+                temporal, settings, order, body.payment_method.as_workflow_value()
+            )
         else:
             # The order has ended: its run answers if it is still finishing, and is never started.
-            state = await temporal.get_workflow_handle(workflow_id).execute_update(CheckoutWorkflow.pay_now)
+            state = await temporal.get_workflow_handle(workflow_id).execute_update(
+                CheckoutWorkflow.pay_now
+            )
     except (WorkflowAlreadyStartedError, RPCError) as gone:
         if isinstance(gone, RPCError) and gone.status != RPCStatusCode.NOT_FOUND:
             raise
@@ -111,29 +127,46 @@ async def pay_now(
 
 def checkout_input(order: Order, method: PaymentMethod, hold_grace_seconds: int) -> CheckoutInput:
     """The run's input: the order the gateway placed, PENDING_PAYMENT, with its stock held."""
-    assert order.reservation_id is not None and order.hold_expires_at is not None, "a placed order is held"
-    placed = PlacedOrder(
-        OrderToPay(order.id, order.total, order.currency), HeldStock(order.reservation_id, order.hold_expires_at)
+    assert order.reservation_id is not None and order.hold_expires_at is not None, (
+        "a placed order is held"
     )
-    return CheckoutInput(order.user_id, order.cart_id, order.cart_version, method, placed, hold_grace_seconds)
+    placed = PlacedOrder(
+        OrderToPay(order.id, order.total, order.currency),
+        HeldStock(order.reservation_id, order.hold_expires_at),
+    )
+    return CheckoutInput(
+        order.user_id, order.cart_id, order.cart_version, method, placed, hold_grace_seconds
+    )
 
 
-async def _start_or_attach(temporal: Client, settings: Settings, order: Order, method: PaymentMethod) -> CheckoutState:
+async def _start_or_attach(
+    temporal: Client, settings: Settings, order: Order, method: PaymentMethod
+) -> CheckoutState:
     start = WithStartWorkflowOperation(
         CheckoutWorkflow.run,
         checkout_input(order, method, settings.hold_grace_seconds),
         id=order.workflow_id,
         task_queue=settings.task_queue,
-        static_summary=f"Pay Now: cart {order.cart_id} v{order.cart_version} of customer {order.user_id}",
-        static_details=f"Order {order.id} placed by the gateway, stock held until {order.hold_expires_at:%H:%M:%S} UTC",
+        static_summary=(
+            f"Pay Now: cart {order.cart_id} v{order.cart_version} of customer {order.user_id}"
+        ),
+        static_details=(
+            f"Order {order.id} placed by the gateway,"
+            f" stock held until {order.hold_expires_at:%H:%M:%S} UTC"
+        ),
         # A double tap attaches to the running checkout; a finished one is never started again.
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
     )
-    return await temporal.execute_update_with_start_workflow(CheckoutWorkflow.pay_now, start_workflow_operation=start)
+    return await temporal.execute_update_with_start_workflow(
+        CheckoutWorkflow.pay_now, start_workflow_operation=start
+    )
 
 
 @router.get("/checkout/return", response_class=HTMLResponse, include_in_schema=False)
 async def back_from_bank() -> str:
     # Where the bank's 3-D Secure page sends the customer; the app reads the order's status itself.
-    return "<!doctype html><title>Kassa</title><p>Thank you. You can return to the app: your order is updating.</p>"
+    return (
+        "<!doctype html><title>Kassa</title>"
+        "<p>Thank you. You can return to the app: your order is updating.</p>"
+    )

@@ -83,8 +83,13 @@ async def acquirer_event(
         return problem(400, "malformed_event", "The event is not the acquirer's event format.")
     intent = event.data.object
     payment_event = PaymentEvent(
-        event.id, event.type, intent.id, PAYMENT_STATUS_OF_EVENT.get(event.type), intent.decline_code,
-        _order_id(intent), payload,
+        event.id,
+        event.type,
+        intent.id,
+        PAYMENT_STATUS_OF_EVENT.get(event.type),
+        intent.decline_code,
+        _order_id(intent),
+        payload,
     )
 
     async with session_scope(engine) as session:
@@ -97,7 +102,9 @@ async def acquirer_event(
         try:
             outcome = await hand_on(temporal, settings.task_queue, receipt.news)
         except RPCError:
-            log.warning("temporal unreachable; the acquirer will retry", extra={"event_id": event.id})
+            log.warning(
+                "temporal unreachable; the acquirer will retry", extra={"event_id": event.id}
+            )
             WEBHOOK_EVENTS.labels("temporal_unavailable").inc()
             return problem(503, "temporal_unavailable", "Could not hand the event on; retry later.")
         async with session_scope(engine) as session:
