@@ -1,6 +1,7 @@
-"""The gateway's calls to workflows, and their answers shaped for HTTP: Pay Now and pay again
-(`payment_answer`, `refusal_problem`), cancel (`cancel_unpaid`), and a payment event handed on to
-the order's run or to a late payment's (`hand_on`)."""
+"""The gateway's calls to workflows, and their answers shaped for HTTP: Pay Now
+(`ask_for_payment`, the run's input `checkout_input`) and pay again (`payment_answer`,
+`refusal_problem`), cancel (`cancel_unpaid`), and a payment event handed on to the order's run or
+to a late payment's (`hand_on`)."""
 
 import contextlib
 import logging
@@ -10,8 +11,13 @@ from typing import Any
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -21,14 +27,20 @@ from activities.webhook_inbox import Charge, PaymentNews
 from api.problems import problem
 from kassa.db import session_scope
 from kassa.errors import Conflict
+from kassa.settings import Settings
 from kassa.statuses import OrderStatus, PaymentStatus
 from kassa.tables import Order
 from workflows.checkout import (
     UNANSWERED_ATTEMPT,
+    CheckoutInput,
     CheckoutResult,
     CheckoutState,
     CheckoutWorkflow,
+    HeldStock,
+    OrderToPay,
+    PaymentMethod,
     PaymentUpdate,
+    PlacedOrder,
 )
 from workflows.money_back import LatePaymentWorkflow, late_payment_workflow_id
 
@@ -38,8 +50,65 @@ log = logging.getLogger("kassa.webhooks")
 # Spelled out where a handle is taken: mypy does not infer it from `CheckoutWorkflow.run` alone.
 CheckoutHandle = WorkflowHandle[CheckoutWorkflow, CheckoutResult]
 
-# The workflow's refusals, by their ApplicationError type.
-REFUSAL_STATUS = {"customer_not_allowed": 403}
+
+async def ask_for_payment(
+    temporal: Client, settings: Settings, order: Order, method: PaymentMethod
+) -> CheckoutState:
+    """Pay Now's call: the placed order's run, started or attached to (a double tap), answers once
+    its first payment attempt has an outcome. An order that has ended is answered by its run while
+    it is still finishing, and never started again: 409 `cart_checked_out` once it is over."""
+    try:
+        if order.status == OrderStatus.PENDING_PAYMENT:
+            return await _start_or_attach(temporal, settings, order, method)
+        return await temporal.get_workflow_handle_for(
+            CheckoutWorkflow.run, order.workflow_id
+        ).execute_update(CheckoutWorkflow.pay_now)
+    except (WorkflowAlreadyStartedError, RPCError) as gone:
+        if isinstance(gone, RPCError) and gone.status != RPCStatusCode.NOT_FOUND:
+            raise
+        raise Conflict(
+            "cart_checked_out",
+            "This cart was already checked out: see the order, or GET /cart for a new cart.",
+            order_id=str(order.id),
+        ) from None
+
+
+def checkout_input(order: Order, method: PaymentMethod, hold_grace_seconds: int) -> CheckoutInput:
+    """The run's input: the order the gateway placed, PENDING_PAYMENT, with its stock held."""
+    assert order.reservation_id is not None and order.hold_expires_at is not None, (
+        "a placed order is held"
+    )
+    placed = PlacedOrder(
+        OrderToPay(order.id, order.total, order.currency),
+        HeldStock(order.reservation_id, order.hold_expires_at),
+    )
+    return CheckoutInput(
+        order.user_id, order.cart_id, order.cart_version, method, placed, hold_grace_seconds
+    )
+
+
+async def _start_or_attach(
+    temporal: Client, settings: Settings, order: Order, method: PaymentMethod
+) -> CheckoutState:
+    start = WithStartWorkflowOperation(
+        CheckoutWorkflow.run,
+        checkout_input(order, method, settings.hold_grace_seconds),
+        id=order.workflow_id,
+        task_queue=settings.task_queue,
+        static_summary=(
+            f"Pay Now: cart {order.cart_id} v{order.cart_version} of customer {order.user_id}"
+        ),
+        static_details=(
+            f"Order {order.id} placed by the gateway,"
+            f" stock held until {order.hold_expires_at:%H:%M:%S} UTC"
+        ),
+        # A double tap attaches to the running checkout; a finished one is never started again.
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    )
+    return await temporal.execute_update_with_start_workflow(
+        CheckoutWorkflow.pay_now, start_workflow_operation=start
+    )
 
 
 def payment_answer(state: CheckoutState, created: bool) -> JSONResponse:
@@ -99,7 +168,7 @@ def refusal_problem(error: WorkflowUpdateFailedError) -> JSONResponse:
     if not isinstance(cause, ApplicationError) or cause.type is None:
         raise error
     detail = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
-    return problem(REFUSAL_STATUS.get(cause.type, 409), cause.type, cause.message, **detail)
+    return problem(409, cause.type, cause.message, **detail)
 
 
 async def order_before_workflow_call(

@@ -1,5 +1,5 @@
 """Pay Now: place the order (activities/placement.py), then start its CheckoutWorkflow (or attach
-to it) and ask for the first payment."""
+to it) and ask for the first payment (api/workflow_calls.py)."""
 
 import logging
 import uuid
@@ -8,33 +8,17 @@ from typing import Annotated
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
-from temporalio.client import Client, WithStartWorkflowOperation
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities import addresses, carts, inventory, tokens
 from activities.placement import PlaceOrder, claim_stock, place_order
 from activities.roles import Permission
 from api.deps import AccessClaimsDep, EngineDep, SettingsDep, TemporalDep, permitted
 from api.fields import Count, PaymentMethodIn
-from api.workflow_calls import payment_answer
+from api.workflow_calls import ask_for_payment, payment_answer
 from kassa.db import autocommit_scope
 from kassa.errors import Conflict
 from kassa.metrics import CHECKOUTS_STARTED, RESERVATION_CONFLICTS
-from kassa.settings import Settings
-from kassa.statuses import OrderStatus
-from kassa.tables import Order
-from workflows.checkout import (
-    CheckoutInput,
-    CheckoutState,
-    CheckoutWorkflow,
-    HeldStock,
-    OrderToPay,
-    PaymentMethod,
-    PlacedOrder,
-    checkout_workflow_id,
-)
+from workflows.checkout import checkout_workflow_id
 
 router = APIRouter(tags=["checkout"])
 log = logging.getLogger("kassa.checkout")
@@ -95,24 +79,9 @@ async def pay_now(
             "order placed",
             extra={"order_id": order.id, "workflow_id": workflow_id, "total": order.total},
         )
-    try:
-        if order.status == OrderStatus.PENDING_PAYMENT:
-            state = await _start_or_attach(
-                temporal, settings, order, body.payment_method.as_workflow_value()
-            )
-        else:
-            # The order has ended: its run answers if it is still finishing, and is never started.
-            state = await temporal.get_workflow_handle(workflow_id).execute_update(
-                CheckoutWorkflow.pay_now
-            )
-    except (WorkflowAlreadyStartedError, RPCError) as gone:
-        if isinstance(gone, RPCError) and gone.status != RPCStatusCode.NOT_FOUND:
-            raise
-        raise Conflict(
-            "cart_checked_out",
-            "This cart was already checked out: see the order, or GET /cart for a new cart.",
-            order_id=str(order.id),
-        ) from None
+    state = await ask_for_payment(
+        temporal, settings, order, body.payment_method.as_workflow_value()
+    )
     log.info(
         "pay now answered",
         extra={
@@ -123,44 +92,6 @@ async def pay_now(
         },
     )
     return payment_answer(state, created=True)
-
-
-def checkout_input(order: Order, method: PaymentMethod, hold_grace_seconds: int) -> CheckoutInput:
-    """The run's input: the order the gateway placed, PENDING_PAYMENT, with its stock held."""
-    assert order.reservation_id is not None and order.hold_expires_at is not None, (
-        "a placed order is held"
-    )
-    placed = PlacedOrder(
-        OrderToPay(order.id, order.total, order.currency),
-        HeldStock(order.reservation_id, order.hold_expires_at),
-    )
-    return CheckoutInput(
-        order.user_id, order.cart_id, order.cart_version, method, placed, hold_grace_seconds
-    )
-
-
-async def _start_or_attach(
-    temporal: Client, settings: Settings, order: Order, method: PaymentMethod
-) -> CheckoutState:
-    start = WithStartWorkflowOperation(
-        CheckoutWorkflow.run,
-        checkout_input(order, method, settings.hold_grace_seconds),
-        id=order.workflow_id,
-        task_queue=settings.task_queue,
-        static_summary=(
-            f"Pay Now: cart {order.cart_id} v{order.cart_version} of customer {order.user_id}"
-        ),
-        static_details=(
-            f"Order {order.id} placed by the gateway,"
-            f" stock held until {order.hold_expires_at:%H:%M:%S} UTC"
-        ),
-        # A double tap attaches to the running checkout; a finished one is never started again.
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-    )
-    return await temporal.execute_update_with_start_workflow(
-        CheckoutWorkflow.pay_now, start_workflow_operation=start
-    )
 
 
 @router.get("/checkout/return", response_class=HTMLResponse, include_in_schema=False)
