@@ -97,25 +97,44 @@ class Customer:
         return self.kassa.http(self.token)
 
     async def cart_with(self, *lines: tuple[str, int]) -> dict:
+        assert lines, "a cart needs a line"
+        cart: dict = {}
         async with self.http() as http:
             for sku, quantity in lines:
                 response = await http.post("/cart/items", json={"sku": sku, "quantity": quantity})
                 assert response.status_code == 200, response.text
-            return response.json()
+                cart = response.json()
+        return cart
+
+
+async def ledger_balances(kassa: Kassa) -> None:
+    """Every ledger transaction's postings sum to zero."""
+    async with session_scope(kassa.engine) as session:
+        # sqlmodel's `exec` runs a text() too; only its overloads leave it out.
+        unbalanced = await session.exec(  # type: ignore[call-overload]
+            text(
+                "SELECT transaction_id FROM ledger_postings"
+                " GROUP BY transaction_id HAVING sum(amount) <> 0"
+            )
+        )
+        assert unbalanced.all() == []
 
 
 async def until_a_lock_is_awaited(kassa: Kassa, statement: str, count: int = 1) -> None:
-    """Until `count` statements starting with `statement` wait for a row lock (another test's hold on it)."""
+    """Until `count` statements starting with `statement` wait for a row lock (another test's hold
+    on it)."""
     waiting = text(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND starts_with(query, :statement)"
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND starts_with(query, :statement)"
     )
     async with asyncio.timeout(10):
         while True:
             # Each time in a new transaction: one sees pg_stat_activity as it was at its first read.
             async with session_scope(kassa.engine) as session:
-                if (
-                    await session.exec(waiting, params={"statement": statement})
-                ).scalar_one() >= count:
+                found = await session.exec(  # type: ignore[call-overload]  # as in ledger_balances
+                    waiting, params={"statement": statement}
+                )
+                if found.scalar_one() >= count:
                     return
             await asyncio.sleep(0.05)
 

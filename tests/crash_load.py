@@ -5,15 +5,17 @@ is followed to its end. Shared by the crash tests and the benchmark."""
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import httpx
 from sqlmodel import col, select
 
 from kassa.db import session_scope
+from kassa.statuses import ENDED
 from kassa.tables import Order
 from tests.flow import CARD, CARD_3DS
-from tests.invariants import FINAL_STATUSES
 from tests.stack import Stack
 
 RETRY_PAUSE = 0.5  # seconds between taps while a part is down
@@ -55,7 +57,9 @@ async def shoppers_with_carts(
     )
 
 
-async def answered(send, deadline: float) -> httpx.Response:  # type: ignore[no-untyped-def]
+async def answered(
+    send: Callable[[], Awaitable[httpx.Response]], deadline: float
+) -> httpx.Response:
     """`send()` until it gets an answer that is not an outage (no connection, 5xx other than the
     bank's 503, which the caller handles)."""
     while True:
@@ -90,11 +94,13 @@ async def check_out(http: httpx.AsyncClient, shopper: Shopper, deadline: float) 
             f"the bank stayed unavailable for order {shopper.order_id}"
         )
         await asyncio.sleep(RETRY_PAUSE)
-        pay = {"payment_method": shopper.method}
-        response = await answered(
-            lambda: http.post(f"/orders/{shopper.order_id}/pay", json=pay, headers=shopper.headers),
-            deadline,
+        pay = partial(
+            http.post,
+            f"/orders/{shopper.order_id}/pay",
+            json={"payment_method": shopper.method},
+            headers=shopper.headers,
         )
+        response = await answered(pay, deadline)
         answer = response.json()
     shopper.answer = "held"
     if answer.get("payment_url"):
@@ -125,7 +131,7 @@ async def final_states(stack: Stack, shoppers: list[Shopper], seconds: float) ->
             )
         statuses = [status for _, _, status in found]
         if needed <= {str(cart_id) for cart_id, _, _ in found} and all(
-            status in FINAL_STATUSES for status in statuses
+            status in ENDED for status in statuses
         ):
             break
         assert time.monotonic() < deadline, (

@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.placement import PlaceOrder, claim_stock, place_order
-from api.routers.pay_now import checkout_input
+from api.workflow_calls import checkout_input
 from kassa.db import autocommit_scope
 from workflows.checkout import CheckoutInput, PaymentMethod, checkout_workflow_id
 
@@ -24,9 +24,9 @@ async def pay_now(http: httpx.AsyncClient, cart: dict, method: dict = CARD) -> h
 
 
 async def order_reaches(
-    http: httpx.AsyncClient, order_id: str, *statuses: str, timeout: float = 30
+    http: httpx.AsyncClient, order_id: str, *statuses: str, within: float = 30
 ) -> dict:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         order = (await http.get(f"/orders/{order_id}")).json()
         if order["status"] in statuses:
@@ -43,9 +43,10 @@ async def authenticate_3ds(payment_url: str, approve: bool) -> httpx.Response:
         return await browser.post(f"{payment_url}/{'approve' if approve else 'decline'}")
 
 
-async def cart_reopened(http: httpx.AsyncClient, timeout: float = 30) -> dict:
-    """The cart, once the ended order's workflow has given it back (a moment after the order ends)."""
-    deadline = time.monotonic() + timeout
+async def cart_reopened(http: httpx.AsyncClient, within: float = 30) -> dict:
+    """The cart, once the ended order's workflow has given it back (a moment after the order
+    ends)."""
+    deadline = time.monotonic() + within
     while (cart := (await http.get("/cart")).json())["status"] != "open":
         assert time.monotonic() < deadline, "the cart was not given back"
         await asyncio.sleep(0.05)

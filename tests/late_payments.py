@@ -1,4 +1,5 @@
-"""A payment that lands after its order ended, and the reconciliation that finds it: shared by the tests."""
+"""A payment that lands after its order ended, and the reconciliation that finds it: shared by
+the tests."""
 
 import asyncio
 import uuid
@@ -14,7 +15,8 @@ from workflows.money_back import ReconcileWorkflow
 
 
 async def late_success(kassa: Kassa, order_id: str, amount: int) -> None:
-    """A success for the order at the acquirer that the checkout never took (an attempt whose answer was lost)."""
+    """A success for the order at the acquirer that the checkout never took (an attempt whose
+    answer was lost)."""
     bank = AcquirerClient(kassa.settings.acquirer_base_url, kassa.settings.acquirer_api_key or "")
     intent = await bank.create_intent(
         f"{order_id}-late", amount, "RUB", "tok_success", order_id, None
@@ -44,9 +46,9 @@ async def reconcile(kassa: Kassa) -> None:
 
 
 async def events_reach(
-    http: httpx.AsyncClient, order_id: str, reason: str, timeout: float = 20
+    http: httpx.AsyncClient, order_id: str, reason: str, within: float = 20
 ) -> dict:
-    for _ in range(int(timeout * 10)):
+    for _ in range(int(within * 10)):
         order = (await http.get(f"/orders/{order_id}")).json()
         if order["events"][-1]["reason"] == reason:
             return order

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 
 def listening_socket() -> socket.socket:
@@ -17,7 +17,7 @@ def listening_socket() -> socket.socket:
 
 
 @asynccontextmanager
-async def serving(app: FastAPI, sock: socket.socket) -> AsyncIterator[str]:
+async def serving(app: ASGIApp, sock: socket.socket) -> AsyncIterator[str]:
     """Serves `app` with uvicorn on `sock`, in this event loop, until the block ends."""
     server = uvicorn.Server(
         uvicorn.Config(app, log_config=None, log_level="warning", timeout_graceful_shutdown=5)

@@ -138,7 +138,7 @@ class Stack:
     @classmethod
     async def start(cls, root: Path, server_url: str, workers: int = 1) -> "Stack":
         """Temporal, the acquirer, the api and `workers` workers, in `root`, ready to serve."""
-        root.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
         name = f"stack_{uuid.uuid4().hex[:10]}"
         url = await asyncio.to_thread(database_of_its_own, server_url, name)
         settings = Settings(
@@ -148,7 +148,8 @@ class Stack:
             api_port=free_port(),
             acquirer_port=free_port(),
             task_queue=name,
-            # Several workers run side by side here: none serves metrics, so no two fight for a port.
+            # Several workers run side by side here: none serves metrics, so no two fight for a
+            # port.
             worker_metrics_port=0,
             temporal_metrics_port=0,
             password_time_cost=1,
@@ -159,7 +160,8 @@ class Stack:
         stack.logs.mkdir(exist_ok=True)
         try:
             for attempt in range(1, PORT_ATTEMPTS + 1):
-                # A free port may be taken by another process before Temporal binds it: new ports, again.
+                # A free port may be taken by another process before Temporal binds it: new ports,
+                # again.
                 port = free_port()
                 stack.settings = settings.model_copy(
                     update={
@@ -229,8 +231,9 @@ class Stack:
                 return
             except RuntimeError:
                 if time.monotonic() > deadline:
+                    log = self.parts["temporal"].log
                     raise TimeoutError(
-                        f"Temporal did not answer in {STARTUP_SECONDS} s: see {self.parts['temporal'].log}"
+                        f"Temporal did not answer in {STARTUP_SECONDS} s: see {log}"
                     ) from None
                 await asyncio.sleep(0.25)
 

@@ -84,14 +84,21 @@ class Receiver:
     def about(self, object_id: str) -> list[Delivery]:
         return [d for d in self.deliveries if d.event["data"]["object"]["id"] == object_id]
 
-    async def accepted(self, type: str, object_id: str, timeout: float = 5) -> Delivery:
-        deadline = time.monotonic() + timeout
+    async def attempted(self, object_id: str, within: float = 5) -> None:
+        """Returns once a webhook about `object_id` has arrived, however it was answered."""
+        deadline = time.monotonic() + within
+        while not self.about(object_id):
+            assert time.monotonic() < deadline, f"no webhook about {object_id} within {within} s"
+            await asyncio.sleep(0.02)
+
+    async def accepted(self, type: str, object_id: str, within: float = 5) -> Delivery:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             for delivery in self.about(object_id):
                 if delivery.status == 200 and delivery.event["type"] == type:
                     return delivery
             await asyncio.sleep(0.02)
-        raise AssertionError(f"no {type} webhook about {object_id} within {timeout} s")
+        raise AssertionError(f"no {type} webhook about {object_id} within {within} s")
 
 
 @dataclass
@@ -408,7 +415,7 @@ async def test_a_slow_webhook_does_not_hold_up_the_others(stack: Stack) -> None:
     stack.receiver.stalls["order-slow"] = 1.0
     slow = (await create_intent(stack.client, merchant_reference="order-slow")).json()
     fast = (await create_intent(stack.client)).json()
-    await stack.receiver.accepted("payment_intent.succeeded", fast["id"], timeout=0.5)
+    await stack.receiver.accepted("payment_intent.succeeded", fast["id"], within=0.5)
     assert stack.receiver.about(slow["id"]) == []
     await stack.receiver.accepted("payment_intent.succeeded", slow["id"])
 
@@ -422,8 +429,7 @@ async def test_undelivered_webhooks_resume_after_a_restart(tmp_path: Path) -> No
             httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}) as c,
         ):
             intent = (await create_intent(c, merchant_reference="order-restart")).json()
-            while not receiver.about(intent["id"]):
-                await asyncio.sleep(0.02)
+            await receiver.attempted(intent["id"])
 
         receiver.failures.clear()
         async with running_acquirer(tmp_path, receiver_url):

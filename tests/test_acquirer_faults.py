@@ -41,8 +41,8 @@ def count(stack: Stack, sql: str, *params: Any) -> int:
     return found
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
+async def eventually(condition: Callable[[], bool], within: float = 5) -> None:
+    deadline = time.monotonic() + within
     while not condition():
         assert time.monotonic() < deadline, "not within the timeout"
         await asyncio.sleep(0.02)

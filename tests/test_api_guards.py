@@ -1,5 +1,6 @@
 """The gateway's guards (design §5): bad input gets a clear 4xx problem with a `code`, never a 500,
-and changes nothing. Every refused request is followed by a re-read of what it could have changed."""
+and changes nothing. Every refused request is followed by a re-read of what it could have
+changed."""
 
 import json
 import uuid
@@ -79,7 +80,8 @@ async def admin_token(kassa: Kassa) -> str:
 
 @dataclass
 class Shopper:
-    """A customer with one line in an open cart, shared by the tests that only send refused requests."""
+    """A customer with one line in an open cart, shared by the tests that only send refused
+    requests."""
 
     customer: Customer
     sku: str
@@ -106,7 +108,7 @@ ANY_CHECKOUT = {"cart_id": str(uuid.uuid4()), "payment_method": CARD}
 
 
 @pytest.mark.parametrize(
-    "method, path, body",
+    ("method", "path", "body"),
     [
         ("GET", "/cart", None),
         ("POST", "/cart/items", {"sku": "X", "quantity": 1}),
@@ -266,7 +268,7 @@ MINE = "<the shopper's SKU>"
 
 
 @pytest.mark.parametrize(
-    "body, status, code",
+    ("body", "status", "code"),
     [
         ({"sku": "NO-SUCH-SKU", "quantity": 1}, 404, "unknown_sku"),
         ({"quantity": 1}, 422, "invalid_request"),
@@ -304,7 +306,7 @@ async def test_bad_cart_item_is_refused_and_changes_nothing(
 
 
 @pytest.mark.parametrize(
-    "quantity, status, code",
+    ("quantity", "status", "code"),
     [
         ("2", 422, "invalid_request"),
         (True, 422, "invalid_request"),
@@ -458,7 +460,7 @@ async def test_cart_is_locked_while_its_checkout_runs(kassa: Kassa) -> None:
 
 
 @pytest.mark.parametrize(
-    "change, status, code",
+    ("change", "status", "code"),
     [
         ({"payment_method": None}, 422, "invalid_request"),
         ({"payment_method": "tok_success"}, 422, "invalid_request"),

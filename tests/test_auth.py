@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import jwt
@@ -24,7 +24,7 @@ from activities.tokens import key_id
 from api.main import create_app as create_gateway
 from kassa.db import session_scope
 from kassa.settings import Settings, WeakSecret
-from kassa.tables import Address, Cart, LoginAttempts, Order, User
+from kassa.tables import Address, Cart, LoginAttempts, Order, RefreshToken, User
 from tests.conftest import PASSWORD, Kassa, until_a_lock_is_awaited
 from tests.flow import CARD, CARD_3DS, pay_now
 from tests.servers import listening_socket, serving
@@ -112,17 +112,16 @@ async def test_login_answers_a_pair_and_each_refresh_token_works_once(kassa: Kas
     assert pair["refresh_token"] != first["refresh_token"]
     assert await status_with(kassa, pair["access_token"]) == 200
     async with session_scope(kassa.engine) as session:
-        stored = set((await session.exec(text("SELECT token_hash FROM refresh_tokens"))).scalars())
-    for refresh_token in (
-        first["refresh_token"],
-        pair["refresh_token"],
-    ):  # kept as their SHA-256 only
+        stored = set(await session.exec(select(RefreshToken.token_hash)))
+    # Kept as their SHA-256 only.
+    for refresh_token in (first["refresh_token"], pair["refresh_token"]):
         assert (
             refresh_token not in stored
             and hashlib.sha256(refresh_token.encode()).hexdigest() in stored
         )
 
-    # The first refresh token again: copied, say, by someone. The whole login ends, for both holders.
+    # The first refresh token again: copied, say, by someone. The whole login ends, for both
+    # holders.
     assert_problem(await refreshed(kassa, first["refresh_token"]), 401, "refresh_token_reused")
     assert_problem(await refreshed(kassa, pair["refresh_token"]), 401, "invalid_refresh_token")
     for access_token in (first["access_token"], pair["access_token"]):
@@ -212,21 +211,22 @@ def test_production_wants_long_signing_keys(
 ) -> None:
     strong, weak = "s" * 32, "w" * 31
     monkeypatch.setenv("KASSA_JWT_PREVIOUS_SECRETS", f" {strong}, {strong}2 ,")
-    production = {
-        "env": "production",
-        "data_dir": tmp_path,
-        "acquirer_api_key": "k",
-        "acquirer_webhook_secret": "w",
-    }
-    settings = Settings(jwt_secret=strong, **production).with_secrets()
-    assert settings.jwt_previous_secrets == [strong, f"{strong}2"]
+
+    def settings(jwt_secret: str, env: Literal["test", "production"] = "production") -> Settings:
+        return Settings(
+            env=env,
+            data_dir=tmp_path,
+            acquirer_api_key="k",
+            acquirer_webhook_secret="w",
+            jwt_secret=jwt_secret,
+        ).with_secrets()
+
+    assert settings(strong).jwt_previous_secrets == [strong, f"{strong}2"]
     for current, previous in ((weak, strong), (strong, weak)):
         monkeypatch.setenv("KASSA_JWT_PREVIOUS_SECRETS", previous)
         with pytest.raises(WeakSecret, match="at least 32 bytes"):
-            Settings(jwt_secret=current, **production).with_secrets()
-    Settings(
-        **production | {"env": "test"}, jwt_secret=weak
-    ).with_secrets()  # dev and test take any key
+            settings(current)
+    settings(weak, env="test")  # dev and test take any key
 
 
 # --- throttling and lockout -----------------------------------------------------------------
@@ -430,7 +430,8 @@ async def test_account_blocked_during_pay_now_is_refused_by_the_placement(kassa:
     customer, admin = await kassa.customer(), await kassa.account("admin")
     cart = await customer.cart_with((sku, 2))
     async with kassa.engine.connect() as holder:
-        # Hold the cart's row: the placement waits on it, with the request already past the auth check.
+        # Hold the cart's row: the placement waits on it, with the request already past the auth
+        # check.
         await holder.execute(
             text("SELECT 1 FROM carts WHERE id = :id FOR UPDATE"), {"id": cart["id"]}
         )

@@ -93,11 +93,13 @@ async def test_every_change_bumps_the_version_and_a_stale_pay_now_is_refused(kas
     reviewed = await customer.cart_with((sku, 1))
     async with customer.http() as http:
         versions = [reviewed["version"]]
-        for change in (
-            http.post("/cart/items", json={"sku": sku, "quantity": 1}),
-            http.patch(f"/cart/items/{sku}", json={"quantity": 1}),
-        ):
-            versions.append((await change).json()["version"])
+        versions += [
+            (await change).json()["version"]
+            for change in (
+                http.post("/cart/items", json={"sku": sku, "quantity": 1}),
+                http.patch(f"/cart/items/{sku}", json={"quantity": 1}),
+            )
+        ]
         assert versions == sorted(set(versions)) and len(versions) == 3
         stale = await http.post(
             "/checkout",

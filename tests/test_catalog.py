@@ -49,9 +49,8 @@ class Shelf:
         return sku
 
     async def search(self, http: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
-        answer = await http.get(
-            "/catalog/products", params={"category": self.root, "limit": 100} | params
-        )
+        query: dict[str, Any] = {"category": self.root, "limit": 100} | params
+        answer = await http.get("/catalog/products", params=query)
         assert answer.status_code == 200, answer.text
         return answer.json()
 
@@ -60,10 +59,13 @@ async def shelf(kassa: Kassa, *leaves: str, middle: str | None = None) -> Shelf:
     """A root, optionally one level between it and the leaves, and the leaves."""
     root = f"t{uuid.uuid4().hex[:8]}"
     parent = f"{root}-{middle}" if middle else root
-    rows = [dict(slug=root, parent=None, name=f"Тест {root}", name_en=f"Test {root}")]
+    rows = [{"slug": root, "parent": None, "name": f"Тест {root}", "name_en": f"Test {root}"}]
     if middle:
-        rows.append(dict(slug=parent, parent=root, name=middle, name_en=middle))
-    rows += [dict(slug=f"{root}-{leaf}", parent=parent, name=leaf, name_en=leaf) for leaf in leaves]
+        rows.append({"slug": parent, "parent": root, "name": middle, "name_en": middle})
+    rows += [
+        {"slug": f"{root}-{leaf}", "parent": parent, "name": leaf, "name_en": leaf}
+        for leaf in leaves
+    ]
     async with session_scope(kassa.engine) as session:
         for row in rows:  # parents first
             await session.exec(insert(Category).values(row))
@@ -141,14 +143,16 @@ async def test_relevance_of_a_dozen_queries(kassa: Kassa) -> None:
         # English stemming.
         assert skus(await s.search(http, q="headphone")) == [jbl]
         assert skus(await s.search(http, q="running shoe")) == [adidas]
-        # Both words in the title beat one in the title and one in the description ("для" is a stop word).
+        # Both words in the title beat one in the title and one in the description ("для" is a stop
+        # word).
         assert skus(await s.search(http, q="кроссовки для бега")) == [nike, puma]
         # Title over brand over description.
         apple = skus(await s.search(http, q="apple"))
         assert set(apple[:3]) == {iphone, watch, charger} and apple[3:] == [cable]
         assert set(apple[:2]) == {iphone, watch}  # title and brand both say Apple
         assert skus(await s.search(http, q="sony")) == [sony, speaker]
-        # Typos in short queries, in Russian and in English, and the answer says what it searched for.
+        # Typos in short queries, in Russian and in English, and the answer says what it searched
+        # for.
         typo = await s.search(http, q="наушнки")
         assert set(skus(typo)) == {sony, buds} and typo["corrections"] == {"наушнки": "наушники"}
         assert set(skus(await s.search(http, q="samsnug galaxy"))) == {galaxy, case, buds}
@@ -157,7 +161,8 @@ async def test_relevance_of_a_dozen_queries(kassa: Kassa) -> None:
         assert set(skus(await s.search(http, q="беспроводные науш"))) == {sony}
         # Russian and English words in one query.
         assert skus(await s.search(http, q="кроссовки nike")) == [nike]
-        # Filters, alone and combined: the subtree of a category, brand, price range, stock, attributes.
+        # Filters, alone and combined: the subtree of a category, brand, price range, stock,
+        # attributes.
         assert set(skus(await s.search(http, category=s.leaf("headphones"), brand="Samsung"))) == {
             buds
         }
@@ -187,19 +192,26 @@ async def test_facet_counts_equal_the_counts_of_the_filtered_result(kassa: Kassa
     brands, colours = ("Bosch", "Philips", "Tefal"), ("black", "white", "red")
     prices = (49_000, 150_000, 290_000, 450_000, 990_000, 2_500_000)
     made = [
-        s.add(f"Чайник {brands[n % 3]} модель {n}", brands[n % 3], ("kettles", "irons", "fans")[n % 4 % 3],
-              prices[n % len(prices)], on_hand=n % 5, attributes={"colour": colours[n % 3 - 1], "power": f"{1000 + n % 2 * 500} W"})
+        s.add(
+            f"Чайник {brands[n % 3]} модель {n}",
+            brands[n % 3],
+            ("kettles", "irons", "fans")[n % 4 % 3],
+            prices[n % len(prices)],
+            on_hand=n % 5,
+            attributes={"colour": colours[n % 3 - 1], "power": f"{1000 + n % 2 * 500} W"},
+        )
         for n in range(30)
-    ]  # fmt: skip
+    ]
     await asyncio.gather(*made)
 
+    queries: list[dict[str, Any]] = [
+        {},
+        {"q": "чайник bosch"},
+        {"in_stock": "true", "price_min": 100_000},
+        {"attr": "colour:red"},
+    ]
     async with kassa.http() as http:
-        for query in (
-            {},
-            {"q": "чайник bosch"},
-            {"in_stock": "true", "price_min": 100_000},
-            {"attr": "colour:red"},
-        ):
+        for query in queries:
             found = await s.search(http, **query)
             facets, total = found["facets"], found["total"]
             assert total == len(found["items"]) and total > 0, query
@@ -269,27 +281,39 @@ async def test_cursor_visits_every_product_once_while_products_are_added(
 
 # --- bad input ---------------------------------------------------------------------------------
 
-HOSTILE = [
+# {"sort": "popularity", "after": [5, SKU]}, the SKU a NUL, a lone surrogate, 65 letters.
+NUL_SKU_CURSOR = "eyJzb3J0IjogInBvcHVsYXJpdHkiLCAiYWZ0ZXIiOiBbNSwgIlx1MDAwMCJdfQ"
+SURROGATE_SKU_CURSOR = "eyJzb3J0IjogInBvcHVsYXJpdHkiLCAiYWZ0ZXIiOiBbNSwgIlx1ZDgwMCJdfQ"
+LONG_SKU_CURSOR = (
+    "eyJzb3J0IjogInBvcHVsYXJpdHkiLCAiYWZ0ZXIiOiBbNSwgIkFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQU"
+    "FBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBIl19"
+)
+HOSTILE: list[dict[str, Any]] = [
     {"q": "'"}, {"q": '"'}, {"q": "\\"}, {"q": "''; DROP TABLE products; --"},
     {"q": "a & b | !c"}, {"q": "&"}, {"q": "|"}, {"q": "!"}, {"q": ":*"}, {"q": "(("}, {"q": "))"},
-    {"q": "foo:*"}, {"q": "foo:A"}, {"q": "<->"}, {"q": "a <2> b"}, {"q": "!!!"}, {"q": "(a | b) & !(c)"},
+    {"q": "foo:*"}, {"q": "foo:A"}, {"q": "<->"}, {"q": "a <2> b"}, {"q": "!!!"},
+    {"q": "(a | b) & !(c)"},
     {"q": "\x00"}, {"q": "a\x00b"}, {"q": "x" * 10_000}, {"q": "слово " * 2_000},
     {"q": "и в на"}, {"q": "🙂🙂"}, {"q": " "}, {"q": "%_%"}, {"q": "a" * 200},
     {"limit": -1}, {"limit": 0}, {"limit": 10**12}, {"limit": "1e3"}, {"limit": ""},
-    {"cursor": "x"}, {"cursor": "!!!"}, {"cursor": "eyJzb3J0IjogInJlbGV2YW5jZSJ9"}, {"cursor": "\x00"},
+    {"cursor": "x"}, {"cursor": "!!!"}, {"cursor": "eyJzb3J0IjogInJlbGV2YW5jZSJ9"},
+    {"cursor": "\x00"},
     {"cursor": "eyJzb3J0IjoicG9wdWxhcml0eSIsImFmdGVyIjpbIngiLCJ5Il19"},  # a wrong type of sort key
     {"cursor": "eyJzb3J0IjoibmV3ZXN0IiwiYWZ0ZXIiOlsibm90IGEgZGF0ZSIsIkEiXX0"},  # not a date
-    {"cursor": "eyJzb3J0IjoicG9wdWxhcml0eSIsImFmdGVyIjpbMWU0MDAsIkEiXX0"},  # a float where an integer goes
+    {"cursor": "eyJzb3J0IjoicG9wdWxhcml0eSIsImFmdGVyIjpbMWU0MDAsIkEiXX0"},  # a float for an int
     {"cursor": "W10"}, {"cursor": "bnVsbA"}, {"cursor": "c" * 600},
     # Well-formed cursors of the right sort whose SKU is a NUL, a lone surrogate, or too long.
-    {"sort": "popularity", "cursor": "eyJzb3J0IjogInBvcHVsYXJpdHkiLCAiYWZ0ZXIiOiBbNSwgIlx1MDAwMCJdfQ"},
-    {"sort": "popularity", "cursor": "eyJzb3J0IjogInBvcHVsYXJpdHkiLCAiYWZ0ZXIiOiBbNSwgIlx1ZDgwMCJdfQ"},
-    {"sort": "popularity", "cursor": "eyJzb3J0IjogInBvcHVsYXJpdHkiLCAiYWZ0ZXIiOiBbNSwgIkFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBIl19"},
-    {"sort": "price"}, {"sort": "price_asc; DROP TABLE products"}, {"sort": ""}, {"sort": "x" * 100},
-    {"price_min": -1}, {"price_max": -5}, {"price_min": 10**30}, {"price_min": 500, "price_max": 100},
+    {"sort": "popularity", "cursor": NUL_SKU_CURSOR},
+    {"sort": "popularity", "cursor": SURROGATE_SKU_CURSOR},
+    {"sort": "popularity", "cursor": LONG_SKU_CURSOR},
+    {"sort": "price"}, {"sort": "price_asc; DROP TABLE products"}, {"sort": ""},
+    {"sort": "x" * 100},
+    {"price_min": -1}, {"price_max": -5}, {"price_min": 10**30},
+    {"price_min": 500, "price_max": 100},
     {"price_min": "cheap"}, {"price_max": 1.5},
     {"category": "no-such-category"}, {"category": "\x00"}, {"category": "x" * 500},
-    {"brand": "'"}, {"brand": "x" * 100}, {"attr": "colour"}, {"attr": ":black"}, {"attr": "colour:"},
+    {"brand": "'"}, {"brand": "x" * 100}, {"attr": "colour"}, {"attr": ":black"},
+    {"attr": "colour:"},
     {"attr": 'colour:"black'}, {"attr": "a:b:c"}, {"attr": ["x:y"] * 30}, {"in_stock": "maybe"},
 ]  # fmt: skip
 

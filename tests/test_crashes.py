@@ -9,7 +9,7 @@ several kills) are marked `chaos` and run with `make chaos`. Each is bounded by 
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -24,6 +24,8 @@ from tests.stack import Stack
 DEADLINE = 120  # seconds for the load to get its answers, and again for the orders to end
 QUICK = pytest.param(24, 1, id="quick")
 LONG = pytest.param(100, 3, id="long", marks=pytest.mark.chaos)
+InFlight = Callable[[], Awaitable[None]]  # returns once Pay Nows are in flight: when to strike
+Chaos = Callable[[InFlight], Awaitable[None]]  # what happens to the stack under the load
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +37,7 @@ async def stack(data_dir: Path, database_url: str) -> AsyncIterator[Stack]:
         await stack.stop()
 
 
-async def shop_while(stack: Stack, sku: str, buyers: int, chaos) -> list[Shopper]:  # type: ignore[no-untyped-def]
+async def shop_while(stack: Stack, sku: str, buyers: int, chaos: Chaos) -> list[Shopper]:
     """`buyers` each put one `sku` in a cart and tap Pay Now while `chaos(in_flight)` runs."""
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
         shoppers = await shoppers_with_carts(stack, http, sku, buyers)
@@ -47,7 +49,7 @@ async def shop_while(stack: Stack, sku: str, buyers: int, chaos) -> list[Shopper
     return shoppers
 
 
-async def run_load(stack: Stack, buyers: int, units: int, chaos) -> list[Shopper]:  # type: ignore[no-untyped-def]
+async def run_load(stack: Stack, buyers: int, units: int, chaos: Chaos) -> list[Shopper]:
     """`buyers` race for `units` of a new SKU while `chaos()` runs; then every order is sold out
     right (exactly `units` PAID, the others refused) and the invariants hold."""
     sku = await stack.product(on_hand=units)
@@ -64,7 +66,8 @@ async def run_load(stack: Stack, buyers: int, units: int, chaos) -> list[Shopper
 
 
 async def mid_flight(shoppers: list[Shopper], load: asyncio.Task[None]) -> None:
-    """Returns once the first Pay Now is answered while others are still in flight: when to crash."""
+    """Returns once the first Pay Now is answered while others are still in flight: when to
+    crash."""
     while not any(shopper.order_id for shopper in shoppers):
         assert not load.done(), "the checkouts ended without an order"
         await asyncio.sleep(0.02)
@@ -83,7 +86,7 @@ def live_workers(stack: Stack) -> list[str]:
 async def test_worker_killed_mid_checkout_loses_nothing(
     stack: Stack, buyers: int, kills: int
 ) -> None:
-    async def kill_workers(in_flight) -> None:  # type: ignore[no-untyped-def]
+    async def kill_workers(in_flight: InFlight) -> None:
         for kill in range(kills):
             await (in_flight() if kill == 0 else asyncio.sleep(1.5))
             for name in live_workers(stack):
@@ -101,7 +104,7 @@ async def test_one_of_two_workers_killed_the_other_finishes(stack: Stack, buyers
     await stack.worker_ready(spare)
     victims = [name for name in live_workers(stack) if name != spare]
 
-    async def kill_the_first(in_flight) -> None:  # type: ignore[no-untyped-def]
+    async def kill_the_first(in_flight: InFlight) -> None:
         await in_flight()
         for name in victims:
             stack.parts[name].kill()
@@ -119,7 +122,7 @@ async def test_one_of_two_workers_killed_the_other_finishes(stack: Stack, buyers
 async def test_temporal_and_postgres_restarted_under_load(
     stack: Stack, data_dir: Path, buyers: int, restarts: int
 ) -> None:
-    async def restart_both(in_flight) -> None:  # type: ignore[no-untyped-def]
+    async def restart_both(in_flight: InFlight) -> None:
         for restart in range(restarts):
             await (in_flight() if restart == 0 else asyncio.sleep(1.5))
             await asyncio.to_thread(restart_postgres, data_dir)
@@ -132,7 +135,7 @@ async def test_temporal_and_postgres_restarted_under_load(
 async def test_api_restarted_mid_pay_now_a_retried_tap_gets_the_same_order(
     stack: Stack, buyers: int, restarts: int
 ) -> None:
-    async def restart_api(in_flight) -> None:  # type: ignore[no-untyped-def]
+    async def restart_api(in_flight: InFlight) -> None:
         for restart in range(restarts):
             await (in_flight() if restart == 0 else asyncio.sleep(0.3))
             stack.parts["api"].kill()
@@ -171,7 +174,8 @@ async def test_the_invariant_checker_sees_each_kind_of_violation(
         paid = (
             await connection.execute(
                 text(
-                    "SELECT id::text, total FROM orders WHERE status = 'PAID' AND id IN (SELECT order_id FROM order_lines WHERE sku = :sku)"
+                    "SELECT id::text, total FROM orders WHERE status = 'PAID'"
+                    " AND id IN (SELECT order_id FROM order_lines WHERE sku = :sku)"
                 ),
                 {"sku": sku},
             )
@@ -182,13 +186,12 @@ async def test_the_invariant_checker_sees_each_kind_of_violation(
             sqlite3.connect(f"file:{stack.acquirer_db}?mode=ro", uri=True) as books,
             sqlite3.connect(bank) as copy,
         ):
-            books.backup(
-                copy
-            )  # the live file is in WAL mode: a file copy would miss the recent writes
+            books.backup(copy)  # the live file is in WAL mode: a file copy would miss writes
         with sqlite3.connect(bank) as copy:  # a second charge of the same order
             copy.execute(
-                "INSERT INTO payment_intents SELECT 'pi_double', status, amount, currency, merchant_reference, return_url,"
-                " last4, decline_code, authentication_url, created FROM payment_intents"
+                "INSERT INTO payment_intents SELECT 'pi_double', status, amount, currency,"
+                " merchant_reference, return_url, last4, decline_code, authentication_url, created"
+                " FROM payment_intents"
                 " WHERE merchant_reference = ? AND status = 'succeeded'",
                 (paid.id,),
             )
@@ -205,7 +208,8 @@ async def test_the_invariant_checker_sees_each_kind_of_violation(
         await connection.execute(
             text(
                 "INSERT INTO ledger_postings (transaction_id, account, amount, currency)"
-                " SELECT id, 'acquirer_receivable', 1, 'RUB' FROM ledger_transactions WHERE order_id = CAST(:id AS uuid)"
+                " SELECT id, 'acquirer_receivable', 1, 'RUB' FROM ledger_transactions"
+                " WHERE order_id = CAST(:id AS uuid)"
             ),
             {"id": paid.id},
         )
@@ -231,5 +235,5 @@ async def test_the_invariant_checker_sees_each_kind_of_violation(
     await stack.invariants(stocked)
 
 
-async def _nothing(in_flight) -> None:  # type: ignore[no-untyped-def]
+async def _nothing(in_flight: InFlight) -> None:
     pass

@@ -1,5 +1,6 @@
 """`kassa dev` for real: the supervisor starts PostgreSQL, Temporal, the acquirer, the worker and
-the api on free ports, and Ctrl-C stops every one of them; a `kill -9` of it takes its children too."""
+the api on free ports, and Ctrl-C stops every one of them; a `kill -9` of it takes its children
+too."""
 
 import os
 import shutil

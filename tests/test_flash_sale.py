@@ -16,7 +16,8 @@ UNITS = 40
 
 
 async def _buyers(kassa: Kassa, count: int) -> list[str]:
-    """Access tokens of `count` new customers (one password hash for all: argon2 is slow on purpose)."""
+    """Access tokens of `count` new customers (one password hash for all: argon2 is slow on
+    purpose)."""
     password_hash = PasswordHasher().hash(PASSWORD)
     users = [
         User(email=f"buyer-{uuid.uuid4().hex[:12]}@example.com", password_hash=password_hash)

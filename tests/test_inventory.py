@@ -5,6 +5,8 @@ import random
 import uuid
 from datetime import timedelta
 
+import pytest
+
 from activities import inventory
 from activities.inventory import OutOfStock, StockLine
 from kassa.db import autocommit_scope, session_scope
@@ -77,9 +79,7 @@ async def test_claim_release_commit_are_idempotent(kassa: Kassa) -> None:
     assert (stock.on_hand, stock.reserved) == (2, 0)
 
     async with session_scope(kassa.engine) as session:
-        try:
+        with pytest.raises(Conflict) as refused:  # a committed reservation is never released
             await inventory.release(session, sold.reservation_id)
-            raise AssertionError("a committed reservation must not be released")
-        except Conflict as refused:
-            assert refused.code == "reservation_settled"
+        assert refused.value.code == "reservation_settled"
     assert (await kassa.stock(sku)).on_hand == 2

@@ -7,14 +7,13 @@ import uuid
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlmodel import col, select
 
 from activities import loyalty
 from activities.loyalty import PointsUnavailable
 from kassa.db import session_scope
 from kassa.tables import LoyaltyAccount, Order, OrderEvent
-from tests.conftest import Customer, Kassa
+from tests.conftest import Customer, Kassa, ledger_balances
 from tests.flow import CARD, CARD_3DS, CARD_DECLINED, order_reaches
 from tests.late_payments import events_reach, late_success, reconcile
 
@@ -41,16 +40,6 @@ async def points_of(customer: Customer) -> dict:
         answer = await http.get("/me/loyalty")
     assert answer.status_code == 200, answer.text
     return answer.json()
-
-
-async def ledger_balances(kassa: Kassa) -> None:
-    async with session_scope(kassa.engine) as session:
-        unbalanced = await session.exec(
-            text(
-                "SELECT transaction_id FROM ledger_postings GROUP BY transaction_id HAVING sum(amount) <> 0"
-            )
-        )
-        assert unbalanced.all() == []
 
 
 async def test_points_redeemed_by_a_failed_order_come_back(kassa: Kassa) -> None:

@@ -2,6 +2,7 @@
 them, the hold sweeper, the schedules, and the admin API operators work from."""
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -16,6 +17,7 @@ from datetime import timedelta
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
+from sqlmodel import col
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import ScheduleHandle, WorkflowHandle
 from temporalio.service import RPCError
@@ -265,12 +267,11 @@ async def test_the_sweeper_stops_a_checkout_stuck_long_past_its_deadline(kassa: 
     sku = await kassa.product(on_hand=5)
     customer = await kassa.customer()
     cart, order_id = await _pending_order(kassa, customer, sku)
-    async with session_scope(
-        kassa.engine
-    ) as session:  # as if its workers had been down for an hour
+    # As if its workers had been down for an hour.
+    async with session_scope(kassa.engine) as session:
         await session.exec(
             update(Reservation)
-            .where(Reservation.order_id == uuid.UUID(order_id))
+            .where(col(Reservation.order_id) == uuid.UUID(order_id))
             .values(hold_expires_at=utcnow() - timedelta(hours=1))
         )
     swept = await _sweep(kassa)
@@ -286,10 +287,8 @@ async def test_the_sweeper_stops_a_checkout_stuck_long_past_its_deadline(kassa: 
 
 async def _delete_schedules(handles: list[ScheduleHandle]) -> None:
     for handle in handles:
-        try:
+        with contextlib.suppress(RPCError):  # not there
             await handle.delete()
-        except RPCError:
-            pass  # not there
 
 
 async def test_schedules_are_created_once_however_many_workers_start(kassa: Kassa) -> None:
@@ -329,7 +328,7 @@ async def test_admin_finds_orders_by_customer_status_and_time_in_pages_and_reads
     cancelled_id, paid_id = first.json()["order_id"], second.json()["order_id"]
 
     async with support.http() as http:
-        mine = {"customer_id": str(customer.user.id), "limit": 1}
+        mine: dict[str, str | int] = {"customer_id": str(customer.user.id), "limit": 1}
         page = (await http.get("/admin/orders", params=mine)).json()
         assert [order["id"] for order in page["items"]] == [paid_id] and page["next_cursor"]
         last = (
@@ -347,12 +346,15 @@ async def test_admin_finds_orders_by_customer_status_and_time_in_pages_and_reads
             await http.get("/admin/orders", params=mine | {"status": "PAID", "limit": 10})
         ).json()
         assert [order["id"] for order in paid_only["items"]] == [paid_id]
-        since = {"created_from": page["items"][0]["created_at"], "limit": 10}
+        since: dict[str, str | int] = {"created_from": page["items"][0]["created_at"], "limit": 10}
         assert [
             order["id"]
             for order in (await http.get("/admin/orders", params=mine | since)).json()["items"]
         ] == [paid_id]
-        until = {"created_before": page["items"][0]["created_at"], "limit": 10}
+        until: dict[str, str | int] = {
+            "created_before": page["items"][0]["created_at"],
+            "limit": 10,
+        }
         assert [
             o["id"] for o in (await http.get("/admin/orders", params=mine | until)).json()["items"]
         ] == [cancelled_id]
@@ -383,10 +385,8 @@ async def test_admin_finds_orders_by_customer_status_and_time_in_pages_and_reads
         and workflow["status"] == "COMPLETED"
         and workflow["run_id"]
     )
-    assert (
-        workflow["url"]
-        == f"{TEMPORAL_UI_URL}/namespaces/default/workflows/{workflow['id']}/{workflow['run_id']}/history"
-    )
+    run = f"{workflow['id']}/{workflow['run_id']}"
+    assert workflow["url"] == f"{TEMPORAL_UI_URL}/namespaces/default/workflows/{run}/history"
 
 
 async def test_a_checkout_run_reads_as_its_story_in_temporal(kassa: Kassa) -> None:
@@ -414,7 +414,8 @@ async def test_a_checkout_run_reads_as_its_story_in_temporal(kassa: Kassa) -> No
     summaries = [
         event.user_metadata.summary.data.decode()
         async for event in handle.fetch_history_events()
-        # Local activities (the database steps) are markers; the bank calls are scheduled activities.
+        # Local activities (the database steps) are markers; the bank calls are scheduled
+        # activities.
         if event.HasField("activity_task_scheduled_event_attributes")
         or event.marker_recorded_event_attributes.marker_name == "core_local_activity"
     ]
@@ -424,6 +425,7 @@ async def test_a_checkout_run_reads_as_its_story_in_temporal(kassa: Kassa) -> No
         '"Order PAID"',
     ]
     query = f'PaymentStatus = "succeeded" AND CustomerId = "{customer.user.id}"'
+    found: list[str] = []
     for _ in range(50):  # visibility is eventually consistent
         if found := [run.id async for run in kassa.temporal.list_workflows(query)]:
             break

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities import carts, loyalty, orders, promos
 from activities.pricing import (
@@ -124,7 +125,7 @@ def test_share_out_is_exact_and_within_each_weight(
     amount, weights = amount_and_weights
     shares = share_out(amount, weights)
     assert sum(shares) == amount
-    assert all(0 <= share <= weight for share, weight in zip(shares, weights))
+    assert all(0 <= share <= weight for share, weight in zip(shares, weights, strict=True))
 
 
 def test_minimum_order_counts_the_lines_in_scope() -> None:
@@ -208,9 +209,10 @@ async def test_the_order_shows_the_numbers_of_its_cart(
             await carts.apply_promo(session, customer.user.id, code)
             cart = await carts.current_cart(session, customer.user.id)
         view = await carts.view_cart(session, cart, redeem)
-    # The order as Pay Now makes it, compared inside its transaction, then undone: its promo use
-    # and points go back with it.
-    with pytest.raises(_Undone):
+
+    async def placed_then_undone() -> None:
+        """The order as Pay Now makes it, compared inside its transaction, then undone: its promo
+        use and points go back with it."""
         async with session_scope(kassa.engine) as session:
             locked = await orders.lock_cart(session, customer.user.id, cart.id, cart.version)
             order = await orders.order_from_locked_cart(
@@ -222,16 +224,20 @@ async def test_the_order_shows_the_numbers_of_its_cart(
             shown = (view.subtotal, view.discount, view.points, view.vat, view.total)
             assert (order.subtotal, order.discount, order.points, order.vat, order.total) == shown
             assert sorted(
-                (l.sku, l.line_total, l.discount, l.points, l.vat) for l in order_lines
+                (line.sku, line.line_total, line.discount, line.points, line.vat)
+                for line in order_lines
             ) == sorted((i.sku, i.line_total, i.discount, i.points, i.vat) for i in view.items)
             raise _Undone
+
+    with pytest.raises(_Undone):
+        await placed_then_undone()
 
 
 class _Undone(Exception):
     pass
 
 
-async def _give_points(session, user_id: uuid.UUID, points: int) -> None:  # type: ignore[no-untyped-def]
+async def _give_points(session: AsyncSession, user_id: uuid.UUID, points: int) -> None:
     """Points as if earned: the account's balance, straight (earning is tested in test_loyalty)."""
     account = await loyalty.lock_account(session, user_id)
     account.balance = points

@@ -274,7 +274,8 @@ async def test_a_hundred_checkouts_for_ten_uses_make_exactly_ten_discounted_orde
 async def test_a_late_payment_whose_promo_use_went_to_another_order_is_refunded(
     kassa: Kassa,
 ) -> None:
-    """The rule: a late success completes its ended order only if it can take its promo use again."""
+    """The rule: a late success completes its ended order only if it can take its promo use
+    again."""
     sku = await kassa.product(on_hand=10, price=40_000)
     code = await new_promo(kassa, max_uses=1)
     late, rival = await kassa.customer(), await kassa.customer()

@@ -2,15 +2,15 @@
 ledger balances, and a payment that lands after its order ended completes it or is refunded."""
 
 import asyncio
+from typing import Any
 
 import httpx
-from sqlalchemy import text
 from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.inventory import set_on_hand
 from kassa.db import session_scope
-from tests.conftest import Kassa
+from tests.conftest import Kassa, ledger_balances
 from tests.flow import CARD, CARD_3DS, order_reaches, pay_now, placed_checkout
 from tests.late_payments import late_success, reconcile
 from workflows.checkout import CheckoutWorkflow
@@ -33,16 +33,6 @@ async def _paid_order(kassa: Kassa, price: int = 100_000) -> str:
 def _money_kinds(ledger: list[dict]) -> list[str]:
     """The order's money movements; its points movements are tested in test_loyalty."""
     return [t["kind"] for t in ledger if t["kind"] in ("charge", "refund")]
-
-
-async def _ledger_balances(kassa: Kassa) -> None:
-    async with session_scope(kassa.engine) as session:
-        unbalanced = await session.exec(
-            text(
-                "SELECT transaction_id FROM ledger_postings GROUP BY transaction_id HAVING sum(amount) <> 0"
-            )
-        )
-        assert unbalanced.all() == []
 
 
 async def test_full_refund_once_per_key(kassa: Kassa) -> None:
@@ -72,7 +62,7 @@ async def test_full_refund_once_per_key(kassa: Kassa) -> None:
         )
         == 0
     )
-    await _ledger_balances(kassa)
+    await ledger_balances(kassa)
 
 
 async def test_partial_refunds_then_the_rest(kassa: Kassa) -> None:
@@ -98,7 +88,7 @@ async def test_partial_refunds_then_the_rest(kassa: Kassa) -> None:
         assert _money_kinds(order) == ["charge", "refund", "refund"]
         missing_key = await admin.post(f"/admin/orders/{order_id}/refund", json={})
         assert missing_key.status_code == 422
-    await _ledger_balances(kassa)
+    await ledger_balances(kassa)
 
 
 async def test_customers_cannot_refund_or_read_the_ledger(kassa: Kassa) -> None:
@@ -159,7 +149,7 @@ async def test_late_payment_completes_the_order_when_its_stock_is_there(kassa: K
         assert (await http.get("/cart")).json()["items"] == []  # the cart was bought
     stock = await kassa.stock(sku)
     assert (stock.on_hand, stock.reserved) == (2, 0)
-    await _ledger_balances(kassa)
+    await ledger_balances(kassa)
 
 
 async def test_late_payment_after_expiry_is_refunded_once_when_the_stock_is_gone(
@@ -173,6 +163,7 @@ async def test_late_payment_after_expiry_is_refunded_once_when_the_stock_is_gone
         await reconcile(kassa)  # finds nothing new: the refund is not issued twice
         async with kassa.http(token) as http:
             order = await order_reaches(http, order_id, "EXPIRED")
+            ledger: list[dict[str, Any]] = []
             for _ in range(100):
                 ledger = (await admin.get("/admin/ledger", params={"order_id": order_id})).json()
                 if len(_money_kinds(ledger)) == 2:
@@ -185,4 +176,4 @@ async def test_late_payment_after_expiry_is_refunded_once_when_the_stock_is_gone
                 and order["events"][-1]["reason"] == "refunded_late_payment"
             )
     assert (await kassa.stock(sku)).on_hand == 0
-    await _ledger_balances(kassa)
+    await ledger_balances(kassa)

@@ -33,7 +33,8 @@ async def test_recorded_histories_replay() -> None:
 
 
 async def test_this_sessions_checkouts_replay(kassa: Kassa) -> None:
-    """Every finished checkout of this test session, replayed; one per final status is kept when recording."""
+    """Every finished checkout of this test session, replayed; one per final status is kept when
+    recording."""
     customer = await kassa.customer()
     async with customer.http() as http:
         paid = await pay_now(

@@ -73,7 +73,8 @@ async def traced(
             update={"otlp_endpoint": collector_url, "task_queue": f"traced-{uuid.uuid4()}"}
         )
         api_url = await stack.enter_async_context(serving(create_gateway(settings), api_socket))
-        # The gateway's lifespan installed the exporter (configure_tracing); the worker's client joins it.
+        # The gateway's lifespan installed the exporter (configure_tracing); the worker's client
+        # joins it.
         client = await connect(settings, interceptors=[TracingInterceptor()])
         await stack.enter_async_context(
             build_worker(client, settings, kassa.activities, kassa.money)
@@ -87,7 +88,7 @@ async def traced(
 async def test_one_pay_now_is_one_trace_from_the_api_to_the_acquirer(
     kassa: Kassa, traced: tuple[str, Settings, list[ExportTraceServiceRequest]]
 ) -> None:
-    api_url, settings, received = traced
+    api_url, _, received = traced
     customer = await kassa.customer()
     cart = await customer.cart_with((await kassa.product(on_hand=1), 1))
     async with customer.http() as http:
