@@ -141,9 +141,8 @@ async def price_cart(session: AsyncSession, cart: Cart, redeem_points: int = 0) 
     )
     lines = basket_lines(quantities, products, ancestry)
     unavailable = None
-    if (
-        promo is not None and cart.status == "open"
-    ):  # a cart being paid for has its use held by its order
+    # A cart being paid for has its use held by its order.
+    if promo is not None and cart.status == "open":
         unavailable = await promos.unavailable_reason(session, promo, cart.user_id, utcnow())
     if redeem_points and redeem_points > (have := await loyalty.available(session, cart.user_id)):
         raise PointsUnavailable(redeem_points, have)

@@ -248,9 +248,8 @@ async def hand_on(temporal: Client, task_queue: str, news: PaymentNews) -> str:
 
 
 async def _start_late_payment(temporal: Client, task_queue: str, charge: Charge) -> None:
-    with contextlib.suppress(
-        WorkflowAlreadyStartedError
-    ):  # settled or being settled: once per intent
+    # Already started: settled or being settled, once per intent.
+    with contextlib.suppress(WorkflowAlreadyStartedError):
         await temporal.start_workflow(
             LatePaymentWorkflow.run,
             LatePaymentInput(charge.order_id, charge.intent_id, charge.amount, charge.currency),

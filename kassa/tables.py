@@ -166,13 +166,11 @@ class Product(SQLModel, table=True):
     currency: str = Field(default="RUB", max_length=3)
     vat_rate: int = 20  # percent, included in price
     max_per_order: int | None = None  # how many one order may take; None: the cart's general limit
-    rating: float = Field(
-        default=0, sa_column=Column(Double, nullable=False, server_default="0")
-    )  # 0 to 5
+    # 0 to 5
+    rating: float = Field(default=0, sa_column=Column(Double, nullable=False, server_default="0"))
     review_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
-    popularity: int = Field(
-        default=0, sa_column_kwargs={"server_default": "0"}
-    )  # purchases, recent ones weigh more
+    # purchases, recent ones weigh more
+    popularity: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     images: list[str] = Field(
         default_factory=list, sa_column=Column(JSONB, nullable=False, server_default="[]")
     )
@@ -372,9 +370,8 @@ class LedgerTransaction(SQLModel, table=True):
     __tablename__ = "ledger_transactions"
     __table_args__ = (UniqueConstraint("kind", "reference", name="ledger_one_per_reference"),)
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    kind: str = Field(
-        max_length=16
-    )  # charge | refund | points_accrued | points_burnt | points_reversed | points_returned
+    # charge | refund | points_accrued | points_burnt | points_reversed | points_returned
+    kind: str = Field(max_length=16)
     reference: str = Field(max_length=64)  # the intent or refund id at the acquirer
     order_id: uuid.UUID = Field(foreign_key="orders.id", index=True)
     created_at: datetime = _timestamp()

@@ -89,9 +89,8 @@ def _summary(settings: Settings, order: Order) -> OrderSummary:
 async def _workflow_link(temporal: Client, settings: Settings, workflow_id: str) -> WorkflowLink:
     try:
         described = await temporal.get_workflow_handle(workflow_id).describe()
-    except (
-        RPCError
-    ):  # gone from Temporal's retention, or Temporal is down: the link without its run
+    except RPCError:
+        # Gone from Temporal's retention, or Temporal is down: the link without its run.
         return WorkflowLink(workflow_id, None, None, workflow_url(settings, workflow_id))
     status = described.status.name if described.status else None
     return WorkflowLink(

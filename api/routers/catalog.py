@@ -24,12 +24,12 @@ async def search_products(
     category: Annotated[
         Text | None, Query(max_length=128, description="a category slug: it and its subtree")
     ] = None,
-    brand: Annotated[list[Text], Query(max_length=50, description="one or more brands")] = [],  # noqa: B006
+    brand: Annotated[list[Text], Query(max_length=50, description="one or more brands")] = [],  # noqa: B006 — FastAPI copies a default per request
     price_min: Annotated[int | None, Query(ge=0, le=MAX_KOPECKS, description="kopecks")] = None,
     price_max: Annotated[int | None, Query(ge=0, le=MAX_KOPECKS, description="kopecks")] = None,
     attr: Annotated[
         list[Text], Query(max_length=20, description="name:value, e.g. colour:black")
-    ] = [],  # noqa: B006
+    ] = [],  # noqa: B006 — FastAPI copies a default per request
     in_stock: bool = False,
     sort: Annotated[Text, Query(max_length=32, description=", ".join(search.SORTS))] = "relevance",
     cursor: Annotated[Text | None, Query(max_length=512)] = None,
