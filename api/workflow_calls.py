@@ -60,9 +60,10 @@ async def ask_for_payment(
     try:
         if order.status == OrderStatus.PENDING_PAYMENT:
             return await _start_or_attach(temporal, settings, order, method)
-        return await temporal.get_workflow_handle_for(
+        handle: CheckoutHandle = temporal.get_workflow_handle_for(
             CheckoutWorkflow.run, order.workflow_id
-        ).execute_update(CheckoutWorkflow.pay_now)
+        )
+        return await handle.execute_update(CheckoutWorkflow.pay_now)
     except (WorkflowAlreadyStartedError, RPCError) as gone:
         if isinstance(gone, RPCError) and gone.status != RPCStatusCode.NOT_FOUND:
             raise
