@@ -29,6 +29,8 @@ class PaymentStatus(StrEnum):
 
     REQUIRES_ACTION = "requires_action"  # the customer is in 3-D Secure
     PROCESSING = "processing"
+    # Two-stage: the money is held on the card, to be captured (succeeded) or voided (canceled).
+    AUTHORIZED = "authorized"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELED = "canceled"
