@@ -19,7 +19,7 @@ from temporalio.client import (
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from activities.payments import AcquirerClient
+from activities.providers import make_provider
 from activities.temporal.checkout_steps import CheckoutActivities
 from activities.temporal.hold_sweep_steps import SweepActivities, SweepHoldsInput
 from activities.temporal.money_steps import MoneyActivities
@@ -127,24 +127,23 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
 
 
 async def main(settings: Settings) -> None:
-    if not settings.database_url or not settings.acquirer_api_key:
+    if not settings.database_url:
         raise SystemExit(
-            "kassa worker: set KASSA_DATABASE_URL and KASSA_ACQUIRER_API_KEY"
-            " (or start everything with `kassa dev`)."
+            "kassa worker: set KASSA_DATABASE_URL (or start everything with `kassa dev`)."
         )
     engine = make_engine(settings.database_url)
-    acquirer = AcquirerClient(settings.acquirer_base_url, settings.acquirer_api_key)
+    provider = make_provider(settings)
     client = await connect(
         settings,
         interceptors=configure_tracing(settings, "worker"),
         runtime=metrics_runtime(settings),
     )
-    checkout = CheckoutActivities(engine, acquirer, settings.return_url)
+    checkout = CheckoutActivities(engine, provider, settings.return_url)
     worker = build_worker(
         client,
         settings,
         checkout,
-        MoneyActivities(engine, acquirer),
+        MoneyActivities(engine, provider),
         SweepActivities(engine, client),
     )
     for schedule_id in await ensure_schedules(client, settings):
@@ -171,5 +170,5 @@ async def main(settings: Settings) -> None:
             extra={"grace_seconds": GRACEFUL_SHUTDOWN.total_seconds()},
         )
     log.info("worker stopped")
-    await acquirer.aclose()
+    await provider.aclose()
     await engine.dispose()

@@ -123,6 +123,11 @@ async def create_refund(
     return refund.as_json()
 
 
+@api.get("/refunds/{refund_id}")
+async def get_refund(refund_id: str, storage: StorageDep) -> dict[str, Any]:
+    return storage.refund_of(refund_id).as_json()
+
+
 pages = APIRouter(prefix="/3ds", default_response_class=HTMLResponse)
 
 

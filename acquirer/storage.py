@@ -415,8 +415,14 @@ class Storage:
             raise NotFound("not_found", "No such payment intent.")
         return Intent(**row)
 
+    def refund_of(self, refund_id: str) -> Refund:
+        with self._lock:
+            return self._refund(self._db, refund_id)
+
     def _refund(self, db: sqlite3.Connection, refund_id: str) -> Refund:
         row = db.execute("SELECT * FROM refunds WHERE id = ?", (refund_id,)).fetchone()
+        if row is None:
+            raise NotFound("not_found", "No such refund.")
         return Refund(**row)
 
     def _move(

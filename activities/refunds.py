@@ -15,8 +15,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from activities import inventory, ledger, loyalty, orders
 from activities.inventory import OutOfStock, StockLine
 from activities.loyalty import PointsUnavailable
-from activities.payments import RefundState
 from activities.promos import PromoUnavailable
+from activities.providers.protocol import ProviderRefund
 from kassa.errors import Conflict, Invalid
 from kassa.statuses import ENDED, UNPAID_ENDINGS, OrderStatus, PaymentStatus
 from kassa.tables import (
@@ -83,12 +83,12 @@ async def plan_refund(
 async def record_refund(
     session: AsyncSession,
     order_id: uuid.UUID,
-    refund: RefundState,
+    refund: ProviderRefund,
     currency: str,
     reason: str,
     key: str,
 ) -> None:
-    """Our record of a refund the acquirer made: REFUNDED once nothing charged is left.
+    """Our record of a refund the provider made: REFUNDED once nothing charged is left.
     Idempotent."""
     order = await session.get_one(Order, order_id, with_for_update=True)
     await session.exec(
@@ -96,7 +96,7 @@ async def record_refund(
         .values(
             id=refund.refund_id,
             order_id=order_id,
-            intent_id=refund.intent_id,
+            intent_id=refund.payment_id,
             amount=refund.amount,
             currency=currency,
             reason=reason,

@@ -13,6 +13,7 @@ from temporalio.client import Client
 
 from activities import tokens
 from activities.auth import password_hasher
+from activities.providers.protocol import PaymentProvider
 from activities.roles import Permission, allows
 from activities.throttling import LoginLimits
 from activities.tokens import AccessClaims, TokenPolicy
@@ -36,6 +37,10 @@ async def get_temporal(request: Request) -> Client:
     return request.app.state.temporal
 
 
+async def get_provider(request: Request) -> PaymentProvider:
+    return request.app.state.provider
+
+
 async def get_session(
     engine: Annotated[AsyncEngine, Depends(get_engine)],
 ) -> AsyncIterator[AsyncSession]:
@@ -49,6 +54,7 @@ EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 # wrote.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 TemporalDep = Annotated[Client, Depends(get_temporal)]
+ProviderDep = Annotated[PaymentProvider, Depends(get_provider)]
 
 
 async def get_token_policy(settings: SettingsDep) -> TokenPolicy:

@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from activities.providers import make_provider
 from api import problems
 from api.observability import RequestContext
 from api.routers import (
@@ -47,8 +48,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.temporal = await connect(
             settings, lazy=True, interceptors=configure_tracing(settings, "api")
         )
-        log.info("api started", extra={"temporal": settings.temporal_target})
+        # The gateway reads the provider's webhooks (verified, and for YooKassa re-fetched).
+        app.state.provider = make_provider(settings)
+        log.info("api started", extra={"temporal": settings.temporal_target, "psp": settings.psp})
         yield
+        await app.state.provider.aclose()
         await app.state.engine.dispose()
 
     app = FastAPI(title="Kassa", version="0.1.0", lifespan=lifespan)

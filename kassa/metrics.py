@@ -39,8 +39,9 @@ HOLDS_REPAIRED = Counter(
 )
 WEBHOOK_EVENTS = Counter(
     "kassa_webhook_events",
-    "Acquirer webhooks by outcome: signalled, known, late, stale, duplicate, ignored,"
-    " unknown_order, bad_signature, malformed, temporal_unavailable.",
+    "Payment provider webhooks by outcome: signalled, known, late, stale, duplicate, ignored,"
+    " unknown_order, temporal_unavailable, or the refusal's code (signature_mismatch,"
+    " malformed_event, untrusted_source…).",
     ["outcome"],
 )
 ACQUIRER_SECONDS = Histogram(

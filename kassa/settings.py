@@ -9,7 +9,14 @@ from typing import Annotated, Literal
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# Generated in dev and test when unset (kept in the data folder); required in production.
 SECRET_NAMES = ("jwt_secret", "acquirer_api_key", "acquirer_webhook_secret")
+# A real provider's own, never generated: what each needs to start in production.
+PSP_SECRETS = {
+    "sandbox": (),
+    "stripe": ("psp_secret_key", "psp_webhook_secret"),
+    "yookassa": ("psp_account_id", "psp_secret_key"),
+}
 # HS256 keys shorter than the hash's output make forging a token easier than it should be
 # (RFC 7518 §3.2).
 MIN_JWT_SECRET_BYTES = 32
@@ -63,6 +70,17 @@ class Settings(BaseSettings):
     # sooner).
     lockout_failures: int = 10
     lockout_seconds: int = 3600
+    # The payment service provider (README, "Payment providers"): the sandbox bank (acquirer/,
+    # whose secrets are the acquirer_* ones), Stripe or YooKassa.
+    psp: Literal["sandbox", "stripe", "yookassa"] = "sandbox"
+    # The provider's API; unset: the sandbox's address, or the real provider's own.
+    psp_url: str | None = None
+    psp_secret_key: str | None = None  # Stripe's secret key, YooKassa's secret key
+    psp_account_id: str | None = None  # YooKassa's shopId
+    psp_webhook_secret: str | None = None  # Stripe's endpoint signing secret (whsec_…)
+    # Where YooKassa's notifications may come from (comma-separated CIDRs); unset: the ranges
+    # YooKassa publishes. Behind a proxy, the proxy's address as the gateway sees it.
+    psp_trusted_networks: Annotated[list[str], NoDecode] = []
     acquirer_api_key: str | None = None
     acquirer_webhook_secret: str | None = None
     # Each address twice where a browser and a server may see different ones (compose: a
@@ -85,7 +103,7 @@ class Settings(BaseSettings):
     hold_sweep_interval_seconds: int = 300
     hold_sweep_grace_seconds: int = 900
 
-    @field_validator("jwt_previous_secrets", mode="before")
+    @field_validator("jwt_previous_secrets", "psp_trusted_networks", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -120,13 +138,17 @@ class Settings(BaseSettings):
 
     @property
     def webhook_url(self) -> str:
-        return f"{self.api_internal_url or self.api_base_url}/webhooks/acquirer"
+        return f"{self.api_internal_url or self.api_base_url}/webhooks/{self.psp}"
 
     def with_secrets(self) -> "Settings":
         """Fill missing secrets: generated once and kept in the data folder in dev and test,
         a clear stop in production."""
         missing = [name for name in SECRET_NAMES if not getattr(self, name)]
         if self.env == "production":
+            if self.psp != "sandbox":
+                # The sandbox bank's secrets matter only with the sandbox bank.
+                missing = [name for name in missing if not name.startswith("acquirer_")]
+            missing += [name for name in PSP_SECRETS[self.psp] if not getattr(self, name)]
             if missing:
                 names = ", ".join(f"KASSA_{name.upper()}" for name in missing)
                 raise MissingSecret(f"kassa: {names} must be set in production; refusing to start.")

@@ -20,7 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from acquirer.app import create_app as create_acquirer
 from activities.auth import password_hasher, register
-from activities.payments import AcquirerClient
+from activities.providers import make_provider
 from activities.temporal.checkout_steps import CheckoutActivities
 from activities.temporal.hold_sweep_steps import SweepActivities
 from activities.temporal.money_steps import MoneyActivities
@@ -190,10 +190,10 @@ async def kassa(
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(serving(create_acquirer(settings), acquirer_socket))
         api_url = await stack.enter_async_context(serving(create_gateway(settings), api_socket))
-        acquirer = AcquirerClient(settings.acquirer_base_url, settings.acquirer_api_key)
-        stack.push_async_callback(acquirer.aclose)
-        activities = CheckoutActivities(engine, acquirer, f"{api_url}/checkout/return")
-        money = MoneyActivities(engine, acquirer)
+        provider = make_provider(settings)
+        stack.push_async_callback(provider.aclose)
+        activities = CheckoutActivities(engine, provider, f"{api_url}/checkout/return")
+        money = MoneyActivities(engine, provider)
         sweep = SweepActivities(engine, dev_server.client)
         await stack.enter_async_context(
             build_worker(dev_server.client, settings, activities, money, sweep)

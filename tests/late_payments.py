@@ -7,7 +7,8 @@ import uuid
 import httpx
 from temporalio.client import WorkflowHandle
 
-from activities.payments import AcquirerClient
+from activities.providers import make_provider
+from activities.providers.protocol import NewPayment
 from kassa.db import session_scope
 from kassa.tables import Payment, utcnow
 from tests.conftest import Kassa
@@ -17,15 +18,24 @@ from workflows.money_back import ReconcileWorkflow
 async def late_success(kassa: Kassa, order_id: str, amount: int) -> None:
     """A success for the order at the acquirer that the checkout never took (an attempt whose
     answer was lost)."""
-    bank = AcquirerClient(kassa.settings.acquirer_base_url, kassa.settings.acquirer_api_key or "")
-    intent = await bank.create_intent(
-        f"{order_id}-late", amount, "RUB", "tok_success", order_id, None
+    bank = make_provider(kassa.settings)
+    intent = await bank.create_payment(
+        NewPayment(
+            order_id=uuid.UUID(order_id),
+            amount=amount,
+            currency="RUB",
+            idempotency_key=f"{order_id}-late",
+            return_url=kassa.settings.return_url,
+            capture=True,
+            payment_method="tok_success",
+            description="a late success",
+        )
     )
     await bank.aclose()
     async with session_scope(kassa.engine) as session:
         session.add(
             Payment(
-                intent_id=intent.intent_id,
+                intent_id=intent.payment_id,
                 order_id=uuid.UUID(order_id),
                 attempt=2,
                 status="succeeded",

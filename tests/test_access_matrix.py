@@ -301,7 +301,7 @@ ROUTES: dict[tuple[str, str], tuple[Build, Row]] = {
         owner(200),
     ),
     # Signed by the acquirer, not by a login: an unsigned event is refused for everyone alike.
-    ("POST", "/webhooks/acquirer"): (fixed("/webhooks/acquirer", {}), everyone(400)),
+    ("POST", "/webhooks/{provider_name}"): (fixed("/webhooks/sandbox", {}), everyone(400)),
     ("PUT", "/admin/stock/{sku}"): (count_stock, ADMIN_ONLY),
     ("POST", "/admin/products"): (new_product, (401, 403, 403, 403, 201)),
     ("PATCH", "/admin/products/{sku}"): (change_product, ADMIN_ONLY),

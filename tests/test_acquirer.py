@@ -41,7 +41,7 @@ async def running_acquirer(
         acquirer_url=url,
         public_url=receiver_url,
     )
-    assert settings.webhook_url == f"{receiver_url}/webhooks/acquirer"
+    assert settings.webhook_url == f"{receiver_url}/webhooks/sandbox"
     async with serving(create_app(settings), sock):
         yield url
 
@@ -68,7 +68,7 @@ class Receiver:
         self.failures: dict[str, int] = {}
         self.stalls: dict[str, float] = {}
         self.app = FastAPI()
-        self.app.add_api_route("/webhooks/acquirer", self._receive, methods=["POST"])
+        self.app.add_api_route("/webhooks/sandbox", self._receive, methods=["POST"])
 
     async def _receive(self, request: Request) -> Response:
         body = await request.body()
@@ -449,7 +449,7 @@ async def test_a_webhook_is_given_up_after_its_last_attempt(tmp_path: Path) -> N
         deliverer = Deliverer(
             storage,
             new_events,
-            f"{receiver_url}/webhooks/acquirer",
+            f"{receiver_url}/webhooks/sandbox",
             SECRET,
             client,
             first_retry_seconds=0.01,

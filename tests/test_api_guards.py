@@ -384,7 +384,7 @@ async def test_oversized_body_is_413(kassa: Kassa, shopper: Shopper) -> None:
     big = {"sku": shopper.sku, "quantity": 1, "padding": "x" * 70_000}
     async with shopper.customer.http() as http:
         assert_problem(await http.post("/cart/items", json=big), 413, "body_too_large")
-        assert_problem(await http.post("/webhooks/acquirer", json=big), 413, "body_too_large")
+        assert_problem(await http.post("/webhooks/sandbox", json=big), 413, "body_too_large")
 
         async def chunks() -> AsyncIterator[bytes]:
             # No Content-Length: the body arrives chunked, and is counted as it comes.

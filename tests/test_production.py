@@ -5,6 +5,7 @@ so the two cannot drift apart; and the commands' answer to a bad setting."""
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ import yaml
 from fastapi.routing import APIRoute
 
 from acquirer.app import create_app as create_acquirer
-from activities.payments import AcquirerClient
+from activities.providers import make_provider
+from activities.providers.protocol import NewPayment
 from api.routers import health
 from cli.main import _parser
 from kassa.settings import SECRET_NAMES, Settings
@@ -90,7 +92,7 @@ def test_compose_environment_is_exactly_settings_that_exist_and_parse(
         # Servers reach each other by service name; browsers get published addresses.
         assert settings.temporal_target == "temporal:7233"
         assert settings.acquirer_base_url == f"http://acquirer:{settings.acquirer_port}"
-        assert settings.webhook_url == f"http://api:{settings.api_port}/webhooks/acquirer"
+        assert settings.webhook_url == f"http://api:{settings.api_port}/webhooks/sandbox"
         assert settings.acquirer_pages_url.startswith("http://localhost:")
         assert settings.return_url.startswith("http://localhost:")
         assert settings.database_url and "@postgres:5432/" in settings.database_url
@@ -162,14 +164,23 @@ async def test_browsers_get_public_addresses_and_servers_internal_ones(tmp_path:
     assert (
         settings.return_url == "https://shop.example.com/checkout/return"
     )  # the shopper's browser
-    assert settings.webhook_url == "http://api:8000/webhooks/acquirer"  # the acquirer's server
-    bank = AcquirerClient(settings.acquirer_base_url, "k")
+    assert settings.webhook_url == "http://api:8000/webhooks/sandbox"  # the acquirer's server
+    bank = make_provider(settings)
     async with serving(create_acquirer(settings), sock):
-        intent = await bank.create_intent(
-            "key-1", 10_000, "RUB", "tok_3ds", "order-1", settings.return_url
+        intent = await bank.create_payment(
+            NewPayment(
+                order_id=uuid.uuid4(),
+                amount=10_000,
+                currency="RUB",
+                idempotency_key="key-1",
+                return_url=settings.return_url,
+                capture=True,
+                payment_method="tok_3ds",
+                description="an order",
+            )
         )
     await bank.aclose()
-    assert intent.payment_url is not None and intent.payment_url.startswith(
+    assert intent.redirect_url is not None and intent.redirect_url.startswith(
         "https://bank.example.com/3ds/pi_"
     )
 

@@ -99,7 +99,7 @@ async def deliver(
         signature = sign(kassa.settings.acquirer_webhook_secret, body, int(time.time()))
     async with kassa.http() as http:
         return await http.post(
-            "/webhooks/acquirer",
+            "/webhooks/sandbox",
             content=body,
             headers={"Content-Type": "application/json", "Acquirer-Signature": signature} | headers,
         )
@@ -202,7 +202,7 @@ async def test_unsigned_forged_or_stale_events_are_refused_and_stored_nowhere(ka
                 headers = {"Content-Type": "application/json"}
                 if signature is not None:
                     headers["Acquirer-Signature"] = signature
-                response = await http.post("/webhooks/acquirer", content=body, headers=headers)
+                response = await http.post("/webhooks/sandbox", content=body, headers=headers)
             assert_problem(response, code)
 
     assert await stored(kassa, forged["id"]) is None

@@ -16,7 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities import carts, inventory, ledger, orders, payments
-from activities.payments import AcquirerClient, IntentState
+from activities.payments import IntentState
+from activities.providers.protocol import (
+    NewPayment,
+    PaymentMethodRejected,
+    PaymentProvider,
+    ProviderPayment,
+    payment_key,
+)
 from activities.temporal.refusals import refusals_are_final
 from kassa.db import session_scope
 from kassa.metrics import CHECKOUTS_ENDED
@@ -66,12 +73,12 @@ class ReopenCartInput:
 
 
 class CheckoutActivities:
-    """What CheckoutWorkflow does to our database and the acquirer; the workflow reads only the
-    intents these return."""
+    """What CheckoutWorkflow does to our database and the payment provider; the workflow reads
+    only the intents these return."""
 
-    def __init__(self, engine: AsyncEngine, acquirer: AcquirerClient, return_url: str) -> None:
+    def __init__(self, engine: AsyncEngine, provider: PaymentProvider, return_url: str) -> None:
         self._engine = engine
-        self._acquirer = acquirer
+        self._provider = provider
         self._return_url = return_url
 
     @activity.defn
@@ -117,18 +124,20 @@ class CheckoutActivities:
 
     @activity.defn
     async def initiate_payment(self, request: InitiatePaymentInput) -> IntentState:
-        # Same key on every retry of this attempt: the acquirer makes at most one intent of it.
-        key = f"{request.order_id}-attempt-{request.attempt}"
+        # Same key on every retry of this attempt: the provider makes at most one payment of it.
+        payment = NewPayment(
+            order_id=request.order_id,
+            amount=request.amount,
+            currency=request.currency,
+            idempotency_key=payment_key(request.order_id, request.attempt, "create"),
+            return_url=self._return_url,
+            capture=True,
+            payment_method=request.token,
+            description=f"Order {request.order_id}",
+        )
         try:
-            intent = await self._acquirer.create_intent(
-                key,
-                request.amount,
-                request.currency,
-                request.token,
-                str(request.order_id),
-                self._return_url,
-            )
-        except payments.PaymentMethodRejected as rejected:
+            intent = _intent(await self._provider.create_payment(payment))
+        except PaymentMethodRejected as rejected:
             log.info(
                 "payment method rejected",
                 extra={"order_id": request.order_id, "code": rejected.code},
@@ -152,11 +161,15 @@ class CheckoutActivities:
 
     @activity.defn
     async def check_payment(self, request: IntentInput) -> IntentState:
-        return await self._recorded(request, await self._acquirer.get_intent(request.intent_id))
+        return await self._recorded(
+            request, _intent(await self._provider.get_payment(request.intent_id))
+        )
 
     @activity.defn
     async def cancel_payment(self, request: IntentInput) -> IntentState:
-        return await self._recorded(request, await self._acquirer.cancel_intent(request.intent_id))
+        # Per payment: whichever round of the checkout cancels it, the provider voids it once.
+        cancelled = await self._provider.cancel(request.intent_id, f"{request.intent_id}:cancel")
+        return await self._recorded(request, _intent(cancelled))
 
     async def _recorded(self, request: IntentInput, intent: IntentState) -> IntentState:
         async with session_scope(self._engine) as session:
@@ -187,3 +200,9 @@ class CheckoutActivities:
             self.mark_order,
             self.reopen_cart,
         ]
+
+
+def _intent(payment: ProviderPayment) -> IntentState:
+    return IntentState(
+        payment.payment_id, payment.status, payment.redirect_url, payment.decline_code
+    )

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities import refunds
-from activities.payments import AcquirerClient
+from activities.providers.protocol import PaymentProvider
 from activities.temporal.refusals import refusals_are_final
 from kassa.db import session_scope
 from kassa.statuses import OrderStatus
@@ -63,9 +63,9 @@ class UnsettledPayments:
 
 
 class MoneyActivities:
-    def __init__(self, engine: AsyncEngine, acquirer: AcquirerClient) -> None:
+    def __init__(self, engine: AsyncEngine, provider: PaymentProvider) -> None:
         self._engine = engine
-        self._acquirer = acquirer
+        self._provider = provider
 
     @activity.defn
     async def refund_payment(self, request: RefundPaymentInput) -> RefundDone:
@@ -83,7 +83,7 @@ class MoneyActivities:
                     )
                 )
             if plan is not None:
-                refund = await self._acquirer.refund(key, plan.intent_id, plan.amount)
+                refund = await self._provider.refund(plan.intent_id, plan.amount, key)
                 async with session_scope(self._engine) as session:
                     await refunds.record_refund(
                         session, order_id, refund, plan.currency, request.reason, key
