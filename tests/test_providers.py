@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -25,17 +26,29 @@ from kassa.statuses import PaymentStatus
 from tests.conftest import Kassa
 
 
-def _production(tmp_path: Path, **settings: str) -> Settings:
-    return Settings(env="production", data_dir=tmp_path, jwt_secret="j" * 32, **settings)
+def _production(
+    tmp_path: Path,
+    psp: Literal["sandbox", "stripe", "yookassa"] = "sandbox",
+    secret_key: str | None = None,
+    webhook_secret: str | None = None,
+) -> Settings:
+    return Settings(
+        env="production",
+        data_dir=tmp_path,
+        jwt_secret="j" * 32,
+        psp=psp,
+        psp_secret_key=secret_key,
+        psp_webhook_secret=webhook_secret,
+    )
 
 
 def test_a_real_provider_starts_only_with_its_own_secrets(tmp_path: Path) -> None:
     with pytest.raises(MissingSecret, match="KASSA_PSP_SECRET_KEY, KASSA_PSP_WEBHOOK_SECRET"):
-        _production(tmp_path, psp="stripe").with_secrets()
+        _production(tmp_path, "stripe").with_secrets()
     with pytest.raises(MissingSecret, match="KASSA_PSP_ACCOUNT_ID"):
-        _production(tmp_path, psp="yookassa", psp_secret_key="sk").with_secrets()
+        _production(tmp_path, "yookassa", secret_key="sk").with_secrets()
     # The sandbox bank's secrets are not asked for when it is not the provider.
-    stripe = _production(tmp_path, psp="stripe", psp_secret_key="sk", psp_webhook_secret="wh")
+    stripe = _production(tmp_path, "stripe", secret_key="sk", webhook_secret="wh")
     assert stripe.with_secrets().webhook_url.endswith("/webhooks/stripe")
     with pytest.raises(MissingSecret, match="KASSA_ACQUIRER_API_KEY"):
         _production(tmp_path).with_secrets()
