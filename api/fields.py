@@ -5,6 +5,8 @@ from typing import Annotated, Literal
 from fastapi import Path
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
+from activities.providers.protocol import Capabilities
+from kassa.errors import Invalid
 from workflows.checkout import PaymentMethod
 
 
@@ -41,7 +43,17 @@ Count = Annotated[int, Field(strict=True)]
 
 class PaymentMethodIn(BaseModel):
     type: Literal["card"]
-    token: Annotated[str, Field(pattern=r"^tok_[A-Za-z0-9_]{1,60}$")]
+    # The provider's token for the card: tok_… at the sandbox bank, a PaymentMethod id (pm_…) at
+    # Stripe; left out where the customer pays on the provider's own page (YooKassa). Never a card
+    # number: a token has a letters-and-underscore prefix.
+    token: Annotated[str, Field(pattern=r"^[A-Za-z]{2,8}_[A-Za-z0-9_]{1,92}$")] | None = None
 
-    def as_workflow_value(self) -> PaymentMethod:
+    def for_provider(self, capabilities: Capabilities) -> PaymentMethod:
+        """The method as the workflow carries it; refused before anything is held when the
+        provider needs a token and none came."""
+        if self.token is None and capabilities.payment_method_required:
+            raise Invalid(
+                "invalid_request",
+                "payment_method.token is required: the card's token from the payment provider.",
+            )
         return PaymentMethod(self.type, self.token)

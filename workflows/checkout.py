@@ -71,7 +71,7 @@ def checkout_workflow_id(cart_id: uuid.UUID, cart_version: int) -> str:
 @dataclass(frozen=True)
 class PaymentMethod:
     type: str
-    token: str
+    token: str | None  # the provider's: tok_… (sandbox), pm_… (Stripe); None: the provider's page
 
 
 @dataclass(frozen=True)

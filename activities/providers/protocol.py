@@ -28,6 +28,9 @@ class Capabilities:
     partial_capture: bool
     partial_refund: bool
     currencies: frozenset[str]
+    # A card token with every payment (sandbox, Stripe); False: the customer may pay on the
+    # provider's own page instead (YooKassa).
+    payment_method_required: bool = True
 
 
 @dataclass(frozen=True)

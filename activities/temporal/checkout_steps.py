@@ -57,7 +57,7 @@ class InitiatePaymentInput:
     attempt: int
     amount: int
     currency: str
-    token: str
+    token: str | None
 
 
 @dataclass(frozen=True)

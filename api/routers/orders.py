@@ -13,7 +13,7 @@ from temporalio.service import RPCError
 from activities import orders
 from activities.orders import OrderView
 from activities.roles import Permission
-from api.deps import EngineDep, SessionDep, TemporalDep, requires
+from api.deps import EngineDep, ProviderDep, SessionDep, TemporalDep, requires
 from api.fields import PaymentMethodIn
 from api.workflow_calls import (
     CheckoutHandle,
@@ -60,15 +60,15 @@ async def pay_again(
     user: Annotated[User, requires(Permission.SHOP)],
     engine: EngineDep,
     temporal: TemporalDep,
+    provider: ProviderDep,
 ) -> JSONResponse:
+    method = body.payment_method.for_provider(provider.capabilities)
     order = await order_before_workflow_call(engine, user.id, order_id)
     handle: CheckoutHandle = temporal.get_workflow_handle_for(
         CheckoutWorkflow.run, order.workflow_id
     )
     try:
-        state = await handle.execute_update(
-            CheckoutWorkflow.retry_payment, body.payment_method.as_workflow_value()
-        )
+        state = await handle.execute_update(CheckoutWorkflow.retry_payment, method)
     except WorkflowUpdateFailedError as refused:
         return refusal_problem(refused)
     except RPCError:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from activities import addresses, carts, inventory, tokens
 from activities.placement import PlaceOrder, claim_stock, place_order
 from activities.roles import Permission
-from api.deps import AccessClaimsDep, EngineDep, SettingsDep, TemporalDep, permitted
+from api.deps import AccessClaimsDep, EngineDep, ProviderDep, SettingsDep, TemporalDep, permitted
 from api.fields import Count, PaymentMethodIn
 from api.workflow_calls import ask_for_payment, payment_answer
 from kassa.db import autocommit_scope
@@ -40,7 +40,9 @@ async def pay_now(
     engine: EngineDep,
     settings: SettingsDep,
     temporal: TemporalDep,
+    provider: ProviderDep,
 ) -> JSONResponse:
+    method = body.payment_method.for_provider(provider.capabilities)
     # The customer, the cart and the stock claim on one connection, taken from the pool once
     # (activities/placement.py says why); the order in a short transaction; both done before the
     # workflow call, so no connection is held while the payment runs.
@@ -79,9 +81,7 @@ async def pay_now(
             "order placed",
             extra={"order_id": order.id, "workflow_id": workflow_id, "total": order.total},
         )
-    state = await ask_for_payment(
-        temporal, settings, order, body.payment_method.as_workflow_value()
-    )
+    state = await ask_for_payment(temporal, settings, order, method)
     log.info(
         "pay now answered",
         extra={
