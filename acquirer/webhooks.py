@@ -16,8 +16,8 @@ import time
 import httpx
 
 from acquirer.faults import REORDER_WINDOW_SECONDS, Faults, WebhookFaults
-from acquirer.signing import sign
 from acquirer.storage import Event, EventState, Storage
+from kassa.webhook_signatures import sign
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import pytest
 from fastapi import FastAPI, Request, Response
 
 from acquirer.app import create_app
-from acquirer.signing import SignatureError, sign, verify
 from acquirer.storage import Storage
 from acquirer.webhooks import Deliverer
 from kassa.settings import Settings
+from kassa.webhook_signatures import SignatureError, sign, verify
 from tests.servers import listening_socket, serving
 
 API_KEY = "k"

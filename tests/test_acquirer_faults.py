@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from acquirer.faults import ApiFaults, Faults, WebhookFaults, clear_faults, set_faults
-from acquirer.signing import verify
+from kassa.webhook_signatures import verify
 from tests.test_acquirer import (
     SECRET,
     Stack,

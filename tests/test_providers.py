@@ -10,7 +10,6 @@ from typing import Literal
 
 import pytest
 
-from acquirer.signing import sign
 from activities.providers import make_provider
 from activities.providers.protocol import (
     NewPayment,
@@ -20,9 +19,12 @@ from activities.providers.protocol import (
     WebhookRequest,
     payment_key,
 )
+from activities.providers.stripe import StripeProvider
+from activities.providers.yookassa import YooKassaProvider
 from kassa.errors import Conflict
 from kassa.settings import MissingSecret, Settings
 from kassa.statuses import PaymentStatus
+from kassa.webhook_signatures import sign
 from tests.conftest import Kassa
 
 
@@ -140,3 +142,26 @@ async def test_the_sandbox_banks_events_are_verified_then_read(kassa: Kassa) -> 
             assert refused.value.code == code and not refused.value.retry
     finally:
         await bank.aclose()
+
+
+async def test_the_setting_picks_the_provider_and_names_a_missing_secret(tmp_path: Path) -> None:
+    stripe = Settings(data_dir=tmp_path, psp="stripe", psp_secret_key="sk_test_1")
+    with pytest.raises(SystemExit, match="KASSA_PSP_WEBHOOK_SECRET"):
+        make_provider(stripe)
+    built = make_provider(stripe.model_copy(update={"psp_webhook_secret": "whsec_1"}))
+    assert isinstance(built, StripeProvider) and built.name == "stripe"
+    await built.aclose()
+    yookassa = Settings(
+        data_dir=tmp_path,
+        psp="yookassa",
+        psp_account_id="123456",
+        psp_secret_key="test_1",
+        psp_trusted_networks=["10.0.0.0/8"],
+    )
+    built = make_provider(yookassa)
+    assert isinstance(built, YooKassaProvider) and not built.capabilities.payment_method_required
+    refused = WebhookRequest(b"{}", {}, "185.71.76.1")  # YooKassa's own range, not the proxy's
+    with pytest.raises(WebhookRefused) as untrusted:
+        await built.parse_webhook(refused)
+    assert untrusted.value.code == "untrusted_source"
+    await built.aclose()

@@ -15,12 +15,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.api.enums.v1 import EventType
 from temporalio.service import RPCError, RPCStatusCode
 
-from acquirer.signing import sign
 from activities import webhook_inbox
 from activities.webhook_inbox import Charge, PaymentEvent, PaymentNews, Receipt
 from kassa.db import session_scope
 from kassa.statuses import PaymentStatus
 from kassa.tables import Cart, Order, Payment, WebhookEvent, utcnow
+from kassa.webhook_signatures import sign
 from tests.conftest import Customer, Kassa
 from tests.flow import CARD, CARD_3DS, authenticate_3ds, order_reaches, pay_now
 from workflows.money_back import late_payment_workflow_id

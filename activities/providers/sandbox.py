@@ -10,7 +10,6 @@ import httpx
 from opentelemetry import propagate, trace
 from pydantic import BaseModel, Field, ValidationError
 
-from acquirer.signing import SignatureError, verify
 from activities.providers.protocol import (
     Acknowledgement,
     Capabilities,
@@ -28,6 +27,7 @@ from kassa.errors import Conflict
 from kassa.metrics import ACQUIRER_ERRORS, ACQUIRER_SECONDS
 from kassa.statuses import PaymentStatus
 from kassa.tracing import tracer
+from kassa.webhook_signatures import SignatureError, verify
 
 STATUS_OF_EVENT = {
     "payment_intent.succeeded": PaymentStatus.SUCCEEDED,

@@ -150,6 +150,7 @@ class YooKassaProvider:
         # USD, EUR, BYN, CNY, KZT, UAH, UZS, TRY, INR, MDL, AZN, AMD) for the payment methods and
         # contracts that allow them; a shop's contract says which, so only RUB is claimed.
         currencies=frozenset({"RUB"}),
+        payment_method_required=False,  # with no token, the customer pays on YooKassa's page
     )
 
     def __init__(

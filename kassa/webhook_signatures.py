@@ -1,7 +1,9 @@
-"""Webhook signatures: `Acquirer-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>`.
+"""Webhook signatures: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "{t}.{body}">`, Stripe's scheme,
+which the sandbox bank uses too (in its `Acquirer-Signature` header; Stripe's is
+`Stripe-Signature`).
 
 The timestamp is signed with the body, so an old delivery cannot be replayed with a fresh one.
-The acquirer signs; the gateway verifies.
+The sandbox bank signs; the gateway's provider adapters verify.
 """
 
 import hashlib
