@@ -7,9 +7,10 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -165,13 +166,14 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-@pytest.fixture(scope="session")
-async def kassa(
-    data_dir: Path, database_url: str, dev_server: WorkflowEnvironment
+@asynccontextmanager
+async def kassa_stack(
+    data_dir: Path, database_url: str, dev_server: WorkflowEnvironment, **settings: Any
 ) -> AsyncIterator[Kassa]:
-    """The gateway, the acquirer and a worker, wired to each other over loopback HTTP."""
+    """The gateway, the sandbox acquirer and a worker on a task queue of their own, wired to each
+    other over loopback HTTP; `settings` picks another payment provider (`psp`, `psp_url`, …)."""
     api_socket, acquirer_socket = listening_socket(), listening_socket()
-    settings = Settings(
+    configured = Settings(
         env="test",
         data_dir=data_dir,
         database_url=database_url,
@@ -184,19 +186,28 @@ async def kassa(
         password_time_cost=1,
         password_memory_cost=8,
         password_parallelism=1,
+        **settings,
     ).with_secrets()
-    assert settings.acquirer_api_key
     engine = make_engine(database_url, pool_size=20)
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(serving(create_acquirer(settings), acquirer_socket))
-        api_url = await stack.enter_async_context(serving(create_gateway(settings), api_socket))
-        provider = make_provider(settings)
+        await stack.enter_async_context(serving(create_acquirer(configured), acquirer_socket))
+        api_url = await stack.enter_async_context(serving(create_gateway(configured), api_socket))
+        provider = make_provider(configured)
         stack.push_async_callback(provider.aclose)
         activities = CheckoutActivities(engine, provider, f"{api_url}/checkout/return")
         money = MoneyActivities(engine, provider)
         sweep = SweepActivities(engine, dev_server.client)
         await stack.enter_async_context(
-            build_worker(dev_server.client, settings, activities, money, sweep)
+            build_worker(dev_server.client, configured, activities, money, sweep)
         )
-        yield Kassa(settings, engine, dev_server.client, api_url, activities, money)
+        yield Kassa(configured, engine, dev_server.client, api_url, activities, money)
     await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def kassa(
+    data_dir: Path, database_url: str, dev_server: WorkflowEnvironment
+) -> AsyncIterator[Kassa]:
+    """Kassa with the sandbox bank, shared by the whole session."""
+    async with kassa_stack(data_dir, database_url, dev_server) as running:
+        yield running
