@@ -7,15 +7,13 @@ import asyncio
 import copy
 import json
 import secrets
-import socket
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -38,17 +36,21 @@ from activities.providers.protocol import (
 from activities.providers.stripe import STRIPE_VERSION, StripeProvider
 from kassa.statuses import PaymentStatus
 from tests.servers import listening_socket, serving
+from tests.stack import free_port
+from tests.stripe_fake import (
+    SECRET_KEY,
+    WEBHOOK_SECRET,
+    Proxy,
+    authenticate,
+    configure_webhooks,
+    localstripe_client,
+    running_localstripe,
+    running_proxy,
+    three_d_secure_method,
+)
 
-SECRET_KEY = "sk_test_kassa"
-WEBHOOK_SECRET = "whsec_kassa_test"
 RETURN_URL = "https://shop.example/checkout/return"
 RESPONSES = Path(__file__).parent / "stripe_responses"
-# Real Stripe needs `return_url` with confirm=true; localstripe answers 400 "Unexpected …" to it
-# and to `description`. The proxy drops them on the way and keeps what was sent.
-REFUSED_BY_LOCALSTRIPE = frozenset({"return_url", "description"})
-# localstripe asks for 3-D Secure for these card numbers (PaymentMethod._requires_authentication);
-# it knows no pm_card_threeDSecure… id, so the test makes a PaymentMethod of this one.
-CARD_3DS2_REQUIRED = "4000000000003220"
 
 
 def new_payment(method: str | None, *, capture: bool = True, amount: int = 150_000) -> NewPayment:
@@ -65,32 +67,8 @@ def new_payment(method: str | None, *, capture: bool = True, amount: int = 150_0
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 # ---------------------------------------------------------------------------------------------
-# localstripe, a proxy in front of it, and a receiver for its webhooks
-
-
-@dataclass
-class Sent:
-    method: str
-    path: str
-    headers: dict[str, str]
-    form: dict[str, str]
-
-
-@dataclass
-class Proxy:
-    url: str
-    sent: list[Sent]
-
-    def last(self, path: str) -> Sent:
-        return next(sent for sent in reversed(self.sent) if sent.path == path)
+# localstripe, a proxy in front of it (tests/stripe_fake.py), and a receiver for its webhooks
 
 
 @dataclass
@@ -111,75 +89,20 @@ class Inbox:
 
 @pytest.fixture(scope="module")
 async def localstripe() -> AsyncIterator[str]:
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "localstripe",
-        "--port",
-        str(port),
-        "--from-scratch",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=url) as http, asyncio.timeout(15):
-            while True:
-                assert process.returncode is None, f"localstripe exited ({process.returncode})"
-                try:
-                    await http.get("/v1/payment_intents")  # 401 without a key: it answers
-                    break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
+    async with running_localstripe() as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 5)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 @pytest.fixture(scope="module")
 async def localstripe_api(localstripe: str) -> AsyncIterator[httpx.AsyncClient]:
-    """Straight to localstripe, for what a test does in the customer's or Stripe's place."""
-    headers = {"Authorization": f"Bearer {SECRET_KEY}"}
-    async with httpx.AsyncClient(base_url=localstripe, headers=headers) as http:
+    async with localstripe_client(localstripe) as http:
         yield http
-
-
-def proxy_app(upstream: httpx.AsyncClient, sent: list[Sent]) -> Starlette:
-    async def forward(request: Request) -> Response:
-        body = await request.body()
-        form = dict(parse_qsl(body.decode(), keep_blank_values=True))
-        sent.append(Sent(request.method, request.url.path, dict(request.headers), form))
-        kept = {name: value for name, value in form.items() if name not in REFUSED_BY_LOCALSTRIPE}
-        answer = await upstream.request(
-            request.method,
-            request.url.path,
-            params=request.query_params,
-            content=urlencode(kept).encode() if body else None,
-            headers={
-                name: value
-                for name, value in request.headers.items()
-                if name in ("authorization", "content-type", "idempotency-key", "stripe-version")
-            },
-        )
-        return Response(answer.content, answer.status_code, media_type="application/json")
-
-    return Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
 
 
 @pytest.fixture(scope="module")
 async def proxy(localstripe: str) -> AsyncIterator[Proxy]:
-    sent: list[Sent] = []
-    async with (
-        httpx.AsyncClient(base_url=localstripe) as upstream,
-        serving(proxy_app(upstream, sent), listening_socket()) as url,
-    ):
-        yield Proxy(url, sent)
+    async with running_proxy(localstripe) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -202,38 +125,8 @@ async def webhooks(localstripe_api: httpx.AsyncClient) -> AsyncIterator[Inbox]:
 
     app = Starlette(routes=[Route("/webhooks/stripe", receive, methods=["POST"])])
     async with serving(app, listening_socket()) as url:
-        configured = await localstripe_api.post(
-            "/_config/webhooks/kassa",
-            data={"url": f"{url}/webhooks/stripe", "secret": WEBHOOK_SECRET},
-        )
-        assert configured.status_code == 200, configured.text
+        await configure_webhooks(localstripe_api, "kassa", f"{url}/webhooks/stripe")
         yield inbox
-
-
-async def three_d_secure_method(localstripe_api: httpx.AsyncClient) -> str:
-    created = await localstripe_api.post(
-        "/v1/payment_methods",
-        data={
-            "type": "card",
-            "card[number]": CARD_3DS2_REQUIRED,
-            "card[exp_month]": "12",
-            "card[exp_year]": "2030",
-            "card[cvc]": "123",
-        },
-    )
-    assert created.status_code == 200, created.text
-    method_id: str = created.json()["id"]
-    return method_id
-
-
-async def authenticate(localstripe_api: httpx.AsyncClient, intent_id: str, success: bool) -> None:
-    """The customer in 3-D Secure, as localstripe's Stripe.js would report it."""
-    intent = (await localstripe_api.get(f"/v1/payment_intents/{intent_id}")).json()
-    answered = await localstripe_api.post(
-        f"/v1/payment_intents/{intent_id}/_authenticate",
-        data={"client_secret": intent["client_secret"], "success": str(success).lower()},
-    )
-    assert answered.status_code == 200, answered.text
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,160 @@
+"""localstripe (the PyPI package) for the tests that speak Stripe: started as a process on a free
+loopback port, a proxy in front of it that drops the parameters it refuses and records that they
+were sent, its webhooks configured, and what the customer does in Stripe.js's place (3-D Secure).
+
+Used by the adapter's tests (tests/test_provider_stripe.py) and by Pay Now end to end with
+`KASSA_PSP=stripe` (tests/test_stripe_checkout.py)."""
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tests.servers import listening_socket, serving
+from tests.stack import free_port
+
+SECRET_KEY = "sk_test_kassa"
+WEBHOOK_SECRET = "whsec_kassa_test"
+# Real Stripe needs `return_url` with confirm=true; localstripe answers 400 "Unexpected …" to it
+# and to `description`. The proxy drops them on the way and keeps what was sent.
+REFUSED_BY_LOCALSTRIPE = frozenset({"return_url", "description"})
+# localstripe asks for 3-D Secure for these card numbers (PaymentMethod._requires_authentication);
+# it knows no pm_card_threeDSecure… id, so the test makes a PaymentMethod of this one.
+CARD_3DS2_REQUIRED = "4000000000003220"
+STARTUP_SECONDS = 15
+
+
+@dataclass
+class Sent:
+    method: str
+    path: str
+    headers: dict[str, str]
+    form: dict[str, str]
+
+
+@dataclass
+class Proxy:
+    url: str
+    sent: list[Sent]
+
+    def last(self, path: str) -> Sent:
+        return next(sent for sent in reversed(self.sent) if sent.path == path)
+
+
+@asynccontextmanager
+async def running_localstripe() -> AsyncIterator[str]:
+    """localstripe on a free loopback port, from scratch, until the block ends: its URL."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "localstripe",
+        "--port",
+        str(port),
+        "--from-scratch",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url) as http, asyncio.timeout(STARTUP_SECONDS):
+            while True:
+                assert process.returncode is None, f"localstripe exited ({process.returncode})"
+                try:
+                    await http.get("/v1/payment_intents")  # 401 without a key: it answers
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 5)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+def localstripe_client(localstripe: str) -> httpx.AsyncClient:
+    """Straight to localstripe, for what a test does in the customer's or Stripe's place."""
+    return httpx.AsyncClient(
+        base_url=localstripe, headers={"Authorization": f"Bearer {SECRET_KEY}"}
+    )
+
+
+def proxy_app(upstream: httpx.AsyncClient, sent: list[Sent]) -> Starlette:
+    async def forward(request: Request) -> Response:
+        body = await request.body()
+        form = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        sent.append(Sent(request.method, request.url.path, dict(request.headers), form))
+        kept = {name: value for name, value in form.items() if name not in REFUSED_BY_LOCALSTRIPE}
+        answer = await upstream.request(
+            request.method,
+            request.url.path,
+            params=request.query_params,
+            content=urlencode(kept).encode() if body else None,
+            headers={
+                name: value
+                for name, value in request.headers.items()
+                if name in ("authorization", "content-type", "idempotency-key", "stripe-version")
+            },
+        )
+        return Response(answer.content, answer.status_code, media_type="application/json")
+
+    return Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
+
+
+@asynccontextmanager
+async def running_proxy(localstripe: str) -> AsyncIterator[Proxy]:
+    """The proxy in front of localstripe, on a loopback port of its own, until the block ends."""
+    sent: list[Sent] = []
+    async with (
+        httpx.AsyncClient(base_url=localstripe) as upstream,
+        serving(proxy_app(upstream, sent), listening_socket()) as url,
+    ):
+        yield Proxy(url, sent)
+
+
+async def configure_webhooks(
+    localstripe_api: httpx.AsyncClient, name: str, url: str, secret: str = WEBHOOK_SECRET
+) -> None:
+    """localstripe signs every event with `secret` and sends it to `url` (a second later)."""
+    configured = await localstripe_api.post(
+        f"/_config/webhooks/{name}", data={"url": url, "secret": secret}
+    )
+    assert configured.status_code == 200, configured.text
+
+
+async def three_d_secure_method(localstripe_api: httpx.AsyncClient) -> str:
+    """A PaymentMethod for which localstripe asks for 3-D Secure: its id (pm_…)."""
+    created = await localstripe_api.post(
+        "/v1/payment_methods",
+        data={
+            "type": "card",
+            "card[number]": CARD_3DS2_REQUIRED,
+            "card[exp_month]": "12",
+            "card[exp_year]": "2030",
+            "card[cvc]": "123",
+        },
+    )
+    assert created.status_code == 200, created.text
+    method_id: str = created.json()["id"]
+    return method_id
+
+
+async def authenticate(localstripe_api: httpx.AsyncClient, intent_id: str, success: bool) -> None:
+    """The customer in 3-D Secure, as localstripe's Stripe.js would report it."""
+    intent = (await localstripe_api.get(f"/v1/payment_intents/{intent_id}")).json()
+    answered = await localstripe_api.post(
+        f"/v1/payment_intents/{intent_id}/_authenticate",
+        data={"client_secret": intent["client_secret"], "success": str(success).lower()},
+    )
+    assert answered.status_code == 200, answered.text

@@ -1,0 +1,271 @@
+"""Pay Now end to end with `KASSA_PSP=stripe`: a whole Kassa (gateway, worker on its own task
+queue) whose provider is localstripe, behind the proxy that drops what it refuses
+(tests/stripe_fake.py), and whose webhooks localstripe signs and sends to `/webhooks/stripe`.
+The customer and the admin speak only HTTP to the gateway; nothing is mocked."""
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+from sqlmodel import col, select
+from temporalio.api.enums.v1 import EventType
+from temporalio.testing import WorkflowEnvironment
+
+from kassa.db import session_scope
+from kassa.tables import Payment, WebhookEvent
+from tests.conftest import Kassa, kassa_stack, ledger_balances
+from tests.flow import order_reaches, pay_now
+from tests.stripe_fake import (
+    SECRET_KEY,
+    WEBHOOK_SECRET,
+    Proxy,
+    authenticate,
+    configure_webhooks,
+    localstripe_client,
+    running_localstripe,
+    running_proxy,
+    three_d_secure_method,
+)
+from workflows.checkout import checkout_workflow_id
+
+VISA = {"type": "card", "token": "pm_card_visa"}
+DECLINED = {"type": "card", "token": "pm_card_chargeCustomerFail"}
+
+
+@dataclass
+class StripeKassa:
+    kassa: Kassa
+    proxy: Proxy
+    localstripe: httpx.AsyncClient  # straight to localstripe, in the customer's or Stripe's place
+
+    def intents_sent(self, order_id: str) -> list[dict[str, str]]:
+        """The PaymentIntents Kassa asked Stripe to make for the order, as they were sent."""
+        return [
+            sent.form
+            for sent in self.proxy.sent
+            if (sent.method, sent.path) == ("POST", "/v1/payment_intents")
+            and sent.form.get("metadata[order_id]") == order_id
+        ]
+
+    async def intent(self, intent_id: str) -> dict[str, Any]:
+        found = await self.localstripe.get(f"/v1/payment_intents/{intent_id}")
+        assert found.status_code == 200, found.text
+        intent: dict[str, Any] = found.json()
+        return intent
+
+
+@pytest.fixture(scope="module")
+async def stripe_kassa(
+    data_dir: Path, database_url: str, dev_server: WorkflowEnvironment
+) -> AsyncIterator[StripeKassa]:
+    async with (
+        running_localstripe() as localstripe,
+        running_proxy(localstripe) as proxy,
+        localstripe_client(localstripe) as localstripe_api,
+        kassa_stack(
+            data_dir,
+            database_url,
+            dev_server,
+            psp="stripe",
+            psp_url=proxy.url,
+            psp_secret_key=SECRET_KEY,
+            psp_webhook_secret=WEBHOOK_SECRET,
+        ) as kassa,
+    ):
+        assert kassa.settings.webhook_url.endswith("/webhooks/stripe")
+        await configure_webhooks(localstripe_api, "kassa", kassa.settings.webhook_url)
+        yield StripeKassa(kassa, proxy, localstripe_api)
+
+
+def signalled() -> float:
+    """Webhooks handed on to a running checkout as a signal, so far (the gateway runs in this
+    process: its metrics are ours to read)."""
+    return REGISTRY.get_sample_value("kassa_webhook_events_total", {"outcome": "signalled"}) or 0.0
+
+
+def assert_return_url_sent(stripe_kassa: StripeKassa, order_id: str, payments: int) -> None:
+    """Every payment of the order was asked for as real Stripe needs it (the proxy dropped
+    `return_url` for localstripe, after recording it)."""
+    sent = stripe_kassa.intents_sent(order_id)
+    assert len(sent) == payments
+    for form in sent:
+        assert form["return_url"] == stripe_kassa.kassa.settings.return_url
+        assert form["confirm"] == "true"
+        assert form["description"] == f"Order {order_id}"  # dropped for localstripe too
+
+
+async def ledger_of(kassa: Kassa, order_id: str) -> list[dict[str, Any]]:
+    async with (await kassa.account("admin")).http() as admin:
+        ledger: list[dict[str, Any]] = (
+            await admin.get("/admin/ledger", params={"order_id": order_id})
+        ).json()
+        return ledger
+
+
+def money_kinds(ledger: list[dict[str, Any]]) -> list[str]:
+    return [t["kind"] for t in ledger if t["kind"] in ("charge", "refund")]
+
+
+async def paid_order(stripe_kassa: StripeKassa, price: int) -> tuple[str, str]:
+    """A customer's Pay Now with pm_card_visa, PAID: the order and its intent."""
+    kassa = stripe_kassa.kassa
+    customer = await kassa.customer()
+    cart = await customer.cart_with((await kassa.product(on_hand=5, price=price), 1))
+    async with customer.http() as http:
+        answer = await pay_now(http, cart, VISA)
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["status"] == "PAID"
+    return answer.json()["order_id"], answer.json()["payment"]["intent_id"]
+
+
+async def test_a_frictionless_card_pays(stripe_kassa: StripeKassa) -> None:
+    kassa = stripe_kassa.kassa
+    sku = await kassa.product(on_hand=5, price=129_900)
+    customer = await kassa.customer()
+    cart = await customer.cart_with((sku, 2))
+    async with customer.http() as http:
+        response = await pay_now(http, cart, VISA)
+        assert response.status_code == 201, response.text
+        answer = response.json()
+        assert answer["status"] == "PAID" and answer["payment"]["status"] == "succeeded"
+        assert answer["payment_url"] is None
+        intent_id = answer["payment"]["intent_id"]
+        assert intent_id.startswith("pi_")
+        order = await order_reaches(http, answer["order_id"], "PAID")
+        assert [e["status"] for e in order["events"]] == ["CREATED", "PENDING_PAYMENT", "PAID"]
+    stock = await kassa.stock(sku)
+    assert (stock.on_hand, stock.reserved) == (3, 0)
+
+    # Stripe has the money, for this order, and the ledger has the charge.
+    intent = await stripe_kassa.intent(intent_id)
+    assert (intent["status"], intent["amount"], intent["currency"]) == ("succeeded", 259_800, "rub")
+    assert intent["metadata"] == {"order_id": answer["order_id"]}
+    ledger = await ledger_of(kassa, answer["order_id"])
+    assert money_kinds(ledger) == ["charge"]
+    charge = next(t for t in ledger if t["kind"] == "charge")
+    assert charge["reference"] == intent_id
+    receivable = [p["amount"] for p in charge["postings"] if p["account"] == "acquirer_receivable"]
+    assert receivable == [259_800]
+    await ledger_balances(kassa)
+    assert_return_url_sent(stripe_kassa, answer["order_id"], payments=1)
+
+
+async def test_a_declined_card_then_another_pays(stripe_kassa: StripeKassa) -> None:
+    kassa = stripe_kassa.kassa
+    sku = await kassa.product(on_hand=3)
+    customer = await kassa.customer()
+    cart = await customer.cart_with((sku, 1))
+    async with customer.http() as http:
+        declined = await pay_now(http, cart, DECLINED)
+        assert declined.status_code == 402, declined.text
+        problem = declined.json()
+        assert problem["code"] == "payment_declined" and problem["retry_allowed"] is True
+        assert problem["payment"]["decline_code"] == "card_declined"
+        failed_intent = problem["payment"]["intent_id"]
+        order_id = problem["order_id"]
+        assert (await http.get(f"/orders/{order_id}")).json()["status"] == "PENDING_PAYMENT"
+        assert (await stripe_kassa.intent(failed_intent))["status"] == "requires_payment_method"
+
+        retried = await http.post(f"/orders/{order_id}/pay", json={"payment_method": VISA})
+        assert retried.status_code == 200, retried.text
+        order = await order_reaches(http, order_id, "PAID")
+        assert order["payment"]["attempt"] == 2
+    stock = await kassa.stock(sku)
+    assert (stock.on_hand, stock.reserved) == (2, 0)
+    assert money_kinds(await ledger_of(kassa, order_id)) == ["charge"]
+    assert_return_url_sent(stripe_kassa, order_id, payments=2)
+
+
+async def signals_of(kassa: Kassa, cart: dict[str, Any]) -> list[str]:
+    """The signals the cart's checkout run received, in its history."""
+    handle = kassa.temporal.get_workflow_handle(
+        checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"])
+    )
+    return [
+        event.workflow_execution_signaled_event_attributes.signal_name
+        async for event in handle.fetch_history_events()
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    ]
+
+
+async def test_3ds_approved_pays_by_stripes_signed_webhook(stripe_kassa: StripeKassa) -> None:
+    kassa = stripe_kassa.kassa
+    sku = await kassa.product(on_hand=3)
+    customer = await kassa.customer()
+    cart = await customer.cart_with((sku, 1))
+    method = {"type": "card", "token": await three_d_secure_method(stripe_kassa.localstripe)}
+    signalled_before = signalled()
+    async with customer.http() as http:
+        response = await pay_now(http, cart, method)
+        assert response.status_code == 201, response.text
+        answer = response.json()
+        assert answer["status"] == "PENDING_PAYMENT"
+        assert answer["payment"]["status"] == "requires_action"
+        # localstripe answers `use_stripe_sdk`, with no URL (real Stripe, given the return_url,
+        # answers `redirect_to_url`: tests/test_provider_stripe.py covers it).
+        assert answer["payment_url"] is None
+        intent_id = answer["payment"]["intent_id"]
+        assert (await kassa.stock(sku)).reserved == 1
+
+        await authenticate(stripe_kassa.localstripe, intent_id, success=True)
+        await order_reaches(http, answer["order_id"], "PAID")
+    stock = await kassa.stock(sku)
+    assert (stock.on_hand, stock.reserved) == (2, 0)
+    assert money_kinds(await ledger_of(kassa, answer["order_id"])) == ["charge"]
+
+    # localstripe's signed event came through /webhooks/stripe: verified (else refused, never
+    # stored), stored under its id, and handed on to the order's run as a signal.
+    async with session_scope(kassa.engine) as session:
+        events = (
+            await session.exec(select(WebhookEvent).where(col(WebhookEvent.intent_id) == intent_id))
+        ).all()
+        payment = await session.get_one(Payment, intent_id)
+    succeeded = [e for e in events if e.type == "payment_intent.succeeded"]
+    assert len(succeeded) == 1 and succeeded[0].id.startswith("evt_")
+    assert succeeded[0].processed_at is not None
+    assert succeeded[0].payload["data"]["object"]["metadata"] == {"order_id": answer["order_id"]}
+    assert payment.status == "succeeded"
+    # Signalled, so the webhook came first: had the run's own status poll (5 s after Pay Now)
+    # recorded the success, the webhook would have been `known` and not signalled.
+    assert signalled() >= signalled_before + 1
+    assert await signals_of(kassa, cart) == ["payment_updated"]
+    assert_return_url_sent(stripe_kassa, answer["order_id"], payments=1)
+
+
+async def test_an_admin_refund_reaches_stripe(stripe_kassa: StripeKassa) -> None:
+    kassa = stripe_kassa.kassa
+    order_id, intent_id = await paid_order(stripe_kassa, price=80_000)
+    async with (await kassa.account("admin")).http() as admin:
+        refunded = await admin.post(
+            f"/admin/orders/{order_id}/refund",
+            json={},
+            headers={"Idempotency-Key": f"stripe-refund-{uuid.uuid4().hex}"},
+        )
+        assert refunded.status_code == 200, refunded.text
+        done = refunded.json()
+        assert (done["amount"], done["order_status"]) == (80_000, "REFUNDED")
+        order = (await admin.get(f"/admin/orders/{order_id}")).json()
+        assert order["status"] == "REFUNDED"
+    assert done["refund_id"].startswith("re_")
+
+    # localstripe has the refund, of this intent, whole.
+    listed = await stripe_kassa.localstripe.get("/v1/refunds", params={"payment_intent": intent_id})
+    assert listed.status_code == 200, listed.text
+    refunds = listed.json()["data"]
+    assert [(r["id"], r["amount"], r["status"]) for r in refunds] == [
+        (done["refund_id"], 80_000, "succeeded")
+    ]
+    assert (await stripe_kassa.intent(intent_id))["latest_charge"]["amount_refunded"] == 80_000
+    sent = stripe_kassa.proxy.last("/v1/refunds")
+    assert sent.form == {"payment_intent": intent_id, "amount": "80000"}
+    assert sent.headers["idempotency-key"]
+
+    ledger = await ledger_of(kassa, order_id)
+    assert money_kinds(ledger) == ["charge", "refund"]
+    await ledger_balances(kassa)
+    assert_return_url_sent(stripe_kassa, order_id, payments=1)
