@@ -10,6 +10,7 @@
   what the API says when asked again (`parse_webhook`).
 """
 
+import hashlib
 import ipaddress
 import json
 import re
@@ -58,6 +59,9 @@ YOOKASSA_NETWORKS = (
     "2a02:5180:0:2669::/64",
 )
 
+# YooKassa's limit on Idempotence-Key. A longer key (an admin's refund key, `admin-` and up to
+# 100 characters) is sent as its SHA-256 in hex, 64 characters: the same on every retry.
+IDEMPOTENCE_KEY_MAX_LENGTH = 64
 DESCRIPTION_MAX_LENGTH = 128  # YooKassa's limit (the SDK's PaymentRequest refuses longer)
 # A decimal string with at most two decimals: what YooKassa sends for RUB. Anything else (more
 # decimals, an exponent, NaN, a sign) is refused rather than rounded.
@@ -334,7 +338,7 @@ class YooKassaProvider:
         self, operation: str, path: str, body: dict[str, Any], idempotency_key: str
     ) -> httpx.Response:
         return await self._call(
-            operation, "POST", path, json=body, headers={"Idempotence-Key": idempotency_key}
+            operation, "POST", path, json=body, headers={"Idempotence-Key": _key(idempotency_key)}
         )
 
     async def _call(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -358,6 +362,12 @@ class YooKassaProvider:
             ACQUIRER_ERRORS.labels(operation, "server_error").inc()
             raise ProviderUnavailable(f"YooKassa answered {response.status_code}")
         return response
+
+
+def _key(idempotency_key: str) -> str:
+    if len(idempotency_key) <= IDEMPOTENCE_KEY_MAX_LENGTH:
+        return idempotency_key
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()
 
 
 def _our_payment(payment: _Payment) -> ProviderPayment:

@@ -1,0 +1,387 @@
+"""Pay Now end to end with `KASSA_PSP=yookassa`: the gateway, a worker and the checkout workflow
+against the YooKassa double (tests/yookassa_double.py) over loopback HTTP, nothing mocked. The
+customer pays on the double's page (its confirmation_url); the double's notifications reach
+`POST /webhooks/yookassa` from 127.0.0.2, which plays YooKassa's network, or from 127.0.0.3,
+which plays anyone else's."""
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlmodel import select
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from kassa.db import session_scope
+from kassa.tables import Order, Payment, WebhookEvent
+from tests.conftest import Customer, Kassa, kassa_stack, ledger_balances
+from tests.flow import order_reaches, pay_now
+from tests.servers import listening_socket, serving
+from tests.yookassa_double import YooKassaDouble
+from workflows.checkout import CheckoutResult, CheckoutWorkflow
+
+SHOP, SECRET = "100500", "test_secret_key"
+YOOKASSA_HERE = "127.0.0.2"  # plays YooKassa's notification network
+ELSEWHERE = "127.0.0.3"
+# No token: the customer pays on YooKassa's page.
+ON_YOOKASSAS_PAGE = {"type": "card"}
+
+
+@dataclass
+class Stand:
+    kassa: Kassa
+    double: YooKassaDouble
+    url: str  # the double's
+
+
+@pytest.fixture(scope="module")
+async def stand(
+    data_dir: Path, database_url: str, dev_server: WorkflowEnvironment
+) -> AsyncIterator[Stand]:
+    double = YooKassaDouble(SHOP, SECRET, notify_source=YOOKASSA_HERE)
+    async with (
+        serving(double.app(), listening_socket()) as url,
+        kassa_stack(
+            data_dir,
+            database_url,
+            dev_server,
+            psp="yookassa",
+            psp_url=url,
+            psp_account_id=SHOP,
+            psp_secret_key=SECRET,
+            psp_trusted_networks=["127.0.0.2/32"],
+        ) as kassa,
+    ):
+        double.notify_url = kassa.settings.webhook_url
+        assert double.notify_url.endswith("/webhooks/yookassa")
+        yield Stand(kassa, double, url)
+        await double.delivered()
+    assert double.dishonest == []
+
+
+@pytest.fixture
+async def yk(stand: Stand) -> AsyncIterator[Stand]:
+    """Each test's notifications come from YooKassa's network unless it says otherwise."""
+    stand.double.notify_source = YOOKASSA_HERE
+    yield stand
+    await stand.double.delivered()
+    assert stand.double.dishonest == []
+
+
+@dataclass
+class Pending:
+    customer: Customer
+    sku: str
+    order_id: str
+    intent_id: str
+    payment_url: str
+
+
+async def pending_order(yk: Stand, price: int = 150_000) -> Pending:
+    """Pay Now with no token: the order waits while the customer is on YooKassa's page."""
+    sku = await yk.kassa.product(on_hand=3, price=price)
+    customer = await yk.kassa.customer()
+    cart = await customer.cart_with((sku, 1))
+    async with customer.http() as http:
+        response = await pay_now(http, cart, ON_YOOKASSAS_PAGE)
+    assert response.status_code == 201, response.text
+    answer = response.json()
+    intent_id = answer["payment"]["intent_id"]
+    assert (answer["status"], answer["payment"]["status"], answer["attempts"]) == (
+        "PENDING_PAYMENT",
+        "requires_action",
+        1,
+    )
+    assert answer["payment_url"] == f"{yk.url}/_double/pay/{intent_id}"
+    assert yk.double.payments[intent_id].status == "pending"
+    return Pending(customer, sku, answer["order_id"], intent_id, answer["payment_url"])
+
+
+async def on_the_page(payment_url: str, button: str, **params: str) -> None:
+    """The customer opens YooKassa's page and presses a button: the page's own form, posted."""
+    async with httpx.AsyncClient(timeout=30) as browser:
+        page = await browser.get(payment_url)
+        assert page.status_code == 200 and "<button>Pay</button>" in page.text, page.text
+        action = f"/_double/payments/{payment_url.rsplit('/', 1)[1]}/{button}"
+        assert f'action="{action}"' in page.text
+        pressed = await browser.post(str(httpx.URL(payment_url).join(action)), params=params)
+        assert pressed.status_code == 200, pressed.text
+
+
+async def webhook_counts(kassa: Kassa) -> dict[str, float]:
+    """`kassa_webhook_events_total` by outcome, as the gateway's /metrics says."""
+    async with kassa.http() as http:
+        text = (await http.get("/metrics")).text
+    return {
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "kassa_webhook_events"
+        for sample in family.samples
+        if sample.name == "kassa_webhook_events_total"
+    }
+
+
+def moved(before: dict[str, float], after: dict[str, float], outcome: str) -> float:
+    return after.get(outcome, 0) - before.get(outcome, 0)
+
+
+async def stored(kassa: Kassa, event_id: str) -> WebhookEvent | None:
+    async with session_scope(kassa.engine) as session:
+        return await session.get(WebhookEvent, event_id)
+
+
+async def events_for(kassa: Kassa, intent_id: str) -> list[str]:
+    async with session_scope(kassa.engine) as session:
+        rows = await session.exec(select(WebhookEvent).where(WebhookEvent.intent_id == intent_id))
+        return [row.id for row in rows]
+
+
+async def run_of(kassa: Kassa, order_id: str) -> WorkflowHandle[CheckoutWorkflow, CheckoutResult]:
+    async with session_scope(kassa.engine) as session:
+        workflow_id = (await session.get_one(Order, uuid.UUID(order_id))).workflow_id
+    return kassa.temporal.get_workflow_handle_for(CheckoutWorkflow.run, workflow_id)
+
+
+async def signals(kassa: Kassa, order_id: str) -> int:
+    history = await (await run_of(kassa, order_id)).fetch_history()
+    return sum(
+        1
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    )
+
+
+async def admin_ledger(kassa: Kassa, order_id: str) -> list[dict[str, Any]]:
+    async with (await kassa.account("admin")).http() as admin:
+        response = await admin.get("/admin/ledger", params={"order_id": order_id})
+    assert response.status_code == 200, response.text
+    return [t for t in response.json() if t["kind"] in ("charge", "refund")]
+
+
+async def test_pay_now_on_yookassas_page_pays_the_order(yk: Stand) -> None:
+    before = await webhook_counts(yk.kassa)
+    order = await pending_order(yk, price=129_900)
+    stock = await yk.kassa.stock(order.sku)
+    assert (stock.on_hand, stock.reserved) == (3, 1)
+    # What Kassa asked YooKassa for: a redirect back to the gateway, capture at once, no token.
+    headers, body = next(
+        (headers, body)
+        for method, path, headers, body in yk.double.requests
+        if (method, path) == ("POST", "/v3/payments")
+        and body["metadata"]["order_id"] == order.order_id
+    )
+    assert headers["idempotence-key"] == f"{order.order_id}:1:create"
+    assert body == {
+        "amount": {"value": "1299.00", "currency": "RUB"},
+        "capture": True,
+        "confirmation": {"type": "redirect", "return_url": f"{yk.kassa.api_url}/checkout/return"},
+        "metadata": {"order_id": order.order_id},
+        "description": f"Order {order.order_id}",
+    }
+
+    await on_the_page(order.payment_url, "succeed")
+    await yk.double.delivered()
+    assert yk.double.deliveries[-1] == ("payment.succeeded", 200)
+    async with order.customer.http() as http:
+        paid = await order_reaches(http, order.order_id, "PAID", within=10)
+    assert [e["status"] for e in paid["events"]] == ["CREATED", "PENDING_PAYMENT", "PAID"]
+    assert (paid["payment"]["status"], paid["payment"]["intent_id"]) == (
+        "succeeded",
+        order.intent_id,
+    )
+    stock = await yk.kassa.stock(order.sku)
+    assert (stock.on_hand, stock.reserved) == (2, 0)
+    (charge,) = await admin_ledger(yk.kassa, order.order_id)
+    assert charge["kind"] == "charge"
+    assert sum(p["amount"] for p in charge["postings"] if p["amount"] > 0) == 129_900
+
+    # The notification was taken for what YooKassa's API said when asked again, and stored.
+    event = await stored(yk.kassa, f"payment.succeeded:{order.intent_id}")
+    assert event is not None and event.processed_at is not None
+    assert event.type == "payment.succeeded" and event.intent_id == order.intent_id
+    assert event.payload["notification"]["object"]["id"] == order.intent_id
+    assert event.payload["fetched"]["status"] == "succeeded"
+    assert ("GET", f"/v3/payments/{order.intent_id}") in [
+        (m, p) for m, p, _, _ in yk.double.requests
+    ]
+    assert moved(before, await webhook_counts(yk.kassa), "signalled") >= 1
+    assert await signals(yk.kassa, order.order_id) == 1
+    await ledger_balances(yk.kassa)
+
+
+async def test_a_decline_on_the_page_then_another_payment_pays(yk: Stand) -> None:
+    order = await pending_order(yk)
+    await on_the_page(order.payment_url, "decline", reason="insufficient_funds")
+    await yk.double.delivered()
+    assert yk.double.deliveries[-1] == ("payment.canceled", 200)
+    # Once the run has the decline, it waits for another method (the hold still running).
+    run = await run_of(yk.kassa, order.order_id)
+    deadline = time.monotonic() + 10
+    while (payment := (await run.query(CheckoutWorkflow.status)).payment) is None or (
+        payment.status != "failed"
+    ):
+        assert time.monotonic() < deadline, f"the run still has {payment}"
+        await asyncio.sleep(0.05)
+    assert payment.decline_code == "insufficient_funds"
+
+    async with order.customer.http() as http:
+        declined = (await http.get(f"/orders/{order.order_id}")).json()
+        assert declined["status"] == "PENDING_PAYMENT"
+        assert (declined["payment"]["status"], declined["payment"]["decline_code"]) == (
+            "failed",
+            "insufficient_funds",
+        )
+        again = await http.post(
+            f"/orders/{order.order_id}/pay", json={"payment_method": ON_YOOKASSAS_PAGE}
+        )
+        assert again.status_code == 200, again.text
+        second = again.json()
+        intent_id = second["payment"]["intent_id"]
+        assert intent_id != order.intent_id and second["attempts"] == 2
+        assert second["payment_url"] == f"{yk.url}/_double/pay/{intent_id}"
+        _, _, headers, _ = yk.double.requests[-1]
+        assert headers["idempotence-key"] == f"{order.order_id}:2:create"
+
+        await on_the_page(second["payment_url"], "succeed")
+        paid = await order_reaches(http, order.order_id, "PAID", within=10)
+    assert (paid["payment"]["attempt"], paid["payment"]["intent_id"]) == (2, intent_id)
+    assert yk.double.payments[order.intent_id].status == "canceled"
+    stock = await yk.kassa.stock(order.sku)
+    assert (stock.on_hand, stock.reserved) == (2, 0)
+    (charge,) = await admin_ledger(yk.kassa, order.order_id)
+    assert charge["kind"] == "charge"
+
+
+async def test_a_notification_from_elsewhere_is_refused_and_changes_nothing(yk: Stand) -> None:
+    order = await pending_order(yk)
+    before = await webhook_counts(yk.kassa)
+    yk.double.notify_source = ELSEWHERE
+    await on_the_page(order.payment_url, "succeed")
+    await yk.double.delivered()
+    assert yk.double.deliveries[-1] == ("payment.succeeded", 400)
+    after = await webhook_counts(yk.kassa)
+    assert moved(before, after, "untrusted_source") == 1
+    assert moved(before, after, "signalled") == 0
+    # Refused before anything was read or stored: no event, no signal to the run. (The run's own
+    # status check, 5 s after the payment began, would find the payment; the signal is the
+    # notification's doing only.)
+    assert await events_for(yk.kassa, order.intent_id) == []
+    assert await signals(yk.kassa, order.order_id) == 0
+
+    # YooKassa sends it again until it is taken: from its own network it is.
+    yk.double.notify_source = YOOKASSA_HERE
+    body = yk.double.notification(
+        "payment.succeeded", yk.double.payment_json(yk.double.payments[order.intent_id])
+    )
+    transport = httpx.AsyncHTTPTransport(local_address=YOOKASSA_HERE)
+    async with httpx.AsyncClient(transport=transport) as yookassa:
+        taken = await yookassa.post(yk.kassa.settings.webhook_url, json=body)
+    assert taken.status_code == 200, taken.text
+    async with order.customer.http() as http:
+        await order_reaches(http, order.order_id, "PAID", within=10)
+    assert await events_for(yk.kassa, order.intent_id) == [f"payment.succeeded:{order.intent_id}"]
+
+
+async def test_an_admin_refund_reaches_yookassa(yk: Stand) -> None:
+    order = await pending_order(yk, price=80_000)
+    await on_the_page(order.payment_url, "succeed")
+    async with order.customer.http() as http:
+        await order_reaches(http, order.order_id, "PAID", within=10)
+
+    async with (await yk.kassa.account("admin")).http() as admin:
+        # The longest key the API takes: YooKassa's Idempotence-Key holds 64 characters.
+        long_key = "k" * 100
+        part = await admin.post(
+            f"/admin/orders/{order.order_id}/refund",
+            json={"amount": 30_000},
+            headers={"Idempotency-Key": long_key},
+        )
+        assert part.status_code == 200, part.text
+        assert (part.json()["amount"], part.json()["order_status"]) == (30_000, "PAID")
+        rest = await admin.post(
+            f"/admin/orders/{order.order_id}/refund",
+            json={},
+            headers={"Idempotency-Key": "yookassa-refund-rest"},
+        )
+        assert rest.status_code == 200, rest.text
+        assert (rest.json()["amount"], rest.json()["order_status"]) == (50_000, "REFUNDED")
+        again = await admin.post(
+            f"/admin/orders/{order.order_id}/refund",
+            json={},
+            headers={"Idempotency-Key": "yookassa-refund-rest"},
+        )
+        assert again.json() == rest.json()
+
+    # YooKassa made exactly these two refunds of the payment, and says so.
+    made = {r.id: r.amount for r in yk.double.refunds.values() if r.payment_id == order.intent_id}
+    assert made == {part.json()["refund_id"]: 30_000, rest.json()["refund_id"]: 50_000}
+    assert yk.double.payments[order.intent_id].refunded == 80_000
+    async with httpx.AsyncClient(base_url=yk.url, auth=(SHOP, SECRET)) as api:
+        payment = (await api.get(f"/v3/payments/{order.intent_id}")).json()
+        assert payment["refunded_amount"] == {"value": "800.00", "currency": "RUB"}
+        assert payment["refundable"] is False
+        refund = (await api.get(f"/v3/refunds/{rest.json()['refund_id']}")).json()
+        assert (refund["status"], refund["amount"]["value"]) == ("succeeded", "500.00")
+    # Each under a key of its own, derived from the admin's: a longer one than YooKassa takes
+    # (64 characters) as its SHA-256.
+    keys = [h["idempotence-key"] for _, path, h, _ in yk.double.requests if path == "/v3/refunds"]
+    assert keys[-2:] == [
+        hashlib.sha256(f"admin-{long_key}".encode()).hexdigest(),
+        "admin-yookassa-refund-rest",
+    ]
+
+    # The refund notifications were taken (stored, moving no payment).
+    await yk.double.delivered()
+    for refund_id in made:
+        event = await stored(yk.kassa, f"refund.succeeded:{refund_id}")
+        assert event is not None and event.processed_at is not None
+    assert [t["kind"] for t in await admin_ledger(yk.kassa, order.order_id)] == [
+        "charge",
+        "refund",
+        "refund",
+    ]
+    async with session_scope(yk.kassa.engine) as session:
+        assert (await session.get_one(Payment, order.intent_id)).status == "succeeded"
+    async with order.customer.http() as http:
+        assert (await http.get(f"/orders/{order.order_id}")).json()["status"] == "REFUNDED"
+    await ledger_balances(yk.kassa)
+
+
+async def test_a_cancel_while_on_the_page_ends_the_order_and_a_later_payment_is_late(
+    yk: Stand,
+) -> None:
+    """YooKassa cancels only a payment waiting for capture: the order's cancel cannot void one
+    still on its page, and the adapter answers it as it stands. The order ends all the same; if
+    the customer pays on the page afterwards, it is a late payment (README: completed while its
+    stock is there, else refunded)."""
+    order = await pending_order(yk)
+    async with order.customer.http() as http:
+        cancelled = await http.post(f"/orders/{order.order_id}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        view = await order_reaches(http, order.order_id, "CANCELLED", within=10)
+    assert view["payment"]["status"] == "requires_action"
+    assert ("POST", f"/v3/payments/{order.intent_id}/cancel") in [
+        (m, p) for m, p, _, _ in yk.double.requests
+    ]
+    assert yk.double.payments[order.intent_id].status == "pending"
+    stock = await yk.kassa.stock(order.sku)
+    assert (stock.on_hand, stock.reserved) == (3, 0)
+
+    await on_the_page(order.payment_url, "succeed")
+    await yk.double.delivered()
+    assert yk.double.deliveries[-1] == ("payment.succeeded", 200)
+    async with order.customer.http() as http:
+        late = await order_reaches(http, order.order_id, "PAID", within=10)
+    assert late["reason"] == "late_payment"
+    stock = await yk.kassa.stock(order.sku)
+    assert (stock.on_hand, stock.reserved) == (2, 0)
+    assert [t["kind"] for t in await admin_ledger(yk.kassa, order.order_id)] == ["charge"]
