@@ -44,16 +44,16 @@ WEBHOOK_EVENTS = Counter(
     " malformed_event, untrusted_source…).",
     ["outcome"],
 )
-ACQUIRER_SECONDS = Histogram(
-    "kassa_acquirer_request_seconds",
-    "Calls to the acquirer's API, by operation, whether they answered or not.",
-    ["operation"],
+PSP_SECONDS = Histogram(
+    "kassa_psp_request_seconds",
+    "Calls to the payment provider's API, by provider and operation, answered or not.",
+    ["provider", "operation"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
 )
-ACQUIRER_ERRORS = Counter(
-    "kassa_acquirer_errors",
-    "Acquirer calls that failed: unreachable, or answered 5xx.",
-    ["operation", "kind"],
+PSP_ERRORS = Counter(
+    "kassa_psp_errors",
+    "Payment provider calls that a retry may fix: unreachable, server_error, rate_limited…",
+    ["provider", "operation", "kind"],
 )
 
 

@@ -126,7 +126,7 @@ def test_dev_runs_everything_and_ctrl_c_stops_it_all(data_dir: Path) -> None:
             in httpx.get(f"http://127.0.0.1:{ports['api_port']}/metrics").text
         )
         assert (
-            "kassa_acquirer_request_seconds"
+            "kassa_psp_request_seconds"
             in httpx.get(f"http://127.0.0.1:{ports['worker_metrics_port']}/metrics").text
         )
         assert answers(f"http://127.0.0.1:{ports['temporal_metrics_port']}/metrics") == 200

@@ -83,7 +83,14 @@ async def test_metrics_move_when_a_checkout_runs(kassa: Kassa) -> None:
     assert moved(before, after, "kassa_pay_now_seconds_count", status="409") >= 1
     assert moved(before, after, "kassa_webhook_events_total", outcome="signalled") >= 1
     assert (
-        moved(before, after, "kassa_acquirer_request_seconds_count", operation="create_intent") >= 1
+        moved(
+            before,
+            after,
+            "kassa_psp_request_seconds_count",
+            provider="sandbox",
+            operation="create_payment",
+        )
+        >= 1
     )
     assert while_held[("kassa_holds_active", ())] >= 1
 

@@ -112,5 +112,5 @@ async def test_one_pay_now_is_one_trace_from_the_api_to_the_acquirer(
         "RunWorkflow:CheckoutWorkflow",
         "RunActivity:initiate_payment",
         "RunActivity:commit_stock",
-        "acquirer create_intent",
+        "sandbox create_payment",
     } <= in_trace, in_trace

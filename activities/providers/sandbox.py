@@ -7,9 +7,9 @@ import uuid
 from typing import Annotated, Any
 
 import httpx
-from opentelemetry import propagate, trace
 from pydantic import BaseModel, Field, ValidationError
 
+from activities.providers.calls import call
 from activities.providers.protocol import (
     Acknowledgement,
     Capabilities,
@@ -17,16 +17,13 @@ from activities.providers.protocol import (
     PaymentMethodRejected,
     ProviderPayment,
     ProviderRefund,
-    ProviderUnavailable,
     RefundRefused,
     WebhookRefused,
     WebhookRequest,
 )
 from activities.webhook_inbox import PaymentEvent
 from kassa.errors import Conflict
-from kassa.metrics import ACQUIRER_ERRORS, ACQUIRER_SECONDS
 from kassa.statuses import PaymentStatus
-from kassa.tracing import tracer
 from kassa.webhook_signatures import SignatureError, verify
 
 STATUS_OF_EVENT = {
@@ -84,7 +81,7 @@ class SandboxProvider:
             "return_url": payment.return_url,
         }
         response = await self._call(
-            "create_intent",
+            "create_payment",
             "POST",
             "/v1/payment_intents",
             json=body,
@@ -99,7 +96,7 @@ class SandboxProvider:
         return _payment(response.json())
 
     async def get_payment(self, payment_id: str) -> ProviderPayment:
-        response = await self._call("get_intent", "GET", f"/v1/payment_intents/{payment_id}")
+        response = await self._call("get_payment", "GET", f"/v1/payment_intents/{payment_id}")
         response.raise_for_status()
         return _payment(response.json())
 
@@ -114,9 +111,7 @@ class SandboxProvider:
 
     async def cancel(self, payment_id: str, idempotency_key: str) -> ProviderPayment:
         # The sandbox's cancel is idempotent by itself: the key is not sent.
-        response = await self._call(
-            "cancel_intent", "POST", f"/v1/payment_intents/{payment_id}/cancel"
-        )
+        response = await self._call("cancel", "POST", f"/v1/payment_intents/{payment_id}/cancel")
         if response.status_code == 409 and "intent" in response.json():
             return _payment(response.json()["intent"])
         response.raise_for_status()
@@ -178,25 +173,10 @@ class SandboxProvider:
     def acknowledgement(self) -> Acknowledgement:
         return Acknowledgement(200, {"received": True})
 
-    async def _call(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One call, timed and traced under `operation`; the trace goes on in `traceparent`."""
-        headers = dict(kwargs.pop("headers", {}))
-        started = time.perf_counter()
-        with tracer.start_as_current_span(f"acquirer {operation}", kind=trace.SpanKind.CLIENT):
-            propagate.inject(headers)
-            try:
-                response = await self._http.request(method, path, headers=headers, **kwargs)
-            except httpx.HTTPError as error:
-                ACQUIRER_ERRORS.labels(operation, "unreachable").inc()
-                raise ProviderUnavailable(
-                    f"acquirer unreachable: {type(error).__name__}"
-                ) from error
-            finally:
-                ACQUIRER_SECONDS.labels(operation).observe(time.perf_counter() - started)
-        if response.status_code >= 500:
-            ACQUIRER_ERRORS.labels(operation, "server_error").inc()
-            raise ProviderUnavailable(f"acquirer answered {response.status_code}")
-        return response
+    async def _call(self, operation: str, method: str, path: str, **request: Any) -> httpx.Response:
+        return await call(
+            self._http, self.name, operation, method, path, carry_trace=True, **request
+        )
 
 
 def _payment(body: dict[str, Any]) -> ProviderPayment:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
-from opentelemetry import trace
 
+from activities.providers.calls import call
 from activities.providers.protocol import (
     Acknowledgement,
     Capabilities,
@@ -29,9 +29,7 @@ from activities.providers.protocol import (
 )
 from activities.webhook_inbox import PaymentEvent
 from kassa.errors import Conflict, Invalid, NotFound
-from kassa.metrics import ACQUIRER_ERRORS, ACQUIRER_SECONDS
 from kassa.statuses import PaymentStatus
-from kassa.tracing import tracer
 from kassa.webhook_signatures import SignatureError, verify
 
 # The version the official `stripe` library of our tests speaks; pinned so that a change of the
@@ -265,24 +263,10 @@ class StripeProvider:
     async def _get(self, operation: str, path: str) -> httpx.Response:
         return await self._call(operation, "GET", path)
 
-    async def _call(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One call, timed and traced under `operation`. Answers that a retry under the same key
-        can fix raise ProviderUnavailable; the rest are the caller's to read. No trace header goes
-        to Stripe: it is not ours."""
-        started = time.perf_counter()
-        with tracer.start_as_current_span(f"stripe {operation}", kind=trace.SpanKind.CLIENT):
-            try:
-                response = await self._http.request(method, path, **kwargs)
-            except httpx.HTTPError as error:
-                ACQUIRER_ERRORS.labels(operation, "unreachable").inc()
-                raise ProviderUnavailable(f"Stripe unreachable: {type(error).__name__}") from error
-            finally:
-                ACQUIRER_SECONDS.labels(operation).observe(time.perf_counter() - started)
-        kind = _retryable(response.status_code)
-        if kind is not None:
-            ACQUIRER_ERRORS.labels(operation, kind).inc()
-            raise ProviderUnavailable(f"Stripe answered {response.status_code} ({kind})")
-        return response
+    async def _call(self, operation: str, method: str, path: str, **request: Any) -> httpx.Response:
+        return await call(
+            self._http, self.name, operation, method, path, unavailable=_retryable, **request
+        )
 
 
 def _retryable(status_code: int) -> str | None:

@@ -14,15 +14,14 @@ import hashlib
 import ipaddress
 import json
 import re
-import time
 import uuid
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
-from opentelemetry import propagate, trace
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from activities.providers.calls import call, server_error
 from activities.providers.protocol import (
     Acknowledgement,
     Capabilities,
@@ -37,9 +36,8 @@ from activities.providers.protocol import (
 )
 from activities.webhook_inbox import PaymentEvent
 from kassa.errors import Conflict, NotFound
-from kassa.metrics import ACQUIRER_ERRORS, ACQUIRER_SECONDS
+from kassa.metrics import PSP_ERRORS
 from kassa.statuses import PaymentStatus
-from kassa.tracing import tracer
 
 # Where YooKassa sends notifications from: the list of the official SDK
 # (yookassa 3.13.0, yookassa/domain/common/security_helper.py, `SecurityHelper.YOOKASSA_NETWORKS`),
@@ -341,27 +339,20 @@ class YooKassaProvider:
             operation, "POST", path, json=body, headers={"Idempotence-Key": _key(idempotency_key)}
         )
 
-    async def _call(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One call, timed and traced under `operation`; the trace goes on in `traceparent`.
-        Unavailable: no answer, 5xx, 429 (too many requests), or 202 (YooKassa still processing
-        the same key): each is safe to repeat under the same key."""
-        headers = dict(kwargs.pop("headers", {}))
-        started = time.perf_counter()
-        with tracer.start_as_current_span(f"yookassa {operation}", kind=trace.SpanKind.CLIENT):
-            propagate.inject(headers)
-            try:
-                response = await self._http.request(method, path, headers=headers, **kwargs)
-            except httpx.HTTPError as error:
-                ACQUIRER_ERRORS.labels(operation, "unreachable").inc()
-                raise ProviderUnavailable(
-                    f"YooKassa unreachable: {type(error).__name__}"
-                ) from error
-            finally:
-                ACQUIRER_SECONDS.labels(operation).observe(time.perf_counter() - started)
-        if response.status_code >= 500 or response.status_code in (202, 429):
-            ACQUIRER_ERRORS.labels(operation, "server_error").inc()
-            raise ProviderUnavailable(f"YooKassa answered {response.status_code}")
-        return response
+    async def _call(self, operation: str, method: str, path: str, **request: Any) -> httpx.Response:
+        return await call(
+            self._http, self.name, operation, method, path, unavailable=_retryable, **request
+        )
+
+
+def _retryable(status_code: int) -> str | None:
+    """Safe to repeat under the same key: 5xx, 429 (too many requests), or 202 (YooKassa still
+    processing the same key)."""
+    if status_code == 202:
+        return "processing"
+    if status_code == 429:
+        return "rate_limited"
+    return server_error(status_code)
 
 
 def _key(idempotency_key: str) -> str:
@@ -423,7 +414,7 @@ def _kopecks(amount: _Amount) -> int:
     try:
         return from_yookassa(amount.value)
     except ValueError as error:
-        ACQUIRER_ERRORS.labels("read_amount", "bad_answer").inc()
+        PSP_ERRORS.labels("yookassa", "read_amount", "bad_answer").inc()
         raise ProviderUnavailable(f"YooKassa answered an amount we cannot read: {error}") from None
 
 
