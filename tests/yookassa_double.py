@@ -31,9 +31,11 @@ answer. Tokens (`payment_token`): `double:frictionless` pays at once, `double:3d
 page, `double:decline:{reason}` is declined; any other is refused (400).
 """
 
+import argparse
 import asyncio
 import base64
 import json
+import os
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from yookassa.domain.errors.error import ErrorFactory  # type: ignore[import-untyped]
@@ -107,6 +110,7 @@ class YooKassaDouble:
     notify_url: str | None = None
     notify_source: str = "127.0.0.1"
     notifying: bool = True
+    announce: bool = False  # print every notification's answer (the command line's double)
     payments: dict[str, Payment] = field(default_factory=dict)
     refunds: dict[str, Refund] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
@@ -218,6 +222,7 @@ class YooKassaDouble:
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, event: str, body: dict[str, Any]) -> None:
+        obj = body["object"]
         # From `notify_source`: any 127.0.0.0/8 address is this machine's, so a test can play
         # YooKassa's network (and a foreign one) over loopback.
         transport = httpx.AsyncHTTPTransport(local_address=self.notify_source)
@@ -228,6 +233,8 @@ class YooKassaDouble:
                 self.deliveries.append((event, response.status_code))
             except httpx.HTTPError as error:
                 self.deliveries.append((event, type(error).__name__))
+            if self.announce:
+                print(f"notified {event} {obj['id']}: {self.deliveries[-1][1]}", flush=True)
 
     def _dishonest(self, what: str) -> None:
         self.dishonest.append(what)
@@ -506,3 +513,53 @@ def _currency(currency: str) -> str:
 
 def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def main() -> None:
+    """The double as a server, for `make run` with KASSA_PSP=yookassa (README, "Payment
+    providers"). Its shopId and secret come from KASSA_PSP_ACCOUNT_ID and KASSA_PSP_SECRET_KEY,
+    or are made up here and printed."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.yookassa_double", description=main.__doc__
+    )
+    parser.add_argument("--port", type=int, default=8430, help="served on 127.0.0.1:PORT")
+    parser.add_argument(
+        "--notify",
+        metavar="URL",
+        default="http://127.0.0.1:8000/webhooks/yookassa",
+        help="where notifications go (Kassa's /webhooks/yookassa); '' sends none",
+    )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        metavar="ADDRESS",
+        default="127.0.0.2",
+        help="the loopback address notifications come from (YooKassa's network, for Kassa)",
+    )
+    args = parser.parse_args()
+    account_id = os.environ.get("KASSA_PSP_ACCOUNT_ID") or str(secrets.randbelow(900_000) + 100_000)
+    given_secret = os.environ.get("KASSA_PSP_SECRET_KEY")
+    secret_key = given_secret or f"test_{secrets.token_urlsafe(24)}"
+    double = YooKassaDouble(
+        account_id,
+        secret_key,
+        notify_url=args.notify or None,
+        notify_source=args.source,
+        announce=True,
+    )
+    print("# Kassa's settings for this double (e.g. before `make run`):")
+    print("export KASSA_PSP=yookassa")
+    print(f"export KASSA_PSP_URL=http://127.0.0.1:{args.port}")
+    print(f"export KASSA_PSP_ACCOUNT_ID={account_id}")
+    if given_secret:
+        print("# KASSA_PSP_SECRET_KEY: the one in this environment")
+    else:
+        print(f"export KASSA_PSP_SECRET_KEY={secret_key}")
+    print(f"export KASSA_PSP_TRUSTED_NETWORKS={args.source}/32")
+    print(f"# notifications: to {args.notify or 'nowhere'}, from {args.source}", flush=True)
+    # uvicorn stops on Ctrl-C (or SIGTERM) after the requests in flight.
+    uvicorn.run(double.app(), host="127.0.0.1", port=args.port, timeout_graceful_shutdown=5)
+
+
+if __name__ == "__main__":
+    main()
