@@ -515,7 +515,7 @@ async def test_a_signed_body_that_is_no_event_is_malformed(
 ) -> None:
     with pytest.raises(WebhookRefused) as refused:
         await offline().parse_webhook(signed(body))
-    assert refused.value.code == "malformed"
+    assert refused.value.code == "malformed_event"
 
 
 async def test_the_acknowledgement(offline: Callable[..., StripeProvider]) -> None:

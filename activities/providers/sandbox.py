@@ -1,9 +1,7 @@
 """The sandbox bank (acquirer/), behind the provider interface: Kassa's own PSP for `make run` and
 the tests, with its faults. One-stage only: a payment is captured when it succeeds."""
 
-import json
 import time
-import uuid
 from typing import Annotated, Any
 
 import httpx
@@ -21,6 +19,7 @@ from activities.providers.protocol import (
     WebhookRefused,
     WebhookRequest,
 )
+from activities.providers.reading import order_id_or_none, storable_json
 from activities.webhook_inbox import PaymentEvent
 from kassa.errors import Conflict
 from kassa.statuses import PaymentStatus
@@ -32,9 +31,8 @@ STATUS_OF_EVENT = {
     "payment_intent.canceled": PaymentStatus.CANCELED,
 }
 
-# What we read of an event, checked to fit our columns (no NUL, which PostgreSQL text cannot
-# hold; lone surrogates are refused with the whole payload below); the event is stored as it came.
-Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00]*$")]
+# What we read of an event, checked to fit our columns; the event is stored as it came.
+Identifier = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class _Intent(BaseModel):
@@ -151,10 +149,8 @@ class SandboxProvider:
                 bad.code, "The webhook signature is missing, wrong or too old."
             ) from None
         try:
-            payload: Any = json.loads(request.body, parse_constant=_not_json)
+            payload = storable_json(request.body)
             event = _Event.model_validate(payload)
-            # Storable as a whole: no lone surrogates anywhere in it.
-            json.dumps(payload, ensure_ascii=False).encode()
         except (ValueError, RecursionError, ValidationError):
             raise WebhookRefused(
                 "malformed_event", "The event is not the acquirer's event format."
@@ -166,7 +162,7 @@ class SandboxProvider:
             intent_id=intent.id,
             status=STATUS_OF_EVENT.get(event.type),
             decline_code=intent.decline_code,
-            order_id=_uuid_or_none(intent.merchant_reference),
+            order_id=order_id_or_none(intent.merchant_reference),
             payload=payload,
         )
 
@@ -193,15 +189,3 @@ def _payment(body: dict[str, Any]) -> ProviderPayment:
 
 def _refund(body: dict[str, Any]) -> ProviderRefund:
     return ProviderRefund(body["id"], body["payment_intent"], body["amount"], body["status"])
-
-
-def _not_json(constant: str) -> None:
-    # NaN and Infinity are Python's extension, not JSON: PostgreSQL would refuse the payload.
-    raise ValueError(f"{constant} is not JSON")
-
-
-def _uuid_or_none(text: str | None) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(text))
-    except ValueError:
-        return None

@@ -6,7 +6,6 @@ answer of every POST under its `Idempotency-Key` for a day: a retry under the sa
 first answer back (https://docs.stripe.com/api/idempotent_requests).
 """
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -27,6 +26,7 @@ from activities.providers.protocol import (
     WebhookRefused,
     WebhookRequest,
 )
+from activities.providers.reading import order_id_or_none, storable_json
 from activities.webhook_inbox import PaymentEvent
 from kassa.errors import Conflict, Invalid, NotFound
 from kassa.statuses import PaymentStatus
@@ -196,7 +196,7 @@ class StripeProvider:
     async def parse_webhook(self, request: WebhookRequest) -> PaymentEvent:
         self._verify(request.body, request.headers.get("stripe-signature"))
         try:
-            event = json.loads(request.body)
+            event = storable_json(request.body)
             event_id, event_type = event["id"], event["type"]
             data = event["data"]["object"]
             if not (isinstance(event_id, str) and isinstance(event_type, str)):
@@ -205,7 +205,7 @@ class StripeProvider:
                 raise TypeError("data.object must be an object")
             intent_id = _intent_of(data)
         except (ValueError, KeyError, TypeError) as error:
-            raise WebhookRefused("malformed", f"not a Stripe event: {error}") from error
+            raise WebhookRefused("malformed_event", f"Not a Stripe event: {error}") from error
         status = _EVENT_STATUSES.get(event_type) if data.get("object") == "payment_intent" else None
         return PaymentEvent(
             id=event_id,
@@ -366,8 +366,4 @@ def _intent_of(data: Mapping[str, Any]) -> str:
 
 def _order_id(data: Mapping[str, Any]) -> uuid.UUID | None:
     metadata = data.get("metadata")
-    order_id = metadata.get("order_id") if isinstance(metadata, dict) else None
-    try:
-        return uuid.UUID(order_id) if isinstance(order_id, str) else None
-    except ValueError:
-        return None
+    return order_id_or_none(metadata.get("order_id") if isinstance(metadata, dict) else None)

@@ -12,9 +12,7 @@
 
 import hashlib
 import ipaddress
-import json
 import re
-import uuid
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -34,6 +32,7 @@ from activities.providers.protocol import (
     WebhookRefused,
     WebhookRequest,
 )
+from activities.providers.reading import order_id_or_none, storable_json
 from activities.webhook_inbox import PaymentEvent
 from kassa.errors import Conflict, NotFound
 from kassa.metrics import PSP_ERRORS
@@ -262,10 +261,8 @@ class YooKassaProvider:
                 "untrusted_source", "Notifications are taken from YooKassa's networks only."
             )
         try:
-            payload: Any = json.loads(request.body, parse_constant=_not_json)
+            payload = storable_json(request.body)
             notification = _Notification.model_validate(payload)
-            # Storable as a whole: no lone surrogates anywhere in it.
-            json.dumps(payload, ensure_ascii=False).encode()
         except (ValueError, RecursionError, ValidationError):
             raise WebhookRefused(
                 "malformed_event", "The notification is not YooKassa's format."
@@ -304,7 +301,7 @@ class YooKassaProvider:
             intent_id=payment.id,
             status=status,
             decline_code=ours.decline_code,
-            order_id=_uuid_or_none((payment.metadata or {}).get("order_id")),
+            order_id=order_id_or_none((payment.metadata or {}).get("order_id")),
             payload={"notification": payload, "fetched": fetched},
         )
 
@@ -446,15 +443,3 @@ def _expect_found(response: httpx.Response, message: str) -> None:
         raise ProviderUnavailable(
             f"YooKassa answered {response.status_code}: {_error(response).description}"
         )
-
-
-def _not_json(constant: str) -> None:
-    # NaN and Infinity are Python's extension, not JSON: PostgreSQL would refuse the payload.
-    raise ValueError(f"{constant} is not JSON")
-
-
-def _uuid_or_none(text: str | None) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(text))
-    except ValueError:
-        return None
