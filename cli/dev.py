@@ -355,6 +355,9 @@ def _announce(settings: Settings) -> None:
         f"  API          {api}  (docs at {api}/docs)",
         f"  acquirer     {_local_url(settings, settings.acquirer_port)}  (the sandbox bank)",
     ]
+    if settings.psp != "sandbox":
+        where = settings.psp_url or "its own API"
+        lines.append(f"  payments     {settings.psp} at {where}, not the sandbox bank (KASSA_PSP)")
     if not settings.temporal_address:
         lines.append(f"  Temporal UI  http://127.0.0.1:{settings.temporal_ui_port}")
     if settings.worker_metrics_port:
