@@ -9,10 +9,13 @@ import uvicorn
 from starlette.types import ASGIApp
 
 
-def listening_socket() -> socket.socket:
+def listening_socket(port: int = 0) -> socket.socket:
+    """A loopback socket on `port` (0: a free one)."""
     # IPPROTO_TCP: asyncio then turns Nagle off on accepted connections (else ~40 ms a response).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
+    if port:  # a port given again soon after a stop: its closed connections are no conflict
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     return sock
 
 

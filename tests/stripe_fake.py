@@ -3,9 +3,18 @@ loopback port, a proxy in front of it that drops the parameters it refuses and r
 were sent, its webhooks configured, and what the customer does in Stripe.js's place (3-D Secure).
 
 Used by the adapter's tests (tests/test_provider_stripe.py) and by Pay Now end to end with
-`KASSA_PSP=stripe` (tests/test_stripe_checkout.py)."""
+`KASSA_PSP=stripe` (tests/test_stripe_checkout.py). From the command line, for `make run` with
+`KASSA_PSP=stripe` (README, "Payment providers"):
 
+    python -m tests.stripe_fake --port 8420 --webhook-url http://127.0.0.1:8000/webhooks/stripe
+"""
+
+import argparse
 import asyncio
+import errno
+import os
+import secrets
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -62,6 +71,7 @@ async def running_localstripe() -> AsyncIterator[str]:
         "--from-scratch",
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
+        process_group=0,  # a terminal's Ctrl-C reaches only its starter, which stops it
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -113,12 +123,13 @@ def proxy_app(upstream: httpx.AsyncClient, sent: list[Sent]) -> Starlette:
 
 
 @asynccontextmanager
-async def running_proxy(localstripe: str) -> AsyncIterator[Proxy]:
-    """The proxy in front of localstripe, on a loopback port of its own, until the block ends."""
+async def running_proxy(localstripe: str, port: int = 0) -> AsyncIterator[Proxy]:
+    """The proxy in front of localstripe, on loopback `port` (0: a free one), until the block
+    ends."""
     sent: list[Sent] = []
     async with (
         httpx.AsyncClient(base_url=localstripe) as upstream,
-        serving(proxy_app(upstream, sent), listening_socket()) as url,
+        serving(proxy_app(upstream, sent), listening_socket(port)) as url,
     ):
         yield Proxy(url, sent)
 
@@ -158,3 +169,66 @@ async def authenticate(localstripe_api: httpx.AsyncClient, intent_id: str, succe
         data={"client_secret": intent["client_secret"], "success": str(success).lower()},
     )
     assert answered.status_code == 200, answered.text
+
+
+async def serve(port: int, webhook_url: str, webhook_secret: str, show_secret: bool) -> None:
+    """localstripe, the proxy on `port` and its webhooks to `webhook_url`, until SIGINT/SIGTERM;
+    prints Kassa's settings for them."""
+    task = asyncio.current_task()
+    assert task
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Once: uvicorn (the proxy's server) raises a signal it saw again as it stops.
+        loop.add_signal_handler(signum, lambda: task.cancelling() or task.cancel())
+    print("starting localstripe…", flush=True)
+    async with running_localstripe() as localstripe:
+        print(f"localstripe: {localstripe}; starting the proxy…", flush=True)
+        async with (
+            running_proxy(localstripe, port) as proxy,
+            localstripe_client(localstripe) as localstripe_api,
+        ):
+            print(f"proxy: {proxy.url} (drops {', '.join(sorted(REFUSED_BY_LOCALSTRIPE))})")
+            await configure_webhooks(localstripe_api, "kassa", webhook_url, webhook_secret)
+            print(f"webhooks: signed, to {webhook_url}")
+            print("# Kassa's settings (e.g. before `make run`):")
+            print("export KASSA_PSP=stripe")
+            print(f"export KASSA_PSP_URL={proxy.url}")
+            print(f"export KASSA_PSP_SECRET_KEY={SECRET_KEY}")
+            if show_secret:
+                print(f"export KASSA_PSP_WEBHOOK_SECRET={webhook_secret}")
+            else:
+                print("# KASSA_PSP_WEBHOOK_SECRET: the one given")
+            print("Ctrl-C stops localstripe and the proxy", flush=True)
+            await asyncio.Future()  # until a signal cancels it
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.stripe_fake",
+        description="localstripe behind the proxy, for Kassa with KASSA_PSP=stripe",
+    )
+    parser.add_argument("--port", type=int, default=8420, help="the proxy's port (Kassa's URL)")
+    parser.add_argument(
+        "--webhook-url",
+        default="http://127.0.0.1:8000/webhooks/stripe",
+        help="where localstripe sends its signed events (Kassa's /webhooks/stripe)",
+    )
+    parser.add_argument(
+        "--webhook-secret",
+        default=os.environ.get("KASSA_PSP_WEBHOOK_SECRET"),
+        help="signs the webhooks (default: $KASSA_PSP_WEBHOOK_SECRET, else one is made up)",
+    )
+    args = parser.parse_args()
+    secret = args.webhook_secret or f"whsec_{secrets.token_urlsafe(24)}"
+    try:
+        asyncio.run(serve(args.port, args.webhook_url, secret, show_secret=not args.webhook_secret))
+    except asyncio.CancelledError:
+        print("stopped", flush=True)
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        sys.exit(f"stripe_fake: port {args.port} is in use — stop what uses it or pass --port")
+
+
+if __name__ == "__main__":
+    main()
