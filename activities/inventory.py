@@ -197,6 +197,31 @@ async def release_claim(session: AsyncSession, reservation_id: uuid.UUID) -> boo
     return True
 
 
+async def restock(session: AsyncSession, reservation_id: uuid.UUID) -> None:
+    """A sale undone before its money came (the provider refused to capture the authorization):
+    the committed stock is back on the shelf, the reservation released. Idempotent: once
+    released, a repeat changes nothing."""
+    undone = await session.exec(
+        update(Reservation)
+        .where(col(Reservation.id) == reservation_id, col(Reservation.status) == "committed")
+        .values(status="released", updated_at=utcnow())
+        .returning(col(Reservation.id))
+    )
+    if undone.scalar_one_or_none() is None:
+        return
+    lines = await session.exec(
+        select(ReservationLine)
+        .where(ReservationLine.reservation_id == reservation_id)
+        .order_by(col(ReservationLine.sku))
+    )
+    for line in lines:
+        await session.exec(
+            update(Stock)
+            .where(col(Stock.sku) == line.sku)
+            .values(on_hand=col(Stock.on_hand) + line.quantity)
+        )
+
+
 async def release(session: AsyncSession, reservation_id: uuid.UUID) -> Reservation:
     """The held stock goes back on the shelf. Idempotent."""
     return await _settle(session, reservation_id, "released")

@@ -22,6 +22,10 @@ RECEIVABLE = "acquirer_receivable"
 PREPAYMENTS = "customer_prepayments"
 POINTS_OWED = "loyalty_points_owed"
 LOYALTY_EXPENSE = "loyalty_expense"
+# Memo accounts of two-stage payments: money the provider holds on the customer's card for us,
+# not ours yet. An authorization opens the memo; its capture (with the charge) or void closes it.
+CARD_HOLDS = "card_authorizations"
+HELD_FOR_ORDERS = "authorized_for_orders"
 
 # Each kind moves its amount from the second account to the first.
 ACCOUNTS_OF_KIND = {
@@ -31,6 +35,9 @@ ACCOUNTS_OF_KIND = {
     "points_reversed": (POINTS_OWED, LOYALTY_EXPENSE),
     "points_burnt": (POINTS_OWED, PREPAYMENTS),
     "points_returned": (PREPAYMENTS, POINTS_OWED),
+    "authorization": (CARD_HOLDS, HELD_FOR_ORDERS),
+    "capture": (HELD_FOR_ORDERS, CARD_HOLDS),
+    "void": (HELD_FOR_ORDERS, CARD_HOLDS),
 }
 
 
@@ -89,6 +96,18 @@ async def record_charge(
     session: AsyncSession, order_id: uuid.UUID, intent_id: str, amount: int, currency: str
 ) -> bool:
     return await _post(session, "charge", intent_id, order_id, amount, currency)
+
+
+async def record_hold(
+    session: AsyncSession,
+    kind: str,
+    order_id: uuid.UUID,
+    intent_id: str,
+    amount: int,
+    currency: str,
+) -> bool:
+    """An authorization, its capture or its void (`kind`), once per payment."""
+    return await _post(session, kind, intent_id, order_id, amount, currency)
 
 
 async def record_refund(

@@ -8,7 +8,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from kassa.statuses import OPEN_PAYMENTS, SETTLED_PAYMENTS, PaymentStatus
+from activities import ledger
+from kassa.statuses import PAYMENT_MOVES_FROM, PaymentStatus
 from kassa.tables import Payment, utcnow
 
 
@@ -31,8 +32,9 @@ async def record_attempt(
     currency: str,
     intent: IntentState,
 ) -> None:
-    """Idempotent: a retried attempt (same intent) is recorded once."""
-    await session.exec(
+    """Idempotent: a retried attempt (same intent) is recorded once, and an authorization goes on
+    the ledger's memo once."""
+    recorded = await session.exec(
         insert(Payment)
         .values(
             intent_id=intent.intent_id,
@@ -47,23 +49,55 @@ async def record_attempt(
             updated_at=utcnow(),
         )
         .on_conflict_do_nothing()
+        .returning(col(Payment.intent_id))
     )
+    if recorded.scalar_one_or_none() is not None and intent.status == PaymentStatus.AUTHORIZED:
+        await ledger.record_hold(
+            session, "authorization", order_id, intent.intent_id, amount, currency
+        )
 
 
 async def advance(
     session: AsyncSession, intent_id: str, status: str, decline_code: str | None = None
 ) -> bool:
-    """Record a newer status of an intent (the acquirer's word, `IntentState.status`); True if it
-    moved. Forward only: a stale, repeated or unknown status changes nothing."""
-    if status not in SETTLED_PAYMENTS:
+    """Record a newer status of an intent (the provider's word, `IntentState.status`); True if it
+    moved. Forward only (`PAYMENT_MOVES_FROM`): a stale, repeated or unknown status changes
+    nothing. An authorization, and its capture or void, go on the ledger's memo in the same
+    transaction."""
+    if status not in PAYMENT_MOVES_FROM:
         return False
-    moved = await session.exec(
-        update(Payment)
-        .where(col(Payment.intent_id) == intent_id, col(Payment.status).in_(OPEN_PAYMENTS))
-        .values(status=status, decline_code=decline_code, updated_at=utcnow())
-        .returning(col(Payment.intent_id))
-    )
-    return moved.scalar_one_or_none() is not None
+    target = PaymentStatus(status)
+    before = (
+        await session.exec(
+            select(Payment.status).where(Payment.intent_id == intent_id).with_for_update()
+        )
+    ).one_or_none()
+    if before is None or before not in PAYMENT_MOVES_FROM[target]:
+        return False
+    moved = (
+        await session.exec(
+            update(Payment)
+            .where(col(Payment.intent_id) == intent_id)
+            .values(status=target, decline_code=decline_code, updated_at=utcnow())
+            .returning(Payment)
+        )
+    ).scalar_one()
+    memo = _MEMO.get((before == PaymentStatus.AUTHORIZED, target))
+    if memo is not None:
+        await ledger.record_hold(
+            session, memo, moved.order_id, intent_id, moved.amount, moved.currency
+        )
+    return True
+
+
+# The ledger's memo entry of a move: (from an authorization?, to) → kind.
+_MEMO = {
+    (False, PaymentStatus.AUTHORIZED): "authorization",
+    (True, PaymentStatus.SUCCEEDED): "capture",
+    (True, PaymentStatus.CANCELED): "void",
+    # The provider let go of the hold itself (expired before its capture): closed all the same.
+    (True, PaymentStatus.FAILED): "void",
+}
 
 
 async def succeeded(session: AsyncSession, order_id: uuid.UUID) -> list[Payment]:

@@ -7,7 +7,7 @@ and on the ledger reference; the order becomes REFUNDED when nothing charged is 
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import and_, or_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -43,15 +43,20 @@ async def refund_by_key(session: AsyncSession, key: str) -> Refund | None:
 
 
 async def unsettled_payments(session: AsyncSession, limit: int = 100) -> list[Payment]:
-    """Successes no checkout took: no ledger charge for them, and their order no longer being
-    paid."""
+    """Money no checkout took, whose order is no longer being paid: successes with no ledger
+    charge, and authorizations still held (never captured)."""
     charged = select(LedgerTransaction.reference).where(LedgerTransaction.kind == "charge")
     query = (
         select(Payment)
         .join(Order, col(Order.id) == col(Payment.order_id))
         .where(
-            col(Payment.status) == PaymentStatus.SUCCEEDED,
-            col(Payment.intent_id).not_in(charged),
+            or_(
+                and_(
+                    col(Payment.status) == PaymentStatus.SUCCEEDED,
+                    col(Payment.intent_id).not_in(charged),
+                ),
+                col(Payment.status) == PaymentStatus.AUTHORIZED,
+            ),
             col(Order.status).in_(ENDED),
         )
         .limit(limit)
@@ -138,9 +143,15 @@ async def settle_late_payment(
 ) -> str:
     """A success the checkout did not take: "counted" (it is the order's own payment),
     "completed" (the order was unpaid, its stock is all still there, its cart has no newer
-    order, and its promo use and points can be taken again: now PAID), or "refund" (give it
-    back). Idempotent: a repeat finds it counted."""
+    order, and its promo use and points can be taken again: now PAID), "refund" (give it
+    back), or "void" (an authorization never captured: let it go). Idempotent: a repeat finds it
+    counted."""
     order = await session.get_one(Order, order_id, with_for_update=True)
+    payment = await session.get(Payment, intent_id)
+    if payment is not None and payment.status == PaymentStatus.AUTHORIZED:
+        # Held on the card, never taken: let go of it (a void: no refund, no fee, nothing on the
+        # customer's statement). Completing the order with it instead is not built yet.
+        return "void"
     await ledger.record_charge(session, order_id, intent_id, amount, currency)
     if order.status in (OrderStatus.PAID, OrderStatus.REFUNDED):
         first_charge = (await ledger.charge_references(session, order_id))[0]

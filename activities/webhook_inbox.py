@@ -16,7 +16,7 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities import payments
-from kassa.statuses import PaymentStatus
+from kassa.statuses import SECURED_PAYMENTS, PaymentStatus
 from kassa.tables import Order, Payment, WebhookEvent, utcnow
 
 log = logging.getLogger("kassa.webhooks")
@@ -156,9 +156,8 @@ async def _addressee(
     if order is None:
         log.warning("webhook for unknown order", extra={"intent_id": event.intent_id})
         return None
-    payment = (
-        await session.get(Payment, event.intent_id) if status == PaymentStatus.SUCCEEDED else None
-    )
+    # Money the order may have (taken, or held): if its run has ended, a late payment's.
+    payment = await session.get(Payment, event.intent_id) if status in SECURED_PAYMENTS else None
     charge = (
         Charge(payment.order_id, payment.intent_id, payment.amount, payment.currency)
         if payment

@@ -38,6 +38,16 @@ class PaymentStatus(StrEnum):
 
 # Forward only: a settled intent never goes back to waiting, nor from one outcome to another.
 OPEN_PAYMENTS = frozenset({PaymentStatus.REQUIRES_ACTION, PaymentStatus.PROCESSING})
+# The order has its money: taken, or held on the card to be captured once its stock is committed.
+SECURED_PAYMENTS = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.AUTHORIZED})
+# Where each status may come from: an authorization is captured (succeeded), voided by us
+# (canceled), or let go by the provider (failed: YooKassa's `expired_on_capture`).
+PAYMENT_MOVES_FROM: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    PaymentStatus.AUTHORIZED: OPEN_PAYMENTS,
+    PaymentStatus.SUCCEEDED: OPEN_PAYMENTS | {PaymentStatus.AUTHORIZED},
+    PaymentStatus.CANCELED: OPEN_PAYMENTS | {PaymentStatus.AUTHORIZED},
+    PaymentStatus.FAILED: OPEN_PAYMENTS | {PaymentStatus.AUTHORIZED},
+}
 SETTLED_PAYMENTS = frozenset(
     {PaymentStatus.SUCCEEDED, PaymentStatus.FAILED, PaymentStatus.CANCELED}
 )

@@ -1,8 +1,15 @@
 """Pay Now end to end with `KASSA_PSP=stripe`: a whole Kassa (gateway, worker on its own task
 queue) whose provider is localstripe, behind the proxy that drops what it refuses
 (tests/stripe_fake.py), and whose webhooks localstripe signs and sends to `/webhooks/stripe`.
-The customer and the admin speak only HTTP to the gateway; nothing is mocked."""
+The customer and the admin speak only HTTP to the gateway; nothing is mocked.
 
+Stripe is two-stage: Pay Now only authorizes (`capture_method=manual`, `requires_capture`), and the
+checkout captures once the stock is committed. localstripe sends no event for an authorization,
+and `payment_intent.succeeded` (a second later) for the capture: by then Kassa has recorded it,
+so it is `known`, never signalled."""
+
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -82,20 +89,25 @@ async def stripe_kassa(
         yield StripeKassa(kassa, proxy, localstripe_api)
 
 
-def signalled() -> float:
-    """Webhooks handed on to a running checkout as a signal, so far (the gateway runs in this
-    process: its metrics are ours to read)."""
-    return REGISTRY.get_sample_value("kassa_webhook_events_total", {"outcome": "signalled"}) or 0.0
+# The ledger's entries of a two-stage payment: the hold (memo), then the money.
+MONEY_KINDS = ("authorization", "capture", "void", "charge", "refund")
+
+
+def webhook_outcomes(outcome: str) -> float:
+    """Webhooks taken with this outcome so far (the gateway runs in this process: its metrics are
+    ours to read)."""
+    return REGISTRY.get_sample_value("kassa_webhook_events_total", {"outcome": outcome}) or 0.0
 
 
 def assert_return_url_sent(stripe_kassa: StripeKassa, order_id: str, payments: int) -> None:
     """Every payment of the order was asked for as real Stripe needs it (the proxy dropped
-    `return_url` for localstripe, after recording it)."""
+    `return_url` for localstripe, after recording it), and for an authorization only."""
     sent = stripe_kassa.intents_sent(order_id)
     assert len(sent) == payments
     for form in sent:
         assert form["return_url"] == stripe_kassa.kassa.settings.return_url
         assert form["confirm"] == "true"
+        assert form["capture_method"] == "manual"
         assert form["description"] == f"Order {order_id}"  # dropped for localstripe too
 
 
@@ -107,8 +119,75 @@ async def ledger_of(kassa: Kassa, order_id: str) -> list[dict[str, Any]]:
         return ledger
 
 
-def money_kinds(ledger: list[dict[str, Any]]) -> list[str]:
-    return [t["kind"] for t in ledger if t["kind"] in ("charge", "refund")]
+async def stored_events(kassa: Kassa, intent_id: str) -> list[WebhookEvent]:
+    async with session_scope(kassa.engine) as session:
+        return list(
+            (
+                await session.exec(
+                    select(WebhookEvent).where(col(WebhookEvent.intent_id) == intent_id)
+                )
+            ).all()
+        )
+
+
+async def capture_event(kassa: Kassa, intent_id: str) -> WebhookEvent:
+    """localstripe's `payment_intent.succeeded` for the capture (sent a second after it), once
+    Kassa has taken it: verified (else refused, never stored), stored under its id, processed."""
+    async with asyncio.timeout(5):
+        while True:
+            events = await stored_events(kassa, intent_id)
+            succeeded = [e for e in events if e.type == "payment_intent.succeeded"]
+            if succeeded and succeeded[0].processed_at is not None:
+                assert len(succeeded) == 1 and succeeded[0].id.startswith("evt_")
+                return succeeded[0]
+            await asyncio.sleep(0.1)
+
+
+async def assert_captured(
+    stripe_kassa: StripeKassa, order_id: str, intent_id: str, amount: int, refunded: bool = False
+) -> None:
+    """Two-stage, end to end: Kassa authorized the intent, then captured it, whole, once (under
+    `{intent}:capture`); Stripe has the money; the ledger has the authorization, its capture and
+    the charge (and the refund), each balanced, the memo of the hold closed; localstripe's event
+    for the capture came and was already known."""
+    kassa = stripe_kassa.kassa
+    intent = await stripe_kassa.intent(intent_id)
+    assert (intent["status"], intent["capture_method"]) == ("succeeded", "manual")
+    assert (intent["amount"], intent["metadata"]) == (amount, {"order_id": order_id})
+    assert intent["latest_charge"]["captured"] is True
+    assert intent["latest_charge"]["amount_refunded"] == (amount if refunded else 0)
+    captures = [
+        sent
+        for sent in stripe_kassa.proxy.sent
+        if (sent.method, sent.path) == ("POST", f"/v1/payment_intents/{intent_id}/capture")
+    ]
+    assert len(captures) == 1
+    assert captures[0].form == {}  # all of it
+    assert captures[0].headers["idempotency-key"] == f"{intent_id}:capture"
+
+    # (The order's loyalty points are on the ledger too; not Stripe's business.)
+    ledger = [t for t in await ledger_of(kassa, order_id) if t["kind"] in MONEY_KINDS]
+    kinds = ["authorization", "capture", "charge"] + (["refund"] if refunded else [])
+    assert [t["kind"] for t in ledger] == kinds
+    assert all(t["reference"] == intent_id for t in ledger[:3])
+    totals: dict[str, int] = {}
+    for transaction in ledger:
+        assert sum(p["amount"] for p in transaction["postings"]) == 0
+        for posting in transaction["postings"]:
+            totals[posting["account"]] = totals.get(posting["account"], 0) + posting["amount"]
+    held = [p for p in ledger[0]["postings"] if p["account"] == "card_authorizations"]
+    assert [p["amount"] for p in held] == [amount]
+    # The hold is closed by its capture; the money is the acquirer's to pay us (or given back).
+    assert totals["card_authorizations"] == totals["authorized_for_orders"] == 0
+    assert totals["acquirer_receivable"] == (0 if refunded else amount)
+    await ledger_balances(kassa)
+
+    async with session_scope(kassa.engine) as session:
+        payment = await session.get_one(Payment, intent_id)
+    assert (payment.status, payment.amount) == ("succeeded", amount)
+    event = await capture_event(kassa, intent_id)
+    assert event.payload["data"]["object"]["metadata"] == {"order_id": order_id}
+    assert event.payload["data"]["object"]["status"] == "succeeded"
 
 
 async def paid_order(stripe_kassa: StripeKassa, price: int) -> tuple[str, str]:
@@ -123,7 +202,19 @@ async def paid_order(stripe_kassa: StripeKassa, price: int) -> tuple[str, str]:
     return answer.json()["order_id"], answer.json()["payment"]["intent_id"]
 
 
-async def test_a_frictionless_card_pays(stripe_kassa: StripeKassa) -> None:
+async def signals_of(kassa: Kassa, cart: dict[str, Any]) -> list[str]:
+    """The signals the cart's checkout run received, in its history."""
+    handle = kassa.temporal.get_workflow_handle(
+        checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"])
+    )
+    return [
+        event.workflow_execution_signaled_event_attributes.signal_name
+        async for event in handle.fetch_history_events()
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    ]
+
+
+async def test_a_frictionless_card_is_authorized_then_captured(stripe_kassa: StripeKassa) -> None:
     kassa = stripe_kassa.kassa
     sku = await kassa.product(on_hand=5, price=129_900)
     customer = await kassa.customer()
@@ -132,6 +223,7 @@ async def test_a_frictionless_card_pays(stripe_kassa: StripeKassa) -> None:
         response = await pay_now(http, cart, VISA)
         assert response.status_code == 201, response.text
         answer = response.json()
+        # Pay Now answers once the money is taken: authorized, stock committed, captured.
         assert answer["status"] == "PAID" and answer["payment"]["status"] == "succeeded"
         assert answer["payment_url"] is None
         intent_id = answer["payment"]["intent_id"]
@@ -141,23 +233,18 @@ async def test_a_frictionless_card_pays(stripe_kassa: StripeKassa) -> None:
     stock = await kassa.stock(sku)
     assert (stock.on_hand, stock.reserved) == (3, 0)
 
-    # Stripe has the money, for this order, and the ledger has the charge.
-    intent = await stripe_kassa.intent(intent_id)
-    assert (intent["status"], intent["amount"], intent["currency"]) == ("succeeded", 259_800, "rub")
-    assert intent["metadata"] == {"order_id": answer["order_id"]}
-    ledger = await ledger_of(kassa, answer["order_id"])
-    assert money_kinds(ledger) == ["charge"]
-    charge = next(t for t in ledger if t["kind"] == "charge")
-    assert charge["reference"] == intent_id
+    # Stripe has the money, for this order, and the ledger has it from hold to charge.
+    await assert_captured(stripe_kassa, answer["order_id"], intent_id, 259_800)
+    charge = next(t for t in await ledger_of(kassa, answer["order_id"]) if t["kind"] == "charge")
     receivable = [p["amount"] for p in charge["postings"] if p["account"] == "acquirer_receivable"]
     assert receivable == [259_800]
-    await ledger_balances(kassa)
+    assert await signals_of(kassa, cart) == []  # the capture's event was known: not signalled
     assert_return_url_sent(stripe_kassa, answer["order_id"], payments=1)
 
 
 async def test_a_declined_card_then_another_pays(stripe_kassa: StripeKassa) -> None:
     kassa = stripe_kassa.kassa
-    sku = await kassa.product(on_hand=3)
+    sku = await kassa.product(on_hand=3, price=50_000)
     customer = await kassa.customer()
     cart = await customer.cart_with((sku, 1))
     async with customer.http() as http:
@@ -175,32 +262,28 @@ async def test_a_declined_card_then_another_pays(stripe_kassa: StripeKassa) -> N
         assert retried.status_code == 200, retried.text
         order = await order_reaches(http, order_id, "PAID")
         assert order["payment"]["attempt"] == 2
+        intent_id = order["payment"]["intent_id"]
+    assert intent_id != failed_intent
     stock = await kassa.stock(sku)
     assert (stock.on_hand, stock.reserved) == (2, 0)
-    assert money_kinds(await ledger_of(kassa, order_id)) == ["charge"]
+    # The declined intent held nothing: the ledger has only the second one's hold and capture.
+    await assert_captured(stripe_kassa, order_id, intent_id, 50_000)
     assert_return_url_sent(stripe_kassa, order_id, payments=2)
 
 
-async def signals_of(kassa: Kassa, cart: dict[str, Any]) -> list[str]:
-    """The signals the cart's checkout run received, in its history."""
-    handle = kassa.temporal.get_workflow_handle(
-        checkout_workflow_id(uuid.UUID(cart["id"]), cart["version"])
-    )
-    return [
-        event.workflow_execution_signaled_event_attributes.signal_name
-        async for event in handle.fetch_history_events()
-        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-    ]
-
-
-async def test_3ds_approved_pays_by_stripes_signed_webhook(stripe_kassa: StripeKassa) -> None:
+async def test_3ds_authorization_found_by_the_status_poll_then_captured(
+    stripe_kassa: StripeKassa,
+) -> None:
+    """localstripe sends no event for `requires_capture`: after 3-D Secure the run's status poll
+    (5 s after Pay Now) finds the authorization, commits the stock and captures."""
     kassa = stripe_kassa.kassa
-    sku = await kassa.product(on_hand=3)
+    sku = await kassa.product(on_hand=3, price=70_000)
     customer = await kassa.customer()
     cart = await customer.cart_with((sku, 1))
     method = {"type": "card", "token": await three_d_secure_method(stripe_kassa.localstripe)}
-    signalled_before = signalled()
+    known_before = webhook_outcomes("known")
     async with customer.http() as http:
+        started = time.monotonic()
         response = await pay_now(http, cart, method)
         assert response.status_code == 201, response.text
         answer = response.json()
@@ -213,27 +296,32 @@ async def test_3ds_approved_pays_by_stripes_signed_webhook(stripe_kassa: StripeK
         assert (await kassa.stock(sku)).reserved == 1
 
         await authenticate(stripe_kassa.localstripe, intent_id, success=True)
-        await order_reaches(http, answer["order_id"], "PAID")
+        assert (await stripe_kassa.intent(intent_id))["status"] == "requires_capture"
+        order = await order_reaches(http, answer["order_id"], "PAID")
+        assert time.monotonic() - started >= 4.5  # the poll's, not an event's doing
+        assert order["payment"]["status"] == "succeeded"
     stock = await kassa.stock(sku)
     assert (stock.on_hand, stock.reserved) == (2, 0)
-    assert money_kinds(await ledger_of(kassa, answer["order_id"])) == ["charge"]
 
-    # localstripe's signed event came through /webhooks/stripe: verified (else refused, never
-    # stored), stored under its id, and handed on to the order's run as a signal.
-    async with session_scope(kassa.engine) as session:
-        events = (
-            await session.exec(select(WebhookEvent).where(col(WebhookEvent.intent_id) == intent_id))
-        ).all()
-        payment = await session.get_one(Payment, intent_id)
-    succeeded = [e for e in events if e.type == "payment_intent.succeeded"]
-    assert len(succeeded) == 1 and succeeded[0].id.startswith("evt_")
-    assert succeeded[0].processed_at is not None
-    assert succeeded[0].payload["data"]["object"]["metadata"] == {"order_id": answer["order_id"]}
-    assert payment.status == "succeeded"
-    # Signalled, so the webhook came first: had the run's own status poll (5 s after Pay Now)
-    # recorded the success, the webhook would have been `known` and not signalled.
-    assert signalled() >= signalled_before + 1
-    assert await signals_of(kassa, cart) == ["payment_updated"]
+    # The poll asked Stripe, and then the capture went: nothing told the run in between.
+    asked = [
+        i
+        for i, sent in enumerate(stripe_kassa.proxy.sent)
+        if sent.path == f"/v1/payment_intents/{intent_id}"
+    ]
+    captured = next(
+        i
+        for i, sent in enumerate(stripe_kassa.proxy.sent)
+        if sent.path == f"/v1/payment_intents/{intent_id}/capture"
+    )
+    assert asked and asked[0] < captured
+    await assert_captured(stripe_kassa, answer["order_id"], intent_id, 70_000)
+
+    # The only event was the capture's: verified, stored, and `known` (Kassa had recorded the
+    # capture a second before), so never signalled to the run.
+    assert [e.type for e in await stored_events(kassa, intent_id)] == ["payment_intent.succeeded"]
+    assert webhook_outcomes("known") >= known_before + 1
+    assert await signals_of(kassa, cart) == []
     assert_return_url_sent(stripe_kassa, answer["order_id"], payments=1)
 
 
@@ -260,12 +348,12 @@ async def test_an_admin_refund_reaches_stripe(stripe_kassa: StripeKassa) -> None
     assert [(r["id"], r["amount"], r["status"]) for r in refunds] == [
         (done["refund_id"], 80_000, "succeeded")
     ]
-    assert (await stripe_kassa.intent(intent_id))["latest_charge"]["amount_refunded"] == 80_000
     sent = stripe_kassa.proxy.last("/v1/refunds")
     assert sent.form == {"payment_intent": intent_id, "amount": "80000"}
     assert sent.headers["idempotency-key"]
 
-    ledger = await ledger_of(kassa, order_id)
-    assert money_kinds(ledger) == ["charge", "refund"]
-    await ledger_balances(kassa)
+    # Authorized, captured, charged, refunded: the refund is of the captured money.
+    await assert_captured(stripe_kassa, order_id, intent_id, 80_000, refunded=True)
+    refund = next(t for t in await ledger_of(kassa, order_id) if t["kind"] == "refund")
+    assert refund["reference"] == done["refund_id"]
     assert_return_url_sent(stripe_kassa, order_id, payments=1)

@@ -2,7 +2,12 @@
 against the YooKassa double (tests/yookassa_double.py) over loopback HTTP, nothing mocked. The
 customer pays on the double's page (its confirmation_url); the double's notifications reach
 `POST /webhooks/yookassa` from 127.0.0.2, which plays YooKassa's network, or from 127.0.0.3,
-which plays anyone else's."""
+which plays anyone else's.
+
+YooKassa is two-stage: Pay Now asks for `capture: false`, the customer's payment on the page is
+an authorization (`payment.waiting_for_capture`), and the workflow captures it once the stock is
+committed. The ledger shows it: `authorization`, `capture` and `charge` (or `void`), its memo
+accounts back at zero once the hold is taken or let go."""
 
 import asyncio
 import hashlib
@@ -19,15 +24,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from activities.ledger import CARD_HOLDS, HELD_FOR_ORDERS
 from kassa.db import session_scope
 from kassa.tables import Order, Payment, WebhookEvent
 from tests.conftest import Customer, Kassa, kassa_stack, ledger_balances
-from tests.flow import order_reaches, pay_now
+from tests.flow import cart_reopened, order_reaches, pay_now
 from tests.servers import listening_socket, serving
 from tests.yookassa_double import YooKassaDouble
 from workflows.checkout import CheckoutResult, CheckoutWorkflow
+from workflows.money_back import LatePaymentResult, LatePaymentWorkflow, late_payment_workflow_id
 
 SHOP, SECRET = "100500", "test_secret_key"
 YOOKASSA_HERE = "127.0.0.2"  # plays YooKassa's notification network
@@ -80,6 +88,7 @@ async def yk(stand: Stand) -> AsyncIterator[Stand]:
 @dataclass
 class Pending:
     customer: Customer
+    cart: dict[str, Any]
     sku: str
     order_id: str
     intent_id: str
@@ -103,7 +112,7 @@ async def pending_order(yk: Stand, price: int = 150_000) -> Pending:
     )
     assert answer["payment_url"] == f"{yk.url}/_double/pay/{intent_id}"
     assert yk.double.payments[intent_id].status == "pending"
-    return Pending(customer, sku, answer["order_id"], intent_id, answer["payment_url"])
+    return Pending(customer, cart, sku, answer["order_id"], intent_id, answer["payment_url"])
 
 
 async def on_the_page(payment_url: str, button: str, **params: str) -> None:
@@ -160,11 +169,72 @@ async def signals(kassa: Kassa, order_id: str) -> int:
     )
 
 
+async def started(handle: WorkflowHandle[Any, Any]) -> bool:
+    try:
+        await handle.describe()
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    return True
+
+
+async def late_payment_settled(kassa: Kassa, intent_id: str) -> LatePaymentResult:
+    """The late payment's own workflow (started by the notification's handler), once it ends."""
+    handle = kassa.temporal.get_workflow_handle_for(
+        LatePaymentWorkflow.run, late_payment_workflow_id(intent_id)
+    )
+    deadline = time.monotonic() + 10
+    while not await started(handle):
+        assert time.monotonic() < deadline, f"no late payment workflow for {intent_id}"
+        await asyncio.sleep(0.05)
+    return await handle.result()
+
+
+# The ledger's kinds about the order's money (loyalty points have theirs too).
+MONEY_KINDS = ("authorization", "capture", "void", "charge", "refund")
+
+
 async def admin_ledger(kassa: Kassa, order_id: str) -> list[dict[str, Any]]:
+    """The order's ledger transactions of its money, oldest first, as the admin API shows them."""
     async with (await kassa.account("admin")).http() as admin:
         response = await admin.get("/admin/ledger", params={"order_id": order_id})
     assert response.status_code == 200, response.text
-    return [t for t in response.json() if t["kind"] in ("charge", "refund")]
+    return [t for t in response.json() if t["kind"] in MONEY_KINDS]
+
+
+def kinds(transactions: list[dict[str, Any]]) -> list[str]:
+    return [t["kind"] for t in transactions]
+
+
+def memo_of(transactions: list[dict[str, Any]]) -> dict[str, int]:
+    """What the order's ledger leaves on the memo accounts of card holds: zero once every
+    authorization was captured or voided."""
+    left = {CARD_HOLDS: 0, HELD_FOR_ORDERS: 0}
+    for transaction in transactions:
+        for posting in transaction["postings"]:
+            if posting["account"] in left:
+                left[posting["account"]] += posting["amount"]
+    return left
+
+
+def moved_by(transaction: dict[str, Any]) -> int:
+    return sum(p["amount"] for p in transaction["postings"] if p["amount"] > 0)
+
+
+def captures_of(double: YooKassaDouble, intent_id: str) -> list[tuple[str, Any]]:
+    """The Idempotence-Key and body of every capture of the payment the double was asked for."""
+    return [
+        (headers["idempotence-key"], body)
+        for method, path, headers, body in double.requests
+        if (method, path) == ("POST", f"/v3/payments/{intent_id}/capture")
+    ]
+
+
+async def delivered_for(double: YooKassaDouble, intent_id: str, kassa: Kassa) -> list[str]:
+    """Once every notification is answered: the events Kassa stored of the payment."""
+    await double.delivered()
+    return sorted(await events_for(kassa, intent_id))
 
 
 async def test_pay_now_on_yookassas_page_pays_the_order(yk: Stand) -> None:
@@ -172,7 +242,7 @@ async def test_pay_now_on_yookassas_page_pays_the_order(yk: Stand) -> None:
     order = await pending_order(yk, price=129_900)
     stock = await yk.kassa.stock(order.sku)
     assert (stock.on_hand, stock.reserved) == (3, 1)
-    # What Kassa asked YooKassa for: a redirect back to the gateway, capture at once, no token.
+    # What Kassa asked YooKassa for: a redirect back to the gateway, a hold (no capture), no token.
     headers, body = next(
         (headers, body)
         for method, path, headers, body in yk.double.requests
@@ -182,15 +252,14 @@ async def test_pay_now_on_yookassas_page_pays_the_order(yk: Stand) -> None:
     assert headers["idempotence-key"] == f"{order.order_id}:1:create"
     assert body == {
         "amount": {"value": "1299.00", "currency": "RUB"},
-        "capture": True,
+        "capture": False,
         "confirmation": {"type": "redirect", "return_url": f"{yk.kassa.api_url}/checkout/return"},
         "metadata": {"order_id": order.order_id},
         "description": f"Order {order.order_id}",
     }
 
+    # The customer pays on the page: YooKassa holds the money and says so.
     await on_the_page(order.payment_url, "succeed")
-    await yk.double.delivered()
-    assert yk.double.deliveries[-1] == ("payment.succeeded", 200)
     async with order.customer.http() as http:
         paid = await order_reaches(http, order.order_id, "PAID", within=10)
     assert [e["status"] for e in paid["events"]] == ["CREATED", "PENDING_PAYMENT", "PAID"]
@@ -200,21 +269,46 @@ async def test_pay_now_on_yookassas_page_pays_the_order(yk: Stand) -> None:
     )
     stock = await yk.kassa.stock(order.sku)
     assert (stock.on_hand, stock.reserved) == (2, 0)
-    (charge,) = await admin_ledger(yk.kassa, order.order_id)
-    assert charge["kind"] == "charge"
-    assert sum(p["amount"] for p in charge["postings"] if p["amount"] > 0) == 129_900
+    # The stock committed, the workflow captured the hold: once, under the key derived from the
+    # payment, all of it (no amount: YooKassa takes what it holds). YooKassa has the money.
+    assert captures_of(yk.double, order.intent_id) == [(f"{order.intent_id}:capture", {})]
+    at_yookassa = yk.double.payments[order.intent_id]
+    assert (at_yookassa.status, at_yookassa.amount, at_yookassa.paid) == (
+        "succeeded",
+        129_900,
+        True,
+    )
+    assert at_yookassa.captured_at is not None
+    async with session_scope(yk.kassa.engine) as session:
+        assert (await session.get_one(Payment, order.intent_id)).status == "succeeded"
+    # On the ledger: the hold, its capture, the charge; the memo of holds is back at zero.
+    ledger = await admin_ledger(yk.kassa, order.order_id)
+    assert kinds(ledger) == ["authorization", "capture", "charge"]
+    assert [moved_by(t) for t in ledger] == [129_900] * 3
+    assert {t["reference"] for t in ledger} == {order.intent_id}
+    assert memo_of(ledger) == {CARD_HOLDS: 0, HELD_FOR_ORDERS: 0}
 
-    # The notification was taken for what YooKassa's API said when asked again, and stored.
+    # Both notifications (the hold, then the capture) were taken for what YooKassa's API said
+    # when asked again, and stored.
+    assert await delivered_for(yk.double, order.intent_id, yk.kassa) == [
+        f"payment.succeeded:{order.intent_id}",
+        f"payment.waiting_for_capture:{order.intent_id}",
+    ]
+    event = await stored(yk.kassa, f"payment.waiting_for_capture:{order.intent_id}")
+    assert event is not None and event.processed_at is not None
+    assert event.type == "payment.waiting_for_capture" and event.intent_id == order.intent_id
+    assert event.payload["notification"]["object"]["id"] == order.intent_id
+    assert event.payload["fetched"]["status"] == "waiting_for_capture"
     event = await stored(yk.kassa, f"payment.succeeded:{order.intent_id}")
     assert event is not None and event.processed_at is not None
-    assert event.type == "payment.succeeded" and event.intent_id == order.intent_id
-    assert event.payload["notification"]["object"]["id"] == order.intent_id
     assert event.payload["fetched"]["status"] == "succeeded"
     assert ("GET", f"/v3/payments/{order.intent_id}") in [
         (m, p) for m, p, _, _ in yk.double.requests
     ]
     assert moved(before, await webhook_counts(yk.kassa), "signalled") >= 1
-    assert await signals(yk.kassa, order.order_id) == 1
+    # The hold's notification is what told the run; the capture's is the run's own doing (told
+    # too only if it overtook the capture's answer, which the run then ignores).
+    assert 1 <= await signals(yk.kassa, order.order_id) <= 2
     await ledger_balances(yk.kassa)
 
 
@@ -255,10 +349,20 @@ async def test_a_decline_on_the_page_then_another_payment_pays(yk: Stand) -> Non
         paid = await order_reaches(http, order.order_id, "PAID", within=10)
     assert (paid["payment"]["attempt"], paid["payment"]["intent_id"]) == (2, intent_id)
     assert yk.double.payments[order.intent_id].status == "canceled"
+    assert yk.double.payments[intent_id].status == "succeeded"
+    # Only the second payment was held, and captured; the declined one was never captured.
+    assert captures_of(yk.double, order.intent_id) == []
+    assert captures_of(yk.double, intent_id) == [(f"{intent_id}:capture", {})]
     stock = await yk.kassa.stock(order.sku)
     assert (stock.on_hand, stock.reserved) == (2, 0)
-    (charge,) = await admin_ledger(yk.kassa, order.order_id)
-    assert charge["kind"] == "charge"
+    ledger = await admin_ledger(yk.kassa, order.order_id)
+    assert [(t["kind"], t["reference"]) for t in ledger] == [
+        ("authorization", intent_id),
+        ("capture", intent_id),
+        ("charge", intent_id),
+    ]
+    assert memo_of(ledger) == {CARD_HOLDS: 0, HELD_FOR_ORDERS: 0}
+    await ledger_balances(yk.kassa)
 
 
 async def test_a_notification_from_elsewhere_is_refused_and_changes_nothing(yk: Stand) -> None:
@@ -267,7 +371,7 @@ async def test_a_notification_from_elsewhere_is_refused_and_changes_nothing(yk: 
     yk.double.notify_source = ELSEWHERE
     await on_the_page(order.payment_url, "succeed")
     await yk.double.delivered()
-    assert yk.double.deliveries[-1] == ("payment.succeeded", 400)
+    assert yk.double.deliveries[-1] == ("payment.waiting_for_capture", 400)
     after = await webhook_counts(yk.kassa)
     assert moved(before, after, "untrusted_source") == 1
     assert moved(before, after, "signalled") == 0
@@ -280,7 +384,7 @@ async def test_a_notification_from_elsewhere_is_refused_and_changes_nothing(yk: 
     # YooKassa sends it again until it is taken: from its own network it is.
     yk.double.notify_source = YOOKASSA_HERE
     body = yk.double.notification(
-        "payment.succeeded", yk.double.payment_json(yk.double.payments[order.intent_id])
+        "payment.waiting_for_capture", yk.double.payment_json(yk.double.payments[order.intent_id])
     )
     transport = httpx.AsyncHTTPTransport(local_address=YOOKASSA_HERE)
     async with httpx.AsyncClient(transport=transport) as yookassa:
@@ -288,7 +392,17 @@ async def test_a_notification_from_elsewhere_is_refused_and_changes_nothing(yk: 
     assert taken.status_code == 200, taken.text
     async with order.customer.http() as http:
         await order_reaches(http, order.order_id, "PAID", within=10)
-    assert await events_for(yk.kassa, order.intent_id) == [f"payment.succeeded:{order.intent_id}"]
+    assert yk.double.payments[order.intent_id].status == "succeeded"
+    # The hold's notification, taken the second time; the capture's, from YooKassa's network.
+    assert await delivered_for(yk.double, order.intent_id, yk.kassa) == [
+        f"payment.succeeded:{order.intent_id}",
+        f"payment.waiting_for_capture:{order.intent_id}",
+    ]
+    assert kinds(await admin_ledger(yk.kassa, order.order_id)) == [
+        "authorization",
+        "capture",
+        "charge",
+    ]
 
 
 async def test_an_admin_refund_reaches_yookassa(yk: Stand) -> None:
@@ -296,6 +410,8 @@ async def test_an_admin_refund_reaches_yookassa(yk: Stand) -> None:
     await on_the_page(order.payment_url, "succeed")
     async with order.customer.http() as http:
         await order_reaches(http, order.order_id, "PAID", within=10)
+    # Refundable only once captured: YooKassa refunds no hold.
+    assert yk.double.payments[order.intent_id].status == "succeeded"
 
     async with (await yk.kassa.account("admin")).http() as admin:
         # The longest key the API takes: YooKassa's Idempotence-Key holds 64 characters.
@@ -344,11 +460,10 @@ async def test_an_admin_refund_reaches_yookassa(yk: Stand) -> None:
     for refund_id in made:
         event = await stored(yk.kassa, f"refund.succeeded:{refund_id}")
         assert event is not None and event.processed_at is not None
-    assert [t["kind"] for t in await admin_ledger(yk.kassa, order.order_id)] == [
-        "charge",
-        "refund",
-        "refund",
-    ]
+    ledger = await admin_ledger(yk.kassa, order.order_id)
+    assert kinds(ledger) == ["authorization", "capture", "charge", "refund", "refund"]
+    assert [moved_by(t) for t in ledger] == [80_000, 80_000, 80_000, 30_000, 50_000]
+    assert memo_of(ledger) == {CARD_HOLDS: 0, HELD_FOR_ORDERS: 0}
     async with session_scope(yk.kassa.engine) as session:
         assert (await session.get_one(Payment, order.intent_id)).status == "succeeded"
     async with order.customer.http() as http:
@@ -356,32 +471,102 @@ async def test_an_admin_refund_reaches_yookassa(yk: Stand) -> None:
     await ledger_balances(yk.kassa)
 
 
-async def test_a_cancel_while_on_the_page_ends_the_order_and_a_later_payment_is_late(
+async def test_a_cancel_while_on_the_page_ends_the_order_and_a_later_hold_is_voided(
     yk: Stand,
 ) -> None:
     """YooKassa cancels only a payment waiting for capture: the order's cancel cannot void one
     still on its page, and the adapter answers it as it stands. The order ends all the same; if
-    the customer pays on the page afterwards, it is a late payment (README: completed while its
-    stock is there, else refunded)."""
+    the customer pays on the page afterwards, it is a late payment: only a hold (authorized, never
+    captured), so it is let go at YooKassa (a void: nothing taken, nothing to refund), and the
+    order stays CANCELLED."""
     order = await pending_order(yk)
     async with order.customer.http() as http:
         cancelled = await http.post(f"/orders/{order.order_id}/cancel")
         assert cancelled.status_code == 200, cancelled.text
         view = await order_reaches(http, order.order_id, "CANCELLED", within=10)
     assert view["payment"]["status"] == "requires_action"
-    assert ("POST", f"/v3/payments/{order.intent_id}/cancel") in [
-        (m, p) for m, p, _, _ in yk.double.requests
+    cancels = [
+        headers["idempotence-key"]
+        for m, p, headers, _ in yk.double.requests
+        if (m, p) == ("POST", f"/v3/payments/{order.intent_id}/cancel")
     ]
+    assert cancels == [f"{order.intent_id}:cancel"]
     assert yk.double.payments[order.intent_id].status == "pending"
     stock = await yk.kassa.stock(order.sku)
     assert (stock.on_hand, stock.reserved) == (3, 0)
 
     await on_the_page(order.payment_url, "succeed")
-    await yk.double.delivered()
-    assert yk.double.deliveries[-1] == ("payment.succeeded", 200)
+    assert await late_payment_settled(yk.kassa, order.intent_id) == LatePaymentResult("voided")
+    # Voided at YooKassa by the shop: the hold is gone, nothing was captured.
+    at_yookassa = yk.double.payments[order.intent_id]
+    assert (at_yookassa.status, at_yookassa.cancellation) == (
+        "canceled",
+        ("merchant", "canceled_by_merchant"),
+    )
+    assert captures_of(yk.double, order.intent_id) == []
+    async with session_scope(yk.kassa.engine) as session:
+        assert (await session.get_one(Payment, order.intent_id)).status == "canceled"
+    assert await delivered_for(yk.double, order.intent_id, yk.kassa) == [
+        f"payment.canceled:{order.intent_id}",
+        f"payment.waiting_for_capture:{order.intent_id}",
+    ]
     async with order.customer.http() as http:
-        late = await order_reaches(http, order.order_id, "PAID", within=10)
-    assert late["reason"] == "late_payment"
+        still = (await http.get(f"/orders/{order.order_id}")).json()
+    assert (still["status"], still["events"][-1]["status"]) == ("CANCELLED", "CANCELLED")
     stock = await yk.kassa.stock(order.sku)
-    assert (stock.on_hand, stock.reserved) == (2, 0)
-    assert [t["kind"] for t in await admin_ledger(yk.kassa, order.order_id)] == ["charge"]
+    assert (stock.on_hand, stock.reserved) == (3, 0)
+    # The hold and its void on the memo, which is back at zero; no charge, nothing refunded.
+    ledger = await admin_ledger(yk.kassa, order.order_id)
+    assert kinds(ledger) == ["authorization", "void"]
+    assert memo_of(ledger) == {CARD_HOLDS: 0, HELD_FOR_ORDERS: 0}
+    assert not [r for r in yk.double.refunds.values() if r.payment_id == order.intent_id]
+    await ledger_balances(yk.kassa)
+
+
+async def test_a_capture_yookassa_refuses_undoes_the_sale(yk: Stand) -> None:
+    """The hold runs out at YooKassa just as the workflow captures it (`expired_on_capture`):
+    YooKassa refuses the capture, so the sale committed a moment before is undone (the stock back
+    on the shelf) and the order ends PAYMENT_FAILED (capture_refused), its cart given back and
+    nothing charged."""
+    order = await pending_order(yk, price=99_000)
+    yk.double.expire_before_capture.add(order.intent_id)
+    await on_the_page(order.payment_url, "succeed")
+    async with order.customer.http() as http:
+        failed = await order_reaches(http, order.order_id, "PAYMENT_FAILED", within=10)
+        assert failed["reason"] == "capture_refused"
+        assert [e["status"] for e in failed["events"]] == [
+            "CREATED",
+            "PENDING_PAYMENT",
+            "PAYMENT_FAILED",
+        ]
+        reopened = await cart_reopened(http)
+    assert reopened["id"] == order.cart["id"] and reopened["version"] == order.cart["version"] + 1
+    assert reopened["status"] == "open" and reopened["items"][0]["sku"] == order.sku
+    # Asked once, under the payment's key, and refused: the hold had expired.
+    assert captures_of(yk.double, order.intent_id) == [(f"{order.intent_id}:capture", {})]
+    (refusal,) = [
+        answer
+        for key, (path, _, status, answer) in yk.double._replies.items()
+        if key == f"{order.intent_id}:capture"
+    ]
+    assert refusal["type"] == "error" and refusal["code"] == "invalid_request"
+    at_yookassa = yk.double.payments[order.intent_id]
+    assert (at_yookassa.status, at_yookassa.cancellation) == (
+        "canceled",
+        ("yoo_money", "expired_on_capture"),
+    )
+    # Committed, then put back: on the shelf as before, nothing held.
+    stock = await yk.kassa.stock(order.sku)
+    assert (stock.on_hand, stock.reserved) == (3, 0)
+    assert await delivered_for(yk.double, order.intent_id, yk.kassa) == [
+        f"payment.canceled:{order.intent_id}",
+        f"payment.waiting_for_capture:{order.intent_id}",
+    ]
+    async with session_scope(yk.kassa.engine) as session:
+        payment = await session.get_one(Payment, order.intent_id)
+    assert (payment.status, payment.decline_code) == ("failed", "expired_on_capture")
+    # The hold, and its end, on the memo; no charge.
+    ledger = await admin_ledger(yk.kassa, order.order_id)
+    assert kinds(ledger) == ["authorization", "void"]
+    assert memo_of(ledger) == {CARD_HOLDS: 0, HELD_FOR_ORDERS: 0}
+    await ledger_balances(yk.kassa)

@@ -27,8 +27,13 @@ against it too, in tests/test_provider_yookassa.py.
 
 The customer's part, on YooKassa's page: `GET /_double/pay/{id}` (the confirmation_url), and
 `POST /_double/payments/{id}/succeed` or `/decline?reason=...` as the customer's bank would
-answer. Tokens (`payment_token`): `double:frictionless` pays at once, `double:3ds` asks for the
-page, `double:decline:{reason}` is declined; any other is refused (400).
+answer. YooKassa's own part: `expire_authorization` lets go of a hold nobody captured in time
+(`canceled`, party `yoo_money`, reason `expired_on_capture`); a payment id put in
+`expire_before_capture` has its hold run out just as its capture arrives, so the capture is
+refused as YooKassa refuses one of a canceled payment (400 `invalid_request`).
+
+Tokens (`payment_token`): `double:frictionless` pays at once, `double:3ds` asks for the page,
+`double:decline:{reason}` is declined; any other is refused (400).
 """
 
 import argparse
@@ -116,6 +121,8 @@ class YooKassaDouble:
     requests: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
     deliveries: list[tuple[str, int | str]] = field(default_factory=list)  # (event, answer)
     dishonest: list[str] = field(default_factory=list)
+    # Payments whose authorization runs out just as their capture comes (a test's switch).
+    expire_before_capture: set[str] = field(default_factory=set)
     _replies: dict[str, tuple[str, Any, int, Any]] = field(default_factory=dict)
     _sending: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -130,6 +137,7 @@ class YooKassaDouble:
             self.requests,
             self.deliveries,
             self.dishonest,
+            self.expire_before_capture,
             self._replies,
         ):
             kept.clear()
@@ -211,6 +219,14 @@ class YooKassaDouble:
         if payment.status != "pending":
             raise Refusal(409, "invalid_request", f"payment is {payment.status}")
         payment.status, payment.cancellation = "canceled", (party, reason)
+        self._notify("payment.canceled", self.payment_json(payment))
+
+    def expire_authorization(self, payment: Payment) -> None:
+        """YooKassa lets go of a hold not captured in time: the payment is canceled by YooKassa
+        itself (`yoo_money`, `expired_on_capture`), and the shop is told."""
+        if payment.status != "waiting_for_capture":
+            raise Refusal(409, "invalid_request", f"payment is {payment.status}")
+        payment.status, payment.cancellation = "canceled", ("yoo_money", "expired_on_capture")
         self._notify("payment.canceled", self.payment_json(payment))
 
     def _notify(self, event: str, obj: dict[str, Any]) -> None:
@@ -350,6 +366,9 @@ def _app(double: YooKassaDouble) -> FastAPI:
         def take(body: Any, base_url: str) -> dict[str, Any]:
             sdk = _sdk_request(CapturePaymentRequest, body or {})
             payment = payment_of(payment_id)
+            if payment_id in double.expire_before_capture:
+                double.expire_before_capture.discard(payment_id)
+                double.expire_authorization(payment)
             if payment.status != "waiting_for_capture":
                 raise Refusal(
                     400, "invalid_request", f"Payment is {payment.status}: cannot be captured"

@@ -6,7 +6,7 @@ claim on the stock, then the order PENDING_PAYMENT in one transaction), so the r
 payment and owns the order from then on:
 
     initiate payment → wait for the outcome (webhook signal, customer, or the hold's end)
-    → paid: commit the stock
+    → paid: commit the stock, then capture the money if it was only held (two-stage providers)
     → not paid: cancel the intent, release the stock, reopen the cart
 
 One workflow per cart version (the id says which), so a double tap on Pay Now attaches to the
@@ -34,7 +34,14 @@ with workflow.unsafe.imports_passed_through():
         ReopenCartInput,
         ReservationInput,
     )
-    from kassa.statuses import ENDED, OPEN_PAYMENTS, SETTLED_PAYMENTS, OrderStatus, PaymentStatus
+    from kassa.statuses import (
+        ENDED,
+        OPEN_PAYMENTS,
+        SECURED_PAYMENTS,
+        SETTLED_PAYMENTS,
+        OrderStatus,
+        PaymentStatus,
+    )
     from workflows.retries import ACQUIRER_RETRY, DATABASE_RETRY
 
 ORDER_STATUS = SearchAttributeKey.for_keyword("OrderStatus")
@@ -154,6 +161,8 @@ class CheckoutWorkflow:
         self._cancel_requested = False
         self._cancel_reason = CANCELLED_BY_CUSTOMER
         self._webhook_updates: dict[str, PaymentUpdate] = {}
+        # The attempt whose money the order has: taken, or held to be captured.
+        self._paying: IntentState | None = None
 
     @workflow.run
     async def run(self, checkout: CheckoutInput) -> CheckoutResult:
@@ -175,7 +184,16 @@ class CheckoutWorkflow:
                 ReservationInput(self._reservation_id),
                 start_to_close_timeout=timedelta(seconds=10),
             )
-            await self._mark(outcome, None)
+            if await self._capture():
+                await self._mark(outcome, None)
+            else:
+                # The held money is gone (voided, expired): the sale is undone, nothing was taken.
+                await self._database_step(
+                    CheckoutActivities.restock,
+                    ReservationInput(self._reservation_id),
+                    start_to_close_timeout=timedelta(seconds=10),
+                )
+                await self._end_unpaid(checkout, OrderStatus.PAYMENT_FAILED, "capture_refused")
         else:
             await self._end_unpaid(checkout, outcome, reason)
         # Never complete under a running update: its caller is still waiting for the answer.
@@ -192,7 +210,8 @@ class CheckoutWorkflow:
             intent = await self._initiate_payment(method)
             if intent.status in OPEN_PAYMENTS:
                 intent = await self._await_authentication(checkout, intent)
-            if intent.status == PaymentStatus.SUCCEEDED:
+            if intent.status in SECURED_PAYMENTS:
+                self._paying = intent
                 return OrderStatus.PAID, None
             if self._paid_by_webhook():
                 await self._record_webhook_payment(method)
@@ -250,10 +269,34 @@ class CheckoutWorkflow:
         return intent
 
     async def _record_webhook_payment(self, method: PaymentMethod) -> None:
-        """A webhook said an intent went through. If it is the one of an unanswered attempt (the
-        bank made it, its answer was lost), asking again under that attempt's key records it."""
+        """A webhook said an intent went through (or holds the money). If it is the one of an
+        unanswered attempt (the bank made it, its answer was lost), asking again under that
+        attempt's key records it."""
         if self._attempts[-1].status == UNANSWERED_ATTEMPT:
             await self._initiate_payment(method)
+        secured = next(u for u in self._webhook_updates.values() if u.status in SECURED_PAYMENTS)
+        self._paying = IntentState(secured.intent_id, secured.status)
+
+    async def _capture(self) -> bool:
+        """Two-stage: the stock is committed, now the money held on the card is taken. False if
+        the provider refuses (the authorization is gone); one-stage money is taken already."""
+        assert self._paying is not None
+        if self._paying.status != PaymentStatus.AUTHORIZED:
+            return True
+        try:
+            captured = await workflow.execute_activity_method(
+                CheckoutActivities.capture_payment,
+                IntentInput(self._order.order_id, self._paying.intent_id),
+                start_to_close_timeout=timedelta(seconds=15),
+                # No deadline: the stock is sold, so the money must follow; only a refusal ends it.
+                retry_policy=ACQUIRER_RETRY,
+            )
+        except ActivityError:
+            return False
+        if self._attempts and self._attempts[-1].intent_id == captured.intent_id:
+            self._attempts[-1] = captured
+            self._show_payment()
+        return captured.status == PaymentStatus.SUCCEEDED
 
     def _reached_attempts(self) -> int:
         return sum(1 for attempt in self._attempts if attempt.status != UNANSWERED_ATTEMPT)
@@ -409,9 +452,7 @@ class CheckoutWorkflow:
         return max(self._hold_expires_at - workflow.now(), timedelta(0))
 
     def _paid_by_webhook(self) -> bool:
-        return any(
-            update.status == PaymentStatus.SUCCEEDED for update in self._webhook_updates.values()
-        )
+        return any(update.status in SECURED_PAYMENTS for update in self._webhook_updates.values())
 
     def _answer_ready(self, attempts_before: int) -> bool:
         if self._status in ENDED:
@@ -489,8 +530,10 @@ class CheckoutWorkflow:
 
     @workflow.signal
     def payment_updated(self, update: PaymentUpdate) -> None:
-        # Replays of a webhook are harmless: the first settled word on an intent stands.
-        if update.status in SETTLED_PAYMENTS and update.intent_id not in self._webhook_updates:
+        # Replays of a webhook are harmless: the first settled word on an intent stands (an
+        # authorization counts: its capture is this run's own doing).
+        settled = update.status in SETTLED_PAYMENTS or update.status == PaymentStatus.AUTHORIZED
+        if settled and update.intent_id not in self._webhook_updates:
             self._webhook_updates[update.intent_id] = update
 
     @workflow.query

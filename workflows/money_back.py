@@ -35,7 +35,7 @@ def late_payment_workflow_id(intent_id: str) -> str:
 
 @dataclass(frozen=True)
 class LatePaymentResult:
-    outcome: str  # counted | completed | refunded
+    outcome: str  # counted | completed | refunded | voided
     refund_id: str | None = None
 
 
@@ -66,6 +66,15 @@ class LatePaymentWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=DATABASE_RETRY,
         )
+        if settled.outcome == "void":
+            # Held, never taken: let go of the hold instead of refunding (no fee, no statement).
+            await workflow.execute_activity_method(
+                MoneyActivities.void_payment,
+                payment,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=REFUND_RETRY,
+            )
+            return LatePaymentResult("voided")
         if settled.outcome != "refund":
             return LatePaymentResult(settled.outcome)
         # Keyed by the intent: whoever finds this payment, it is refunded once.

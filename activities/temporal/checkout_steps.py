@@ -87,6 +87,11 @@ class CheckoutActivities:
             await inventory.commit(session, request.reservation_id)
 
     @activity.defn
+    async def restock(self, request: ReservationInput) -> None:
+        async with session_scope(self._engine) as session:
+            await inventory.restock(session, request.reservation_id)
+
+    @activity.defn
     async def release_stock(self, request: ReservationInput) -> None:
         async with refusals_are_final(), session_scope(self._engine) as session:
             await inventory.release(session, request.reservation_id)
@@ -131,7 +136,9 @@ class CheckoutActivities:
             currency=request.currency,
             idempotency_key=payment_key(request.order_id, request.attempt, "create"),
             return_url=self._return_url,
-            capture=True,
+            # Two-stage where the provider has it: the money is held now, and taken once the
+            # stock is committed (capture_payment).
+            capture=not self._provider.capabilities.two_stage,
             payment_method=request.token,
             description=f"Order {request.order_id}",
         )
@@ -166,6 +173,16 @@ class CheckoutActivities:
         )
 
     @activity.defn
+    async def capture_payment(self, request: IntentInput) -> IntentState:
+        """The authorized money taken, all of it; a refusal (the authorization is gone) is final.
+        Per payment: a retry captures once."""
+        async with refusals_are_final():
+            captured = await self._provider.capture(
+                request.intent_id, None, f"{request.intent_id}:capture"
+            )
+        return await self._recorded(request, _intent(captured))
+
+    @activity.defn
     async def cancel_payment(self, request: IntentInput) -> IntentState:
         # Per payment: whichever round of the checkout cancels it, the provider voids it once.
         cancelled = await self._provider.cancel(request.intent_id, f"{request.intent_id}:cancel")
@@ -197,6 +214,8 @@ class CheckoutActivities:
             self.cancel_payment,
             self.commit_stock,
             self.release_stock,
+            self.restock,
+            self.capture_payment,
             self.mark_order,
             self.reopen_cart,
         ]

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
-from activities import refunds
+from activities import payments, refunds
 from activities.providers.protocol import PaymentProvider
 from activities.temporal.refusals import refusals_are_final
 from kassa.db import session_scope
@@ -49,7 +49,7 @@ class LatePaymentInput:
 
 @dataclass(frozen=True)
 class LatePaymentSettled:
-    outcome: str  # counted | completed | refund
+    outcome: str  # counted | completed | refund | void
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,22 @@ class MoneyActivities:
         return LatePaymentSettled(outcome)
 
     @activity.defn
+    async def void_payment(self, request: LatePaymentInput) -> LatePaymentSettled:
+        """An authorization nobody will capture, let go at the provider (and closed on the
+        ledger's memo). Per payment: a retry voids once. Its own key: the checkout's cancel of the
+        payment (`{intent}:cancel`) may have come first, refused while the customer was still on
+        the provider's page, and the provider answers a repeated key with that first answer."""
+        async with refusals_are_final():
+            voided = await self._provider.cancel(request.intent_id, f"{request.intent_id}:void")
+        async with session_scope(self._engine) as session:
+            await payments.advance(session, voided.payment_id, voided.status, voided.decline_code)
+        log.info(
+            "late authorization voided",
+            extra={"order_id": request.order_id, "intent_id": request.intent_id},
+        )
+        return LatePaymentSettled(voided.status)
+
+    @activity.defn
     async def find_unsettled_payments(self, request: FindUnsettledInput) -> UnsettledPayments:
         async with session_scope(self._engine) as session:
             found = await refunds.unsettled_payments(session, request.limit)
@@ -127,4 +143,9 @@ class MoneyActivities:
         )
 
     def all(self) -> list[Callable[..., Awaitable[Any]]]:
-        return [self.refund_payment, self.settle_late_payment, self.find_unsettled_payments]
+        return [
+            self.refund_payment,
+            self.settle_late_payment,
+            self.void_payment,
+            self.find_unsettled_payments,
+        ]
