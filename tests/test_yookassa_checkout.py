@@ -181,8 +181,10 @@ async def started(handle: WorkflowHandle[Any, Any]) -> bool:
 
 async def late_payment_settled(kassa: Kassa, intent_id: str) -> LatePaymentResult:
     """The late payment's own workflow (started by the notification's handler), once it ends."""
-    handle = kassa.temporal.get_workflow_handle_for(
-        LatePaymentWorkflow.run, late_payment_workflow_id(intent_id)
+    handle: WorkflowHandle[LatePaymentWorkflow, LatePaymentResult] = (
+        kassa.temporal.get_workflow_handle_for(
+            LatePaymentWorkflow.run, late_payment_workflow_id(intent_id)
+        )
     )
     deadline = time.monotonic() + 10
     while not await started(handle):
