@@ -26,6 +26,7 @@ from activities.providers.protocol import (
 )
 from activities.temporal.refusals import refusals_are_final
 from kassa.db import session_scope
+from kassa.errors import DomainError
 from kassa.metrics import CHECKOUTS_ENDED
 from kassa.statuses import ENDED, OrderStatus, PaymentStatus
 
@@ -174,12 +175,18 @@ class CheckoutActivities:
 
     @activity.defn
     async def capture_payment(self, request: IntentInput) -> IntentState:
-        """The authorized money taken, all of it; a refusal (the authorization is gone) is final.
-        Per payment: a retry captures once."""
+        """The authorized money taken, all of it; a refusal (the authorization is gone) is final,
+        and what the provider says of the payment then is recorded first (its void on the ledger's
+        memo). Per payment: a retry captures once."""
         async with refusals_are_final():
-            captured = await self._provider.capture(
-                request.intent_id, None, f"{request.intent_id}:capture"
-            )
+            try:
+                captured = await self._provider.capture(
+                    request.intent_id, None, f"{request.intent_id}:capture"
+                )
+            except DomainError:
+                gone = await self._provider.get_payment(request.intent_id)
+                await self._recorded(request, _intent(gone))
+                raise
         return await self._recorded(request, _intent(captured))
 
     @activity.defn
