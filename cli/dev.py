@@ -366,7 +366,7 @@ def _announce(settings: Settings) -> None:
     lines += [
         (
             "Create an admin in another terminal:"
-            "  kassa users create-admin you@example.com --password …"
+            "  kassa users create-admin you@example.com   (it asks for the password)"
         ),
         f"Ctrl-C stops everything; the data stays in {settings.data_dir}",
         "",

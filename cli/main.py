@@ -5,6 +5,7 @@ Errors a user can fix are one line on stderr saying what to do next, never a tra
 
 import argparse
 import asyncio
+import getpass
 import logging
 import os
 import sys
@@ -97,9 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     users = commands.add_parser("users", help="manage accounts").add_subparsers(
         required=True, metavar="ACTION"
     )
-    admin = users.add_parser("create-admin", help="create an admin, or make an account an admin")
+    admin = users.add_parser(
+        "create-admin",
+        help="create an admin, or make an account an admin; the password is asked for (or read"
+        " from KASSA_ADMIN_PASSWORD, or from standard input's first line), never an argument",
+    )
     admin.add_argument("email")
-    admin.add_argument("--password", required=True)
     admin.set_defaults(command=_create_admin)
     return parser
 
@@ -184,13 +188,26 @@ def _count(value: str) -> int:
     return int(value)
 
 
+def _admin_password() -> str:
+    """Never from the command line, where `ps` and the shell's history show it."""
+    if password := os.environ.get("KASSA_ADMIN_PASSWORD"):
+        return password
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        raise StartError("the two passwords differ — run it again")
+    return password
+
+
 def _create_admin(args: argparse.Namespace) -> int:
     settings = _settings()
+    password = _admin_password()
 
     async def create(engine: AsyncEngine) -> str:
         async with session_scope(engine) as session:
             return (
-                await create_admin(session, password_hasher(settings), args.email, args.password)
+                await create_admin(session, password_hasher(settings), args.email, password)
             ).email
 
     email = dev.run_with_engine(database_url(settings), create)

@@ -6,6 +6,8 @@ import asyncio
 import dataclasses
 import hashlib
 import itertools
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -585,3 +587,44 @@ async def test_pay_now_takes_only_the_customers_own_address(kassa: Kassa) -> Non
     async with session_scope(kassa.engine) as session:
         kept = await session.get_one(Address, uuid.UUID(gone["id"]))
     assert kept.deleted_at is not None  # a deleted address stays for the orders that name it
+
+
+async def test_an_admin_is_made_with_a_password_never_on_the_command_line(kassa: Kassa) -> None:
+    """`kassa users create-admin` takes the password from KASSA_ADMIN_PASSWORD or standard input
+    (asked for on a terminal), never as an argument, where `ps` and shell history would show it."""
+    root = Path(__file__).parent.parent
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "KASSA_ENV": "test",
+        "KASSA_DATA_DIR": str(kassa.settings.data_dir),
+        "KASSA_DATABASE_URL": kassa.settings.database_url or "",
+    }
+
+    def create_admin(email: str, *extra: str, **given: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", "users", "create-admin", email, *extra],
+            input="correct-horse-42\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=environment | given,
+            cwd=root,
+        )
+
+    refused = await asyncio.to_thread(
+        create_admin, "ops@example.com", "--password", "correct-horse-42"
+    )
+    assert refused.returncode == 2 and "unrecognized arguments" in refused.stderr
+    for email, given in (
+        (f"ops-{uuid.uuid4().hex[:8]}@example.com", {}),  # from standard input
+        (f"ops-{uuid.uuid4().hex[:8]}@example.com", {"KASSA_ADMIN_PASSWORD": "other-horse-42"}),
+    ):
+        made = await asyncio.to_thread(create_admin, email, **given)
+        assert made.returncode == 0 and f"admin {email} ready" in made.stdout, made.stderr
+        password = given.get("KASSA_ADMIN_PASSWORD", "correct-horse-42")
+        async with kassa.http() as http:
+            login = await http.post("/auth/login", json={"email": email, "password": password})
+            assert login.status_code == 200, login.text
+            token = login.json()["access_token"]
+        async with kassa.http(token) as admin:
+            assert (await admin.get("/admin/orders")).status_code == 200
