@@ -18,7 +18,7 @@ from activities.loyalty import PointsUnavailable
 from activities.promos import PromoUnavailable
 from activities.providers.protocol import ProviderRefund
 from kassa.errors import Conflict, Invalid
-from kassa.statuses import ENDED, UNPAID_ENDINGS, OrderStatus, PaymentStatus
+from kassa.statuses import ENDED, OPEN_PAYMENTS, UNPAID_ENDINGS, OrderStatus, PaymentStatus
 from kassa.tables import (
     Cart,
     LedgerTransaction,
@@ -59,6 +59,20 @@ async def unsettled_payments(session: AsyncSession, limit: int = 100) -> list[Pa
             ),
             col(Order.status).in_(ENDED),
         )
+        .limit(limit)
+    )
+    return list(await session.exec(query))
+
+
+async def open_payments_of_ended_orders(session: AsyncSession, limit: int) -> list[Payment]:
+    """Payments still waiting for the customer, at our last word, whose order has ended, newest
+    first: no run asks the provider about them any more. One the provider could not cancel
+    (YooKassa's page stays open) may have been paid since, its webhook lost."""
+    query = (
+        select(Payment)
+        .join(Order, col(Order.id) == col(Payment.order_id))
+        .where(col(Payment.status).in_(OPEN_PAYMENTS), col(Order.status).in_(ENDED))
+        .order_by(col(Payment.created_at).desc())
         .limit(limit)
     )
     return list(await session.exec(query))

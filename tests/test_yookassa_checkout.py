@@ -32,6 +32,7 @@ from kassa.db import session_scope
 from kassa.tables import Order, Payment, WebhookEvent
 from tests.conftest import Customer, Kassa, kassa_stack, ledger_balances
 from tests.flow import cart_reopened, order_reaches, pay_now
+from tests.late_payments import reconcile
 from tests.servers import listening_socket, serving
 from tests.yookassa_double import YooKassaDouble
 from workflows.checkout import CheckoutResult, CheckoutWorkflow
@@ -78,9 +79,11 @@ async def stand(
 
 @pytest.fixture
 async def yk(stand: Stand) -> AsyncIterator[Stand]:
-    """Each test's notifications come from YooKassa's network unless it says otherwise."""
-    stand.double.notify_source = YOOKASSA_HERE
+    """Each test's notifications come from YooKassa's network, and are sent, unless it says
+    otherwise."""
+    stand.double.notify_source, stand.double.notifying = YOOKASSA_HERE, True
     yield stand
+    stand.double.notifying = True
     await stand.double.delivered()
     assert stand.double.dishonest == []
 
@@ -571,4 +574,229 @@ async def test_a_capture_yookassa_refuses_undoes_the_sale(yk: Stand) -> None:
     ledger = await admin_ledger(yk.kassa, order.order_id)
     assert kinds(ledger) == ["authorization", "void"]
     assert memo_of(ledger) == {CARD_HOLDS: 0, HELD_FOR_ORDERS: 0}
+    await ledger_balances(yk.kassa)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """All that a payment's event could change: the order, our payment, the ledger, the stock,
+    and the run's signals."""
+
+    order: dict[str, Any]
+    payment: tuple[str, str | None]
+    ledger: list[dict[str, Any]]
+    stock: tuple[int, int]
+    signals: int
+
+
+async def standing(yk: Stand, order: Pending) -> Standing:
+    async with order.customer.http() as http:
+        view = (await http.get(f"/orders/{order.order_id}")).json()
+    async with session_scope(yk.kassa.engine) as session:
+        payment = await session.get_one(Payment, order.intent_id)
+    stock = await yk.kassa.stock(order.sku)
+    return Standing(
+        view,
+        (payment.status, payment.decline_code),
+        await admin_ledger(yk.kassa, order.order_id),
+        (stock.on_hand, stock.reserved),
+        await signals(yk.kassa, order.order_id),
+    )
+
+
+async def paid_on_the_page(yk: Stand, price: int) -> Pending:
+    """An order paid on YooKassa's page, held, captured and PAID, every notification answered."""
+    order = await pending_order(yk, price=price)
+    await on_the_page(order.payment_url, "succeed")
+    async with order.customer.http() as http:
+        await order_reaches(http, order.order_id, "PAID", within=10)
+    assert await delivered_for(yk.double, order.intent_id, yk.kassa) == [
+        f"payment.succeeded:{order.intent_id}",
+        f"payment.waiting_for_capture:{order.intent_id}",
+    ]
+    return order
+
+
+async def test_a_notification_sent_twice_is_a_duplicate_and_changes_nothing(yk: Stand) -> None:
+    """YooKassa sends a notification again when its answer was lost: the same body, from its
+    own network. The second is answered as the first (YooKassa's acknowledgement) and flagged a
+    duplicate, and changes nothing."""
+    order = await paid_on_the_page(yk, price=61_000)
+    before = await standing(yk, order)
+    counts = await webhook_counts(yk.kassa)
+    again = await yk.double.redeliver("payment.succeeded", order.intent_id)
+    assert again is not None and again.status_code == 200
+    assert again.json() == {"duplicate": True}
+    assert yk.double.deliveries[-1] == ("payment.succeeded", 200)
+    # The same once more: still a duplicate.
+    third = await yk.double.redeliver("payment.succeeded", order.intent_id)
+    assert third is not None and third.json() == {"duplicate": True}
+    assert moved(counts, await webhook_counts(yk.kassa), "duplicate") == 2
+    assert await standing(yk, order) == before
+    assert before.order["status"] == "PAID" and before.payment == ("succeeded", None)
+    assert kinds(before.ledger) == ["authorization", "capture", "charge"]
+    assert captures_of(yk.double, order.intent_id) == [(f"{order.intent_id}:capture", {})]
+    assert sorted(await events_for(yk.kassa, order.intent_id)) == [
+        f"payment.succeeded:{order.intent_id}",
+        f"payment.waiting_for_capture:{order.intent_id}",
+    ]
+    await ledger_balances(yk.kassa)
+
+
+async def test_a_hold_notified_after_its_capture_is_the_capture_and_changes_nothing(
+    yk: Stand,
+) -> None:
+    """Notifications come in any order: the hold's (`payment.waiting_for_capture`) arrives after
+    the payment was captured and the order PAID. Kassa asks YooKassa again, which says
+    succeeded: the event is the capture's (`payment.succeeded:{id}`), taken already, so a
+    duplicate; nothing moves back."""
+    order = await paid_on_the_page(yk, price=62_000)
+    before = await standing(yk, order)
+    counts = await webhook_counts(yk.kassa)
+    late = await yk.double.redeliver("payment.waiting_for_capture", order.intent_id)
+    assert late is not None and late.status_code == 200
+    assert late.json() == {"duplicate": True}
+    # What was redelivered: the hold's notification, as it was first sent.
+    held = ("payment.waiting_for_capture", order.intent_id)
+    (sent,) = [body for body in yk.double.notified if (body["event"], body["object"]["id"]) == held]
+    assert sent["object"]["status"] == "waiting_for_capture"
+    assert yk.double.payments[order.intent_id].status == "succeeded"
+    after = await webhook_counts(yk.kassa)
+    assert moved(counts, after, "duplicate") == 1
+    assert moved(counts, after, "signalled") == 0
+    assert await standing(yk, order) == before
+    assert before.payment == ("succeeded", None)
+    assert kinds(before.ledger) == ["authorization", "capture", "charge"]
+    # Stored as before: no event of its own.
+    assert sorted(await events_for(yk.kassa, order.intent_id)) == [
+        f"payment.succeeded:{order.intent_id}",
+        f"payment.waiting_for_capture:{order.intent_id}",
+    ]
+    await ledger_balances(yk.kassa)
+
+
+async def test_a_notification_whose_body_lies_is_taken_for_what_the_api_says(yk: Stand) -> None:
+    """A notification from YooKassa's network (a proxy's address can be borrowed) that says
+    succeeded for a payment the API says is still pending: the event is built from the API's
+    answer (`payment.pending:{id}`, no outcome), so nothing moves, and the id of the real
+    success is not used up: the payment, once made, pays the order."""
+    order = await pending_order(yk, price=63_000)
+    before = await standing(yk, order)
+    counts = await webhook_counts(yk.kassa)
+    lie = yk.double.payment_json(yk.double.payments[order.intent_id]) | {
+        "status": "succeeded",
+        "paid": True,
+    }
+    body = yk.double.notification("payment.succeeded", lie)
+    transport = httpx.AsyncHTTPTransport(local_address=YOOKASSA_HERE)
+    async with httpx.AsyncClient(transport=transport) as proxy:
+        taken = await proxy.post(yk.kassa.settings.webhook_url, json=body)
+    assert taken.status_code == 200 and taken.json() == {}, taken.text
+    assert moved(counts, await webhook_counts(yk.kassa), "ignored") == 1
+    assert await events_for(yk.kassa, order.intent_id) == [f"payment.pending:{order.intent_id}"]
+    event = await stored(yk.kassa, f"payment.pending:{order.intent_id}")
+    assert event is not None and event.processed_at is not None
+    assert event.type == "payment.succeeded"
+    assert event.payload["notification"]["object"]["status"] == "succeeded"
+    assert event.payload["fetched"]["status"] == "pending"
+    assert await standing(yk, order) == before
+    assert before.order["status"] == "PENDING_PAYMENT"
+    assert before.payment == ("requires_action", None) and before.ledger == []
+    assert before.signals == 0
+
+    # The customer does pay: its own notifications take the order to PAID.
+    await on_the_page(order.payment_url, "succeed")
+    async with order.customer.http() as http:
+        await order_reaches(http, order.order_id, "PAID", within=10)
+    assert await delivered_for(yk.double, order.intent_id, yk.kassa) == [
+        f"payment.pending:{order.intent_id}",
+        f"payment.succeeded:{order.intent_id}",
+        f"payment.waiting_for_capture:{order.intent_id}",
+    ]
+    assert kinds(await admin_ledger(yk.kassa, order.order_id)) == [
+        "authorization",
+        "capture",
+        "charge",
+    ]
+
+
+async def test_a_lost_notification_is_found_by_the_runs_status_check(yk: Stand) -> None:
+    """The customer pays on the page and YooKassa's notification never comes: the run asks
+    YooKassa itself (5 s after Pay Now, then 10 s, 20 s...), finds the hold, captures it and the
+    order is PAID."""
+    order = await pending_order(yk, price=64_000)
+    began = time.monotonic()
+    yk.double.notifying = False
+    await on_the_page(order.payment_url, "succeed")
+    assert yk.double.payments[order.intent_id].status == "waiting_for_capture"
+    async with order.customer.http() as http:
+        paid = await order_reaches(http, order.order_id, "PAID", within=10)
+    # Not before the run's first check.
+    assert time.monotonic() - began >= 4
+    assert paid["payment"]["status"] == "succeeded"
+    assert yk.double.payments[order.intent_id].status == "succeeded"
+    assert captures_of(yk.double, order.intent_id) == [(f"{order.intent_id}:capture", {})]
+    # YooKassa had two to send (the hold, the capture) and none came; nothing was stored.
+    assert [
+        body["event"] for body in yk.double.notified if body["object"]["id"] == order.intent_id
+    ] == ["payment.waiting_for_capture", "payment.succeeded"]
+    assert await delivered_for(yk.double, order.intent_id, yk.kassa) == []
+    assert await signals(yk.kassa, order.order_id) == 0
+    stock = await yk.kassa.stock(order.sku)
+    assert (stock.on_hand, stock.reserved) == (2, 0)
+    ledger = await admin_ledger(yk.kassa, order.order_id)
+    assert kinds(ledger) == ["authorization", "capture", "charge"]
+    assert memo_of(ledger) == {CARD_HOLDS: 0, HELD_FOR_ORDERS: 0}
+    await ledger_balances(yk.kassa)
+
+
+async def test_a_lost_notification_of_an_ended_order_is_found_by_reconciliation(
+    yk: Stand,
+) -> None:
+    """The customer cancels while on YooKassa's page (which YooKassa cannot close), pays there
+    all the same, and the notification is lost: the run has ended, so no one asks. The
+    reconciliation does: it asks YooKassa about the ended order's payment still open, finds the
+    hold, and lets go of it (a void: not captured, not refunded); the order stays CANCELLED."""
+    order = await pending_order(yk, price=65_000)
+    async with order.customer.http() as http:
+        cancelled = await http.post(f"/orders/{order.order_id}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        await order_reaches(http, order.order_id, "CANCELLED", within=10)
+    assert yk.double.payments[order.intent_id].status == "pending"
+
+    yk.double.notifying = False
+    await on_the_page(order.payment_url, "succeed")
+    assert yk.double.payments[order.intent_id].status == "waiting_for_capture"
+    async with session_scope(yk.kassa.engine) as session:
+        assert (await session.get_one(Payment, order.intent_id)).status == "requires_action"
+
+    await reconcile(yk.kassa)
+    assert await late_payment_settled(yk.kassa, order.intent_id) == LatePaymentResult("voided")
+    at_yookassa = yk.double.payments[order.intent_id]
+    assert (at_yookassa.status, at_yookassa.cancellation) == (
+        "canceled",
+        ("merchant", "canceled_by_merchant"),
+    )
+    voids = [
+        headers["idempotence-key"]
+        for m, p, headers, _ in yk.double.requests
+        if (m, p) == ("POST", f"/v3/payments/{order.intent_id}/cancel")
+    ]
+    assert voids == [f"{order.intent_id}:cancel", f"{order.intent_id}:void"]
+    assert captures_of(yk.double, order.intent_id) == []
+    assert not [r for r in yk.double.refunds.values() if r.payment_id == order.intent_id]
+    async with session_scope(yk.kassa.engine) as session:
+        assert (await session.get_one(Payment, order.intent_id)).status == "canceled"
+    assert await delivered_for(yk.double, order.intent_id, yk.kassa) == []
+    async with order.customer.http() as http:
+        still = (await http.get(f"/orders/{order.order_id}")).json()
+    assert (still["status"], still["events"][-1]["status"]) == ("CANCELLED", "CANCELLED")
+    stock = await yk.kassa.stock(order.sku)
+    assert (stock.on_hand, stock.reserved) == (3, 0)
+    ledger = await admin_ledger(yk.kassa, order.order_id)
+    assert kinds(ledger) == ["authorization", "void"]
+    assert memo_of(ledger) == {CARD_HOLDS: 0, HELD_FOR_ORDERS: 0}
+    # Settled: the next reconciliation finds nothing of it.
+    await reconcile(yk.kassa)
+    assert kinds(await admin_ledger(yk.kassa, order.order_id)) == ["authorization", "void"]
     await ledger_balances(yk.kassa)

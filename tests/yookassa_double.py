@@ -120,11 +120,13 @@ class YooKassaDouble:
     refunds: dict[str, Refund] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, str], Any]] = field(default_factory=list)
     deliveries: list[tuple[str, int | str]] = field(default_factory=list)  # (event, answer)
+    # Every notification YooKassa had to send, delivered or not (not `notifying`: lost).
+    notified: list[dict[str, Any]] = field(default_factory=list)
     dishonest: list[str] = field(default_factory=list)
     # Payments whose authorization runs out just as their capture comes (a test's switch).
     expire_before_capture: set[str] = field(default_factory=set)
     _replies: dict[str, tuple[str, Any, int, Any]] = field(default_factory=dict)
-    _sending: set[asyncio.Task[None]] = field(default_factory=set)
+    _sending: set[asyncio.Task[httpx.Response | None]] = field(default_factory=set)
 
     def app(self) -> FastAPI:
         return _app(self)
@@ -136,6 +138,7 @@ class YooKassaDouble:
             self.refunds,
             self.requests,
             self.deliveries,
+            self.notified,
             self.dishonest,
             self.expire_before_capture,
             self._replies,
@@ -229,20 +232,33 @@ class YooKassaDouble:
         payment.status, payment.cancellation = "canceled", ("yoo_money", "expired_on_capture")
         self._notify("payment.canceled", self.payment_json(payment))
 
+    async def redeliver(self, event: str, object_id: str) -> httpx.Response | None:
+        """YooKassa sends a notification again, the body as it was first sent (its answer was
+        lost or late): the last `event` of the object, delivered now; the shop's answer (None if
+        none came)."""
+        body = next(
+            sent
+            for sent in reversed(self.notified)
+            if (sent["event"], sent["object"]["id"]) == (event, object_id)
+        )
+        return await self._send(event, body)
+
     def _notify(self, event: str, obj: dict[str, Any]) -> None:
         body = self.notification(event, obj)
+        self.notified.append(body)
         if self.notify_url is None or not self.notifying:
             return
         task = asyncio.create_task(self._send(event, body))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _send(self, event: str, body: dict[str, Any]) -> None:
+    async def _send(self, event: str, body: dict[str, Any]) -> httpx.Response | None:
         obj = body["object"]
         # From `notify_source`: any 127.0.0.0/8 address is this machine's, so a test can play
         # YooKassa's network (and a foreign one) over loopback.
         transport = httpx.AsyncHTTPTransport(local_address=self.notify_source)
         assert self.notify_url is not None
+        response: httpx.Response | None = None
         async with httpx.AsyncClient(transport=transport, timeout=10) as client:
             try:
                 response = await client.post(self.notify_url, json=body)
@@ -251,6 +267,7 @@ class YooKassaDouble:
                 self.deliveries.append((event, type(error).__name__))
             if self.announce:
                 print(f"notified {event} {obj['id']}: {self.deliveries[-1][1]}", flush=True)
+        return response
 
     def _dishonest(self, what: str) -> None:
         self.dishonest.append(what)

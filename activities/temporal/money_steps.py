@@ -4,6 +4,7 @@ One frozen dataclass in, one out; business refusals are non-retryable Applicatio
 by the domain error's code; the acquirer's outages are retried by Temporal.
 """
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -14,13 +15,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities import payments, refunds
-from activities.providers.protocol import PaymentProvider
+from activities.providers.protocol import PaymentProvider, ProviderUnavailable
 from activities.temporal.refusals import refusals_are_final
 from kassa.db import session_scope
+from kassa.errors import DomainError
 from kassa.statuses import OrderStatus
 from kassa.tables import Order
 
 log = logging.getLogger("kassa.money")
+
+# Open payments of ended orders asked about again per reconciliation, and at once: within the
+# activity's timeout even when the provider answers slowly.
+OPEN_PAYMENTS_ASKED = 20
+ASKED_AT_ONCE = 10
 
 
 @dataclass(frozen=True)
@@ -136,11 +143,33 @@ class MoneyActivities:
 
     @activity.defn
     async def find_unsettled_payments(self, request: FindUnsettledInput) -> UnsettledPayments:
+        """Money no checkout took. A payment of an ended order still open on our record is asked
+        about first: its webhook may have been lost after the run that polled it ended."""
+        async with session_scope(self._engine) as session:
+            still_open = await refunds.open_payments_of_ended_orders(
+                session, min(request.limit, OPEN_PAYMENTS_ASKED)
+            )
+        at_once = asyncio.Semaphore(ASKED_AT_ONCE)
+        await asyncio.gather(*(self._ask_again(p.intent_id, at_once) for p in still_open))
         async with session_scope(self._engine) as session:
             found = await refunds.unsettled_payments(session, request.limit)
         return UnsettledPayments(
             [LatePaymentInput(p.order_id, p.intent_id, p.amount, p.currency) for p in found]
         )
+
+    async def _ask_again(self, intent_id: str, at_once: asyncio.Semaphore) -> None:
+        """The provider's word on the payment, recorded (forward only); a payment it cannot tell
+        about now is asked again at the next reconciliation."""
+        try:
+            async with at_once:
+                now = await self._provider.get_payment(intent_id)
+        except (ProviderUnavailable, DomainError) as error:
+            log.warning(
+                "open payment not asked again", extra={"intent_id": intent_id, "error": str(error)}
+            )
+            return
+        async with session_scope(self._engine) as session:
+            await payments.advance(session, now.payment_id, now.status, now.decline_code)
 
     def all(self) -> list[Callable[..., Awaitable[Any]]]:
         return [
