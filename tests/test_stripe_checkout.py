@@ -6,27 +6,41 @@ The customer and the admin speak only HTTP to the gateway; nothing is mocked.
 Stripe is two-stage: Pay Now only authorizes (`capture_method=manual`, `requires_capture`), and the
 checkout captures once the stock is committed. localstripe sends no event for an authorization,
 and `payment_intent.succeeded` (a second later) for the capture: by then Kassa has recorded it,
-so it is `known`, never signalled."""
+so it is `known`, never signalled.
+
+The webhook paths of README's "What happens when a webhook is late, duplicated or lost", with
+Stripe: localstripe's own event delivered again (a duplicate), older statuses arriving after the
+capture (stale), and a hold whose event never came, found by reconciliation and voided."""
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import stripe
 from prometheus_client import REGISTRY
 from sqlmodel import col, select
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from activities import payments
+from activities.payments import IntentState
 from kassa.db import session_scope
-from kassa.tables import Payment, WebhookEvent
+from kassa.statuses import PaymentStatus
+from kassa.tables import Order, Payment, WebhookEvent
+from kassa.webhook_signatures import sign
 from tests.conftest import Kassa, kassa_stack, ledger_balances
 from tests.flow import order_reaches, pay_now
+from tests.late_payments import reconcile
 from tests.stripe_fake import (
     SECRET_KEY,
     WEBHOOK_SECRET,
@@ -39,6 +53,7 @@ from tests.stripe_fake import (
     three_d_secure_method,
 )
 from workflows.checkout import checkout_workflow_id
+from workflows.money_back import LatePaymentResult, LatePaymentWorkflow, late_payment_workflow_id
 
 VISA = {"type": "card", "token": "pm_card_visa"}
 DECLINED = {"type": "card", "token": "pm_card_chargeCustomerFail"}
@@ -357,3 +372,255 @@ async def test_an_admin_refund_reaches_stripe(stripe_kassa: StripeKassa) -> None
     refund = next(t for t in await ledger_of(kassa, order_id) if t["kind"] == "refund")
     assert refund["reference"] == done["refund_id"]
     assert_return_url_sent(stripe_kassa, order_id, payments=1)
+
+
+def localstripe_body(event: dict[str, Any]) -> bytes:
+    """An event's body as localstripe words it (tests/stripe_fake.py's webhooks)."""
+    return json.dumps(event, indent=2, sort_keys=True).encode()
+
+
+async def deliver(kassa: Kassa, body: bytes) -> httpx.Response:
+    """POSTs `body` to `/webhooks/stripe` as Stripe would: `Stripe-Signature: t=…,v1=…`, signed
+    now with the endpoint secret the stack uses. Stripe's own library takes the signature."""
+    secret = kassa.settings.psp_webhook_secret
+    assert secret
+    header = sign(secret, body, int(time.time()))
+    assert stripe.Webhook.construct_event(body, header, secret).id == json.loads(body)["id"]
+    async with kassa.http() as http:
+        return await http.post(
+            "/webhooks/stripe",
+            content=body,
+            headers={"Content-Type": "application/json; charset=utf-8", "Stripe-Signature": header},
+        )
+
+
+def later_event(delivered: WebhookEvent, type: str, **intent: Any) -> dict[str, Any]:
+    """Another event about the intent of a delivered one, in localstripe's words: a new id, now,
+    `type`, the intent as it was with `intent` over it."""
+    obj = delivered.payload["data"]["object"] | intent
+    return delivered.payload | {
+        "id": f"evt_{uuid.uuid4().hex[:24]}",
+        "type": type,
+        "created": int(time.time()),
+        "data": {"object": obj},
+    }
+
+
+@dataclass
+class MoneyState:
+    order: dict[str, Any]  # the admin's dossier: timeline, payments, refunds, ledger, run
+    payment_written_at: datetime  # our record of the intent, last written
+    signals: int  # to the order's checkout run
+    late_payment: bool  # a LatePaymentWorkflow for the intent (news after the run ended)
+    stripe_calls: int  # Kassa's, about the intent
+    intent: dict[str, Any]  # at localstripe
+
+
+async def money_state(stripe_kassa: StripeKassa, order_id: str, intent_id: str) -> MoneyState:
+    kassa = stripe_kassa.kassa
+    async with (await kassa.account("admin")).http() as admin:
+        dossier = await admin.get(f"/admin/orders/{order_id}")
+        assert dossier.status_code == 200, dossier.text
+    async with session_scope(kassa.engine) as session:
+        workflow_id = (await session.get_one(Order, uuid.UUID(order_id))).workflow_id
+        written_at = (await session.get_one(Payment, intent_id)).updated_at
+    history = kassa.temporal.get_workflow_handle(workflow_id).fetch_history_events()
+    signals = [
+        event
+        async for event in history
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    ]
+    try:
+        await kassa.temporal.get_workflow_handle(late_payment_workflow_id(intent_id)).describe()
+        late_payment = True
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+        late_payment = False
+    calls = [sent for sent in stripe_kassa.proxy.sent if intent_id in sent.path + str(sent.form)]
+    return MoneyState(
+        dossier.json(),
+        written_at,
+        len(signals),
+        late_payment,
+        len(calls),
+        await stripe_kassa.intent(intent_id),
+    )
+
+
+async def test_a_duplicated_webhook_changes_nothing(stripe_kassa: StripeKassa) -> None:
+    """localstripe's own event for the capture, delivered again (signed anew, as Stripe signs a
+    retry): known by its id, `{"duplicate": true}`, and nothing moves."""
+    kassa = stripe_kassa.kassa
+    order_id, intent_id = await paid_order(stripe_kassa, price=45_000)
+    delivered = await capture_event(kassa, intent_id)
+    before = await money_state(stripe_kassa, order_id, intent_id)
+    assert before.order["status"] == "PAID" and before.signals == 0 and not before.late_payment
+    duplicates = webhook_outcomes("duplicate")
+
+    for _ in range(2):
+        answer = await deliver(kassa, localstripe_body(delivered.payload))
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"received": True, "duplicate": True}
+
+    assert webhook_outcomes("duplicate") == duplicates + 2
+    assert await money_state(stripe_kassa, order_id, intent_id) == before
+    events = await stored_events(kassa, intent_id)
+    assert [(e.id, e.processed_at) for e in events] == [(delivered.id, delivered.processed_at)]
+    await assert_captured(stripe_kassa, order_id, intent_id, 45_000)
+
+
+async def test_reordered_stale_webhooks_are_stored_and_change_nothing(
+    stripe_kassa: StripeKassa,
+) -> None:
+    """Older words about an intent that has moved on (captured): its authorization's event arriving
+    after the capture's, and a failure. Correctly signed, each is stored and processed, counted
+    `stale`, and changes nothing; the first settled word stands."""
+    kassa = stripe_kassa.kassa
+    order_id, intent_id = await paid_order(stripe_kassa, price=55_000)
+    delivered = await capture_event(kassa, intent_id)
+    before = await money_state(stripe_kassa, order_id, intent_id)
+    stale = webhook_outcomes("stale")
+
+    held = later_event(
+        delivered,
+        "payment_intent.amount_capturable_updated",
+        status="requires_capture",
+        amount_capturable=55_000,
+        amount_received=0,
+    )
+    failed = later_event(
+        delivered,
+        "payment_intent.payment_failed",
+        status="requires_payment_method",
+        last_payment_error={
+            "type": "card_error",
+            "code": "card_declined",
+            "decline_code": "generic_decline",
+        },
+    )
+    for event in (held, failed):
+        answer = await deliver(kassa, localstripe_body(event))
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"received": True}
+
+    assert webhook_outcomes("stale") == stale + 2
+    assert await money_state(stripe_kassa, order_id, intent_id) == before
+    stored = {e.id: e for e in await stored_events(kassa, intent_id)}
+    assert set(stored) == {delivered.id, held["id"], failed["id"]}
+    for event in (held, failed):
+        assert stored[event["id"]].payload == event and stored[event["id"]].processed_at
+    async with session_scope(kassa.engine) as session:
+        payment = await session.get_one(Payment, intent_id)
+    assert (payment.status, payment.decline_code) == ("succeeded", None)
+    await assert_captured(stripe_kassa, order_id, intent_id, 55_000)
+
+
+async def test_a_hold_whose_webhook_was_lost_is_voided_by_reconciliation(
+    stripe_kassa: StripeKassa,
+) -> None:
+    """The customer cancels the order while in 3-D Secure: Kassa cancels its intent at Stripe, and
+    localstripe then refuses to authenticate it (as Stripe would). Money is held for the order all
+    the same: an attempt Kassa recorded as authorized but whose answer the run never got, and whose
+    event never came (localstripe sends none for a hold; Stripe's
+    `payment_intent.amount_capturable_updated` was lost). Reconciliation finds it and lets go of
+    it at Stripe (a void: not captured, not refunded); the order stays CANCELLED."""
+    kassa = stripe_kassa.kassa
+    sku = await kassa.product(on_hand=3, price=60_000)
+    customer = await kassa.customer()
+    cart = await customer.cart_with((sku, 1))
+    method = {"type": "card", "token": await three_d_secure_method(stripe_kassa.localstripe)}
+    async with customer.http() as http:
+        response = await pay_now(http, cart, method)
+        assert response.status_code == 201, response.text
+        answer = response.json()
+        assert answer["payment"]["status"] == "requires_action"
+        order_id, first_intent = answer["order_id"], answer["payment"]["intent_id"]
+        cancelled = await http.post(f"/orders/{order_id}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+        ended = await order_reaches(http, order_id, "CANCELLED")
+    async with asyncio.timeout(5):
+        while True:  # the run cancels its intent at Stripe as it ends
+            intent = await stripe_kassa.intent(first_intent)
+            if intent["status"] == "canceled":
+                break
+            await asyncio.sleep(0.05)
+    refused = await stripe_kassa.localstripe.post(
+        f"/v1/payment_intents/{first_intent}/_authenticate",
+        data={"client_secret": intent["client_secret"], "success": "true"},
+    )
+    assert refused.status_code == 400, refused.text
+    assert (await kassa.stock(sku)).reserved == 0
+
+    # A second attempt's hold at Stripe, for this order, recorded as the checkout's activity
+    # records an authorization (the payment and the hold's memo on the ledger).
+    async with session_scope(kassa.engine) as session:
+        amount = (await session.get_one(Payment, first_intent)).amount
+    created = await stripe_kassa.localstripe.post(
+        "/v1/payment_intents",
+        data={
+            "amount": str(amount),
+            "currency": "rub",
+            "payment_method": "pm_card_visa",
+            "confirm": "true",
+            "capture_method": "manual",
+            "metadata[order_id]": order_id,
+        },
+    )
+    assert created.status_code == 200, created.text
+    late_intent = created.json()["id"]
+    assert created.json()["status"] == "requires_capture"
+    async with session_scope(kassa.engine) as session:
+        await payments.record_attempt(
+            session,
+            uuid.UUID(order_id),
+            2,
+            amount,
+            "RUB",
+            IntentState(late_intent, PaymentStatus.AUTHORIZED),
+        )
+
+    await reconcile(kassa)
+    late: WorkflowHandle[LatePaymentWorkflow, LatePaymentResult] = (
+        kassa.temporal.get_workflow_handle_for(
+            LatePaymentWorkflow.run, late_payment_workflow_id(late_intent)
+        )
+    )
+    async with asyncio.timeout(10):
+        assert await late.result() == LatePaymentResult("voided")
+
+    # Voided at Stripe under its own key; nothing captured, nothing refunded.
+    voided = await stripe_kassa.intent(late_intent)
+    assert voided["status"] == "canceled"
+    assert voided["latest_charge"]["captured"] is False
+    assert voided["latest_charge"]["amount_refunded"] == 0
+    calls = [sent for sent in stripe_kassa.proxy.sent if late_intent in sent.path + str(sent.form)]
+    assert [(c.method, c.path) for c in calls] == [
+        ("POST", f"/v1/payment_intents/{late_intent}/cancel")
+    ]
+    assert calls[0].headers["idempotency-key"] == f"{late_intent}:void"
+    refunds = await stripe_kassa.localstripe.get(
+        "/v1/refunds", params={"payment_intent": late_intent}
+    )
+    assert refunds.status_code == 200 and refunds.json()["data"] == [], refunds.text
+
+    # The order stays as the customer left it; the hold and its void on the memo, no charge.
+    async with customer.http() as http:
+        order = (await http.get(f"/orders/{order_id}")).json()
+    assert (order["status"], order["events"]) == ("CANCELLED", ended["events"])
+    stock = await kassa.stock(sku)
+    assert (stock.on_hand, stock.reserved) == (3, 0)
+    async with session_scope(kassa.engine) as session:
+        assert (await session.get_one(Payment, late_intent)).status == "canceled"
+        assert (await session.get_one(Payment, first_intent)).status == "canceled"
+    ledger = [t for t in await ledger_of(kassa, order_id) if t["kind"] in MONEY_KINDS]
+    assert [(t["kind"], t["reference"]) for t in ledger] == [
+        ("authorization", late_intent),
+        ("void", late_intent),
+    ]
+    totals: dict[str, int] = {}
+    for posting in (p for t in ledger for p in t["postings"]):
+        totals[posting["account"]] = totals.get(posting["account"], 0) + posting["amount"]
+    assert set(totals.values()) == {0}
+    await ledger_balances(kassa)
+    assert await stored_events(kassa, late_intent) == []  # found by reconciliation alone
