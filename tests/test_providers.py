@@ -21,7 +21,7 @@ from activities.providers.protocol import (
 )
 from activities.providers.stripe import StripeProvider
 from activities.providers.yookassa import YooKassaProvider
-from kassa.errors import Conflict
+from kassa.errors import Conflict, NotFound
 from kassa.settings import MissingSecret, Settings
 from kassa.statuses import PaymentStatus
 from kassa.webhook_signatures import sign
@@ -103,6 +103,8 @@ async def test_the_sandbox_bank_behind_the_interface(kassa: Kassa) -> None:
 
         with pytest.raises(PaymentMethodRejected):
             await bank.create_payment(_payment("tok_nope", uuid.uuid4(), kassa))
+        with pytest.raises(NotFound):
+            await bank.get_payment("pi_nobody_made")
     finally:
         await bank.aclose()
 

@@ -21,7 +21,7 @@ from activities.providers.protocol import (
 )
 from activities.providers.reading import order_id_or_none, storable_json
 from activities.webhook_inbox import PaymentEvent
-from kassa.errors import Conflict
+from kassa.errors import Conflict, NotFound
 from kassa.statuses import PaymentStatus
 from kassa.webhook_signatures import SignatureError, verify
 
@@ -95,8 +95,9 @@ class SandboxProvider:
 
     async def get_payment(self, payment_id: str) -> ProviderPayment:
         response = await self._call("get_payment", "GET", f"/v1/payment_intents/{payment_id}")
-        response.raise_for_status()
-        return _payment(response.json())
+        return _payment(
+            _known(response, "payment_not_found", "The sandbox bank has no such payment.")
+        )
 
     async def capture(
         self, payment_id: str, amount: int | None, idempotency_key: str
@@ -112,8 +113,9 @@ class SandboxProvider:
         response = await self._call("cancel", "POST", f"/v1/payment_intents/{payment_id}/cancel")
         if response.status_code == 409 and "intent" in response.json():
             return _payment(response.json()["intent"])
-        response.raise_for_status()
-        return _payment(response.json())
+        return _payment(
+            _known(response, "payment_not_found", "The sandbox bank has no such payment.")
+        )
 
     async def refund(self, payment_id: str, amount: int, idempotency_key: str) -> ProviderRefund:
         response = await self._call(
@@ -133,8 +135,7 @@ class SandboxProvider:
 
     async def get_refund(self, refund_id: str) -> ProviderRefund:
         response = await self._call("get_refund", "GET", f"/v1/refunds/{refund_id}")
-        response.raise_for_status()
-        return _refund(response.json())
+        return _refund(_known(response, "refund_not_found", "The sandbox bank has no such refund."))
 
     async def parse_webhook(self, request: WebhookRequest) -> PaymentEvent:
         try:
@@ -185,6 +186,15 @@ def _payment(body: dict[str, Any]) -> ProviderPayment:
         redirect_url=next_action.get("url"),
         decline_code=body.get("decline_code"),
     )
+
+
+def _known(response: httpx.Response, code: str, message: str) -> Any:
+    """The answer's body; NotFound when the bank does not know what was asked for. Any other
+    refusal is a request of ours it cannot take: a bug, raised as it is."""
+    if response.status_code == 404:
+        raise NotFound(code, message)
+    response.raise_for_status()
+    return response.json()
 
 
 def _refund(body: dict[str, Any]) -> ProviderRefund:

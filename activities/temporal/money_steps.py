@@ -15,9 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities import payments, refunds
-from activities.providers.protocol import PaymentProvider
+from activities.providers.protocol import PaymentProvider, ProviderUnavailable
 from activities.temporal.refusals import refusals_are_final
 from kassa.db import session_scope
+from kassa.errors import DomainError
 from kassa.statuses import OrderStatus
 from kassa.tables import Order
 
@@ -158,14 +159,14 @@ class MoneyActivities:
 
     async def _ask_again(self, intent_id: str, at_once: asyncio.Semaphore) -> None:
         """The provider's word on the payment, recorded (forward only). A payment it cannot tell
-        about now (unreachable, or unknown to it: the sandbox bank answers that with an HTTP
-        error) is asked again at the next reconciliation, and keeps no other from being settled."""
+        about now (unreachable, or unknown to it) is asked again at the next reconciliation, and
+        keeps no other from being settled."""
         try:
             async with at_once:
                 now = await self._provider.get_payment(intent_id)
-        except Exception:
+        except (ProviderUnavailable, DomainError) as error:
             log.warning(
-                "open payment not asked again", extra={"intent_id": intent_id}, exc_info=True
+                "open payment not asked again", extra={"intent_id": intent_id, "error": str(error)}
             )
             return
         async with session_scope(self._engine) as session:
