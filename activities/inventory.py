@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import text, update
+from sqlalchemy import or_, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -135,12 +135,13 @@ async def claim(
 
 
 async def attach(session: AsyncSession, reservation_id: uuid.UUID, order_id: uuid.UUID) -> None:
-    """The claim becomes the order's reservation, in the order's transaction."""
+    """The claim becomes the order's reservation, in the order's transaction. Idempotent: a claim
+    this order has already is its own still."""
     attached = await session.exec(
         update(Reservation)
         .where(
             col(Reservation.id) == reservation_id,
-            col(Reservation.order_id).is_(None),
+            or_(col(Reservation.order_id).is_(None), col(Reservation.order_id) == order_id),
             col(Reservation.status) == "held",
         )
         .values(order_id=order_id, updated_at=utcnow())

@@ -6,6 +6,7 @@ and on the ledger reference; the order becomes REFUNDED when nothing charged is 
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import and_, or_, update
 from sqlalchemy.dialects.postgresql import insert
@@ -27,6 +28,7 @@ from kassa.tables import (
     OrderLine,
     Payment,
     Refund,
+    Reservation,
     utcnow,
 )
 
@@ -152,20 +154,61 @@ async def record_refund(
     )
 
 
+# A late authorization's stock, held while it is captured: past this the hold sweeper may take it
+# back (it releases holds of ended orders a minute old).
+LATE_HOLD = timedelta(minutes=10)
+
+
+def _late_claim_key(intent_id: str) -> str:
+    return f"late-payment:{intent_id}"
+
+
+async def hold_for_late_authorization(
+    session: AsyncSession, order_id: uuid.UUID, intent_id: str
+) -> str:
+    """Money held on the card that the checkout did not take: "capture" (the order ended unpaid,
+    its cart has no newer order, and its stock is held for it again: capture it, then settle it as
+    a late success), or "void" (let it go: no refund, no fee, nothing on the statement).
+    Idempotent: a repeat finds its stock held (the claim is keyed by the payment)."""
+    order = await session.get_one(Order, order_id, with_for_update=True)
+    if order.status not in UNPAID_ENDINGS or await _cart_moved_on(session, order):
+        return "void"
+    lines = await session.exec(select(OrderLine).where(OrderLine.order_id == order_id))
+    try:
+        async with session.begin_nested():
+            held = await inventory.claim(
+                session,
+                _late_claim_key(intent_id),
+                uuid.uuid4(),
+                [StockLine(line.sku, line.quantity) for line in lines],
+                utcnow() + LATE_HOLD,
+            )
+            await inventory.attach(session, held.reservation_id, order_id)
+    except OutOfStock:
+        return "void"
+    return "capture"
+
+
+async def release_late_hold(session: AsyncSession, intent_id: str) -> None:
+    """The stock held for a late authorization whose capture was refused, back on the shelf.
+    Idempotent."""
+    held = await session.exec(
+        select(Reservation.id).where(
+            Reservation.claim_key == _late_claim_key(intent_id), Reservation.status == "held"
+        )
+    )
+    for reservation_id in held:
+        await inventory.release(session, reservation_id)
+
+
 async def settle_late_payment(
     session: AsyncSession, order_id: uuid.UUID, intent_id: str, amount: int, currency: str
 ) -> str:
     """A success the checkout did not take: "counted" (it is the order's own payment),
     "completed" (the order was unpaid, its stock is all still there, its cart has no newer
     order, and its promo use and points can be taken again: now PAID), "refund" (give it
-    back), or "void" (an authorization never captured: let it go). Idempotent: a repeat finds it
-    counted."""
+    back). Idempotent: a repeat finds it counted."""
     order = await session.get_one(Order, order_id, with_for_update=True)
-    payment = await session.get(Payment, intent_id)
-    if payment is not None and payment.status == PaymentStatus.AUTHORIZED:
-        # Held on the card, never taken: let go of it (a void: no refund, no fee, nothing on the
-        # customer's statement). Completing the order with it instead is not built yet.
-        return "void"
     await ledger.record_charge(session, order_id, intent_id, amount, currency)
     if order.status in (OrderStatus.PAID, OrderStatus.REFUNDED):
         first_charge = (await ledger.charge_references(session, order_id))[0]
@@ -177,9 +220,10 @@ async def settle_late_payment(
         async with session.begin_nested():
             # Held the way Pay Now holds it (all or none, rows locked in SKU order), keyed by the
             # intent, then sold at once: the order row's lock keeps a repeat from racing it.
+            # A late authorization's stock was held before its capture: this finds that claim.
             held = await inventory.claim(
                 session,
-                f"late-payment:{intent_id}",
+                _late_claim_key(intent_id),
                 uuid.uuid4(),
                 [StockLine(line.sku, line.quantity) for line in lines],
                 utcnow(),
@@ -196,6 +240,7 @@ async def settle_late_payment(
                 reservation_id=held.reservation_id,
             )
     except (OutOfStock, PromoUnavailable, PointsUnavailable):
+        await release_late_hold(session, intent_id)
         return "refund"
     # The cart was given back when the order failed; untouched since, it is bought now.
     await session.exec(

@@ -27,6 +27,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
+from activities.inventory import set_on_hand
 from activities.ledger import CARD_HOLDS, HELD_FOR_ORDERS
 from kassa.db import session_scope
 from kassa.tables import Order, Payment, WebhookEvent
@@ -476,14 +477,9 @@ async def test_an_admin_refund_reaches_yookassa(yk: Stand) -> None:
     await ledger_balances(yk.kassa)
 
 
-async def test_a_cancel_while_on_the_page_ends_the_order_and_a_later_hold_is_voided(
-    yk: Stand,
-) -> None:
+async def _cancelled_while_on_the_page(yk: Stand) -> Pending:
     """YooKassa cancels only a payment waiting for capture: the order's cancel cannot void one
-    still on its page, and the adapter answers it as it stands. The order ends all the same; if
-    the customer pays on the page afterwards, it is a late payment: only a hold (authorized, never
-    captured), so it is let go at YooKassa (a void: nothing taken, nothing to refund), and the
-    order stays CANCELLED."""
+    still on its page, and the adapter answers it as it stands. The order ends all the same."""
     order = await pending_order(yk)
     async with order.customer.http() as http:
         cancelled = await http.post(f"/orders/{order.order_id}/cancel")
@@ -499,7 +495,39 @@ async def test_a_cancel_while_on_the_page_ends_the_order_and_a_later_hold_is_voi
     assert yk.double.payments[order.intent_id].status == "pending"
     stock = await yk.kassa.stock(order.sku)
     assert (stock.on_hand, stock.reserved) == (3, 0)
+    return order
 
+
+async def test_a_later_hold_completes_the_cancelled_order_when_its_stock_is_there(
+    yk: Stand,
+) -> None:
+    """The customer pays on the page after all: a late payment, only held (authorized). The
+    order's stock is still there, so it is held again, the money captured, and the order
+    completed (PAID, late_payment), as a late success completes it."""
+    order = await _cancelled_while_on_the_page(yk)
+    await on_the_page(order.payment_url, "succeed")
+    assert await late_payment_settled(yk.kassa, order.intent_id) == LatePaymentResult("completed")
+    assert captures_of(yk.double, order.intent_id) == [(f"{order.intent_id}:capture", {})]
+    assert yk.double.payments[order.intent_id].status == "succeeded"
+    async with order.customer.http() as http:
+        paid = (await http.get(f"/orders/{order.order_id}")).json()
+    assert (paid["status"], paid["reason"]) == ("PAID", "late_payment")
+    stock = await yk.kassa.stock(order.sku)
+    assert (stock.on_hand, stock.reserved) == (2, 0)
+    ledger = await admin_ledger(yk.kassa, order.order_id)
+    assert kinds(ledger) == ["authorization", "capture", "charge"]
+    assert memo_of(ledger) == {CARD_HOLDS: 0, HELD_FOR_ORDERS: 0}
+    await ledger_balances(yk.kassa)
+
+
+async def test_a_later_hold_is_voided_when_the_cancelled_orders_stock_is_gone(
+    yk: Stand,
+) -> None:
+    """The same late hold, its order's stock sold meanwhile: let go at YooKassa (a void: nothing
+    taken, nothing to refund), and the order stays CANCELLED."""
+    order = await _cancelled_while_on_the_page(yk)
+    async with session_scope(yk.kassa.engine) as session:
+        await set_on_hand(session, order.sku, 0)
     await on_the_page(order.payment_url, "succeed")
     assert await late_payment_settled(yk.kassa, order.intent_id) == LatePaymentResult("voided")
     # Voided at YooKassa by the shop: the hold is gone, nothing was captured.
@@ -519,7 +547,7 @@ async def test_a_cancel_while_on_the_page_ends_the_order_and_a_later_hold_is_voi
         still = (await http.get(f"/orders/{order.order_id}")).json()
     assert (still["status"], still["events"][-1]["status"]) == ("CANCELLED", "CANCELLED")
     stock = await yk.kassa.stock(order.sku)
-    assert (stock.on_hand, stock.reserved) == (3, 0)
+    assert (stock.on_hand, stock.reserved) == (0, 0)
     # The hold and its void on the memo, which is back at zero; no charge, nothing refunded.
     ledger = await admin_ledger(yk.kassa, order.order_id)
     assert kinds(ledger) == ["authorization", "void"]
@@ -755,8 +783,9 @@ async def test_a_lost_notification_of_an_ended_order_is_found_by_reconciliation(
 ) -> None:
     """The customer cancels while on YooKassa's page (which YooKassa cannot close), pays there
     all the same, and the notification is lost: the run has ended, so no one asks. The
-    reconciliation does: it asks YooKassa about the ended order's payment still open, finds the
-    hold, and lets go of it (a void: not captured, not refunded); the order stays CANCELLED."""
+    reconciliation does: it asks YooKassa about the ended order's payment still open and finds the
+    hold; the order's stock was sold meanwhile, so it lets go of it (a void: not captured, not
+    refunded); the order stays CANCELLED."""
     order = await pending_order(yk, price=65_000)
     async with order.customer.http() as http:
         cancelled = await http.post(f"/orders/{order.order_id}/cancel")
@@ -769,6 +798,7 @@ async def test_a_lost_notification_of_an_ended_order_is_found_by_reconciliation(
     assert yk.double.payments[order.intent_id].status == "waiting_for_capture"
     async with session_scope(yk.kassa.engine) as session:
         assert (await session.get_one(Payment, order.intent_id)).status == "requires_action"
+        await set_on_hand(session, order.sku, 0)
 
     await reconcile(yk.kassa)
     assert await late_payment_settled(yk.kassa, order.intent_id) == LatePaymentResult("voided")
@@ -792,7 +822,7 @@ async def test_a_lost_notification_of_an_ended_order_is_found_by_reconciliation(
         still = (await http.get(f"/orders/{order.order_id}")).json()
     assert (still["status"], still["events"][-1]["status"]) == ("CANCELLED", "CANCELLED")
     stock = await yk.kassa.stock(order.sku)
-    assert (stock.on_hand, stock.reserved) == (3, 0)
+    assert (stock.on_hand, stock.reserved) == (0, 0)
     ledger = await admin_ledger(yk.kassa, order.order_id)
     assert kinds(ledger) == ["authorization", "void"]
     assert memo_of(ledger) == {CARD_HOLDS: 0, HELD_FOR_ORDERS: 0}

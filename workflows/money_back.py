@@ -1,8 +1,10 @@
 """Money going back: refunds, late payments and the reconciliation that finds them.
 
 RefundWorkflow        — refund an order's charge (all that is left, or an amount), once per key
-LatePaymentWorkflow   — a success the checkout did not take: complete the order if its stock is
-                        still there and its cart has moved on to nothing else; otherwise refund it
+LatePaymentWorkflow   — money the checkout did not take: complete the order if its stock is
+                        still there and its cart has moved on to nothing else; otherwise give it
+                        back (a success refunded, an authorization voided; one that can complete
+                        the order is captured first)
 ReconcileWorkflow     — on a schedule: successes without a charge on the ledger → LatePayment
 """
 
@@ -18,10 +20,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.temporal.money_steps import (
         FindUnsettledInput,
         LatePaymentInput,
+        LatePaymentSettled,
         MoneyActivities,
         RefundDone,
         RefundPaymentInput,
     )
+    from kassa.statuses import PaymentStatus
     from workflows.retries import DATABASE_RETRY, REFUND_RETRY
 
 
@@ -60,12 +64,19 @@ class RefundWorkflow:
 class LatePaymentWorkflow:
     @workflow.run
     async def run(self, payment: LatePaymentInput) -> LatePaymentResult:
-        settled = await workflow.execute_activity_method(
-            MoneyActivities.settle_late_payment,
-            payment,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=DATABASE_RETRY,
-        )
+        settled = await self._settle(payment)
+        if settled.outcome == "capture":
+            # Money held on the card, and the order's stock held for it again: take the money,
+            # then settle it as any late success (the order completed, or a refund after all).
+            captured = await workflow.execute_activity_method(
+                MoneyActivities.capture_late_payment,
+                payment,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=REFUND_RETRY,
+            )
+            if captured.outcome != PaymentStatus.SUCCEEDED:
+                return LatePaymentResult("voided")  # the hold was gone: nothing was taken
+            settled = await self._settle(payment)
         if settled.outcome == "void":
             # Held, never taken: let go of the hold instead of refunding (no fee, no statement).
             await workflow.execute_activity_method(
@@ -87,6 +98,14 @@ class LatePaymentWorkflow:
             id=refund_workflow_id(payment.order_id, key),
         )
         return LatePaymentResult("refunded", refund.refund_id)
+
+    async def _settle(self, payment: LatePaymentInput) -> LatePaymentSettled:
+        return await workflow.execute_activity_method(
+            MoneyActivities.settle_late_payment,
+            payment,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=DATABASE_RETRY,
+        )
 
 
 @workflow.defn

@@ -19,8 +19,8 @@ from activities.providers.protocol import PaymentProvider, ProviderUnavailable
 from activities.temporal.refusals import refusals_are_final
 from kassa.db import session_scope
 from kassa.errors import DomainError
-from kassa.statuses import OrderStatus
-from kassa.tables import Order
+from kassa.statuses import OrderStatus, PaymentStatus
+from kassa.tables import Order, Payment
 
 log = logging.getLogger("kassa.money")
 
@@ -56,7 +56,7 @@ class LatePaymentInput:
 
 @dataclass(frozen=True)
 class LatePaymentSettled:
-    outcome: str  # counted | completed | refund | void
+    outcome: str  # counted | completed | refund | capture | void, or the provider's status
 
 
 @dataclass(frozen=True)
@@ -111,10 +111,18 @@ class MoneyActivities:
 
     @activity.defn
     async def settle_late_payment(self, request: LatePaymentInput) -> LatePaymentSettled:
+        """A success: counted, completed or refund. An authorization (money held, not taken):
+        capture (its order's stock is held for it again) or void."""
         async with refusals_are_final(), session_scope(self._engine) as session:
-            outcome = await refunds.settle_late_payment(
-                session, request.order_id, request.intent_id, request.amount, request.currency
-            )
+            payment = await session.get_one(Payment, request.intent_id)
+            if payment.status == PaymentStatus.AUTHORIZED:
+                outcome = await refunds.hold_for_late_authorization(
+                    session, request.order_id, request.intent_id
+                )
+            else:
+                outcome = await refunds.settle_late_payment(
+                    session, request.order_id, request.intent_id, request.amount, request.currency
+                )
         log.info(
             "late payment",
             extra={
@@ -124,6 +132,25 @@ class MoneyActivities:
             },
         )
         return LatePaymentSettled(outcome)
+
+    @activity.defn
+    async def capture_late_payment(self, request: LatePaymentInput) -> LatePaymentSettled:
+        """A late authorization taken, its order's stock held for it (`settle_late_payment`): the
+        provider's status after, `succeeded` once the money is in. A refusal (the hold is gone)
+        gives the stock back. Per payment: a retry captures once."""
+        try:
+            captured = await self._provider.capture(
+                request.intent_id, None, f"{request.intent_id}:capture"
+            )
+        except DomainError:
+            captured = await self._provider.get_payment(request.intent_id)
+            async with session_scope(self._engine) as session:
+                await refunds.release_late_hold(session, request.intent_id)
+        async with session_scope(self._engine) as session:
+            await payments.advance(
+                session, captured.payment_id, captured.status, captured.decline_code
+            )
+        return LatePaymentSettled(captured.status)
 
     @activity.defn
     async def void_payment(self, request: LatePaymentInput) -> LatePaymentSettled:
@@ -176,6 +203,7 @@ class MoneyActivities:
         return [
             self.refund_payment,
             self.settle_late_payment,
+            self.capture_late_payment,
             self.void_payment,
             self.find_unsettled_payments,
         ]
