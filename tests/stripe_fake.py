@@ -12,13 +12,15 @@ Used by the adapter's tests (tests/test_provider_stripe.py) and by Pay Now end t
 import argparse
 import asyncio
 import errno
+import json
 import os
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
@@ -33,7 +35,9 @@ from tests.stack import free_port
 SECRET_KEY = "sk_test_kassa"
 WEBHOOK_SECRET = "whsec_kassa_test"
 # Real Stripe needs `return_url` with confirm=true; localstripe answers 400 "Unexpected …" to it
-# and to `description`. The proxy drops them on the way and keeps what was sent.
+# and to `description`. The proxy drops them on the way and keeps what was sent. A declined card:
+# Stripe's 402 carries the failed intent (`error.payment_intent`), localstripe's names only the
+# charge; the proxy adds the intent, read from localstripe, as Stripe answers.
 REFUSED_BY_LOCALSTRIPE = frozenset({"return_url", "description"})
 # localstripe asks for 3-D Secure for these card numbers (PaymentMethod._requires_authentication);
 # it knows no pm_card_threeDSecure… id, so the test makes a PaymentMethod of this one.
@@ -117,9 +121,25 @@ def proxy_app(upstream: httpx.AsyncClient, sent: list[Sent]) -> Starlette:
                 if name in ("authorization", "content-type", "idempotency-key", "stripe-version")
             },
         )
-        return Response(answer.content, answer.status_code, media_type="application/json")
+        content = answer.content
+        if answer.status_code == 402 and request.url.path == "/v1/payment_intents":
+            content = await _with_the_intent(upstream, answer.json(), request.headers)
+        return Response(content, answer.status_code, media_type="application/json")
 
     return Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
+
+
+async def _with_the_intent(
+    upstream: httpx.AsyncClient, refusal: dict[str, Any], headers: Mapping[str, str]
+) -> bytes:
+    """A card error as Stripe words it: with the intent the charge belongs to."""
+    error = refusal.get("error", {})
+    if "payment_intent" not in error and isinstance(error.get("charge"), str):
+        auth = {"authorization": headers.get("authorization", "")}
+        charge = (await upstream.get(f"/v1/charges/{error['charge']}", headers=auth)).json()
+        intent = await upstream.get(f"/v1/payment_intents/{charge['payment_intent']}", headers=auth)
+        error["payment_intent"] = intent.json()
+    return json.dumps(refusal).encode()
 
 
 @asynccontextmanager

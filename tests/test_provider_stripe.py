@@ -182,8 +182,8 @@ async def test_every_post_carries_an_idempotency_key(
 
 
 async def test_a_declined_card_is_a_failed_payment_with_its_code(provider: StripeProvider) -> None:
-    # localstripe answers 402 naming the charge only; Stripe would embed the intent (covered
-    # with its documented answer below). Either way the intent exists and has failed.
+    # Stripe's 402 embeds the failed intent (localstripe's names the charge only: the proxy adds
+    # the intent, as Stripe words it; its documented answer is covered below too).
     declined = await provider.create_payment(new_payment("pm_card_chargeCustomerFail"))
 
     assert declined.payment_id.startswith("pi_")

@@ -131,12 +131,6 @@ class StripeProvider:
             if failed.decline_code is None and failed.status == PaymentStatus.FAILED:
                 failed = _with_decline(failed, error)
             return failed
-        # Stripe always names the intent in a card error; a test double that names only the
-        # charge (localstripe) is followed through the charge, which knows its intent.
-        if response.status_code == 402 and isinstance(error.get("charge"), str):
-            charge = _json(await self._get("get_charge", f"/v1/charges/{error['charge']}"))
-            if isinstance(charge.get("payment_intent"), str):
-                return _with_decline(await self.get_payment(charge["payment_intent"]), error)
         code, message = _refusal(error, "payment_method_rejected", "Stripe refused the payment.")
         raise PaymentMethodRejected(code, message)
 
