@@ -6,7 +6,7 @@ and on the ledger reference; the order becomes REFUNDED when nothing charged is 
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, update
 from sqlalchemy.dialects.postgresql import insert
@@ -163,6 +163,24 @@ def _late_claim_key(intent_id: str) -> str:
     return f"late-payment:{intent_id}"
 
 
+async def _hold_again(
+    session: AsyncSession, order_id: uuid.UUID, intent_id: str, hold_expires_at: datetime
+) -> uuid.UUID:
+    """The ended order's stock held for it again, the way Pay Now holds it (all or none, rows
+    locked in SKU order), keyed by the late payment: a repeat, or the settling of a late
+    authorization captured since, finds the same hold. Raises OutOfStock, holding nothing."""
+    lines = await session.exec(select(OrderLine).where(OrderLine.order_id == order_id))
+    held = await inventory.claim(
+        session,
+        _late_claim_key(intent_id),
+        uuid.uuid4(),
+        [StockLine(line.sku, line.quantity) for line in lines],
+        hold_expires_at,
+    )
+    await inventory.attach(session, held.reservation_id, order_id)
+    return held.reservation_id
+
+
 async def hold_for_late_authorization(
     session: AsyncSession, order_id: uuid.UUID, intent_id: str
 ) -> str:
@@ -173,17 +191,9 @@ async def hold_for_late_authorization(
     order = await session.get_one(Order, order_id, with_for_update=True)
     if order.status not in UNPAID_ENDINGS or await _cart_moved_on(session, order):
         return "void"
-    lines = await session.exec(select(OrderLine).where(OrderLine.order_id == order_id))
     try:
         async with session.begin_nested():
-            held = await inventory.claim(
-                session,
-                _late_claim_key(intent_id),
-                uuid.uuid4(),
-                [StockLine(line.sku, line.quantity) for line in lines],
-                utcnow() + LATE_HOLD,
-            )
-            await inventory.attach(session, held.reservation_id, order_id)
+            await _hold_again(session, order_id, intent_id, utcnow() + LATE_HOLD)
     except OutOfStock:
         return "void"
     return "capture"
@@ -215,21 +225,11 @@ async def settle_late_payment(
         return "counted" if first_charge == intent_id else "refund"
     if order.status not in UNPAID_ENDINGS or await _cart_moved_on(session, order):
         return "refund"
-    lines = await session.exec(select(OrderLine).where(OrderLine.order_id == order_id))
     try:
         async with session.begin_nested():
-            # Held the way Pay Now holds it (all or none, rows locked in SKU order), keyed by the
-            # intent, then sold at once: the order row's lock keeps a repeat from racing it.
-            # A late authorization's stock was held before its capture: this finds that claim.
-            held = await inventory.claim(
-                session,
-                _late_claim_key(intent_id),
-                uuid.uuid4(),
-                [StockLine(line.sku, line.quantity) for line in lines],
-                utcnow(),
-            )
-            await inventory.attach(session, held.reservation_id, order_id)
-            await inventory.commit(session, held.reservation_id)
+            # Held and sold at once; the order row's lock keeps a repeat from racing it.
+            reservation_id = await _hold_again(session, order_id, intent_id, utcnow())
+            await inventory.commit(session, reservation_id)
             # The promo use and the points it was priced with are taken again, or it is refunded.
             await orders.transition(
                 session,
@@ -237,7 +237,7 @@ async def settle_late_payment(
                 OrderStatus.PAID,
                 "late_payment",
                 {"intent_id": intent_id},
-                reservation_id=held.reservation_id,
+                reservation_id=reservation_id,
             )
     except (OutOfStock, PromoUnavailable, PointsUnavailable):
         await release_late_hold(session, intent_id)

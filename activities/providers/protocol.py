@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from activities.webhook_inbox import PaymentEvent
-from kassa.errors import Conflict, Invalid
+from kassa.errors import Conflict, DomainError, Invalid
 
 
 @dataclass(frozen=True)
@@ -146,6 +146,16 @@ class PaymentProvider(Protocol):
 
 
 def payment_key(order_id: uuid.UUID, attempt: int, action: str) -> str:
-    """The idempotency key of one action on one payment attempt: `{order}:{attempt}:{action}`
-    (create, capture, cancel), the same on every retry."""
+    """The idempotency key of creating a payment attempt: `{order}:{attempt}:{action}`, the same
+    on every retry. A payment's own actions are keyed by its id (`{payment}:capture`, …)."""
     return f"{order_id}:{attempt}:{action}"
+
+
+async def capture_all(provider: PaymentProvider, payment_id: str) -> tuple[ProviderPayment, bool]:
+    """A held payment taken, all of it, once per payment (`{payment}:capture`): the provider's
+    word after, and whether it refused (the hold is gone; the word is then what it says of the
+    payment now)."""
+    try:
+        return await provider.capture(payment_id, None, f"{payment_id}:capture"), False
+    except DomainError:
+        return await provider.get_payment(payment_id), True

@@ -22,11 +22,12 @@ from activities.providers.protocol import (
     PaymentMethodRejected,
     PaymentProvider,
     ProviderPayment,
+    capture_all,
     payment_key,
 )
 from activities.temporal.refusals import refusals_are_final
 from kassa.db import session_scope
-from kassa.errors import DomainError
+from kassa.errors import Conflict
 from kassa.metrics import CHECKOUTS_ENDED
 from kassa.statuses import ENDED, OrderStatus, PaymentStatus
 
@@ -178,16 +179,12 @@ class CheckoutActivities:
         """The authorized money taken, all of it; a refusal (the authorization is gone) is final,
         and what the provider says of the payment then is recorded first (its void on the ledger's
         memo). Per payment: a retry captures once."""
+        captured, refused = await capture_all(self._provider, request.intent_id)
+        recorded = await self._recorded(request, _intent(captured))
         async with refusals_are_final():
-            try:
-                captured = await self._provider.capture(
-                    request.intent_id, None, f"{request.intent_id}:capture"
-                )
-            except DomainError:
-                gone = await self._provider.get_payment(request.intent_id)
-                await self._recorded(request, _intent(gone))
-                raise
-        return await self._recorded(request, _intent(captured))
+            if refused:
+                raise Conflict("capture_refused", "The provider refused the capture: no hold.")
+        return recorded
 
     @activity.defn
     async def cancel_payment(self, request: IntentInput) -> IntentState:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities import payments, refunds
-from activities.providers.protocol import PaymentProvider, ProviderUnavailable
+from activities.providers.protocol import PaymentProvider, ProviderUnavailable, capture_all
 from activities.temporal.refusals import refusals_are_final
 from kassa.db import session_scope
 from kassa.errors import DomainError
@@ -138,18 +138,13 @@ class MoneyActivities:
         """A late authorization taken, its order's stock held for it (`settle_late_payment`): the
         provider's status after, `succeeded` once the money is in. A refusal (the hold is gone)
         gives the stock back. Per payment: a retry captures once."""
-        try:
-            captured = await self._provider.capture(
-                request.intent_id, None, f"{request.intent_id}:capture"
-            )
-        except DomainError:
-            captured = await self._provider.get_payment(request.intent_id)
-            async with session_scope(self._engine) as session:
-                await refunds.release_late_hold(session, request.intent_id)
+        captured, refused = await capture_all(self._provider, request.intent_id)
         async with session_scope(self._engine) as session:
             await payments.advance(
                 session, captured.payment_id, captured.status, captured.decline_code
             )
+            if refused:
+                await refunds.release_late_hold(session, request.intent_id)
         return LatePaymentSettled(captured.status)
 
     @activity.defn
