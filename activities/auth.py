@@ -23,6 +23,7 @@ from kassa.tables import User, utcnow
 MIN_PASSWORD_LENGTH, MAX_PASSWORD_LENGTH = 8, 256
 # A local part this short ("al" of al@example.com) is in too many good passwords to forbid.
 MIN_LOCAL_PART_IN_PASSWORD = 3
+EMAIL_LENGTH = 254
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 
 
@@ -39,7 +40,7 @@ def _hasher(time_cost: int, memory_cost: int, parallelism: int) -> PasswordHashe
 
 def normalize_email(email: str) -> str:
     email = email.strip().lower()
-    if len(email) > 254 or not _EMAIL.match(email):
+    if len(email) > EMAIL_LENGTH or not _EMAIL.match(email):
         raise Invalid("invalid_email", "Give a valid e-mail address, like name@example.com.")
     return email
 

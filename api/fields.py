@@ -1,10 +1,21 @@
 """Request field types that more than one router takes."""
 
-from typing import Annotated, Literal
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+)
 
+from activities.auth import EMAIL_LENGTH
+from activities.carts import MAX_LINE_QUANTITY
 from activities.providers.protocol import Capabilities
 from kassa.errors import Invalid
 from workflows.checkout import PaymentMethod
@@ -39,6 +50,24 @@ AddressLine = Annotated[
 SkuPath = Annotated[Text, Path(min_length=1, max_length=64)]
 # Quantities, stock counts and points are JSON integers: "3", true or 3.0 are refused, not coerced.
 Count = Annotated[int, Field(strict=True)]
+# A cart line's quantity. The cart checks the bounds (`invalid_quantity`, also for a sum over
+# them); the schema states them, so that a client knows before it asks.
+Quantity = Annotated[Count, Field(json_schema_extra={"minimum": 1, "maximum": MAX_LINE_QUANTITY})]
+# The account checks the form (`invalid_email`); the schema states it.
+Email = Annotated[Text, Field(max_length=EMAIL_LENGTH, json_schema_extra={"format": "email"})]
+
+_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _spelled_as_date_time(value: Any) -> Any:
+    # pydantic takes a number (or a string of digits) as Unix time: 0.5 would be 1970.
+    if isinstance(value, datetime) or (isinstance(value, str) and _DATE_TIME.match(value)):
+        return value
+    raise ValueError("must be a date-time in ISO 8601 with a zone, like 2026-11-25T10:00:00Z")
+
+
+# A moment in time, with its zone, spelled as ISO 8601 (RFC 3339): never a Unix time.
+Moment = Annotated[AwareDatetime, BeforeValidator(_spelled_as_date_time)]
 
 
 class PaymentMethodIn(BaseModel):

@@ -5,9 +5,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from activities.providers import make_provider
 from api import problems
+from api.contract import document_problems
 from api.observability import RequestContext
 from api.routers import (
     admin,
@@ -30,6 +32,7 @@ from kassa.temporal import connect
 from kassa.tracing import configure_tracing
 
 log = logging.getLogger("kassa.api")
+DOCS_ASSETS_URL = "/docs-assets"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,7 +58,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.provider.aclose()
         await app.state.engine.dispose()
 
-    app = FastAPI(title="Kassa", version="0.1.0", lifespan=lifespan)
+    # /docs and /redoc with their scripts served by the app (from the fastapi-offline package), not
+    # from a CDN: they work on a machine without internet.
+    app = FastAPIOffline(
+        title="Kassa", version="0.1.0", lifespan=lifespan, static_url=DOCS_ASSETS_URL
+    )
     problems.install(app)
     app.add_middleware(RequestContext)
     for router in (
@@ -74,4 +81,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_users.router,
     ):
         app.include_router(router)
+    document_problems(app)
     return app

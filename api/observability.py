@@ -8,6 +8,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.problems import REQUEST_ID_KEY
 from kassa.logs import log_context
 from kassa.metrics import PAY_NOW_SECONDS
 
@@ -26,6 +27,7 @@ class RequestContext:
             return await self.app(scope, receive, send)
         given = dict(scope["headers"]).get(REQUEST_ID_HEADER, b"")
         request_id = given.decode() if _ACCEPTABLE_ID.match(given) else uuid.uuid4().hex
+        scope[REQUEST_ID_KEY] = request_id
         status = 500
 
         async def send_with_id(message: Message) -> None:

@@ -7,12 +7,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError
 
 from kassa.errors import DomainError
+from kassa.logs import log_context
 
 log = logging.getLogger("kassa.api")
 
@@ -25,9 +27,69 @@ STATUS_OF_KIND = {
     "too_many_requests": 429,
 }
 MAX_BODY_BYTES = 64 * 1024
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+# Where the request id waits for `_unexpected`, which runs outside the middleware that set it.
+REQUEST_ID_KEY = "kassa.request_id"
 
 
-def problem(status: int, code: str, detail: str, /, **extra: Any) -> JSONResponse:
+class FieldProblem(BaseModel):
+    field: str = Field(description="where: body.quantity, query.limit, header.Idempotency-Key…")
+    problem: str
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 has it, with our machine-readable `code`. Some codes carry fields of
+    their own: `retry_after` (429, 503), `order_id` and `order_status` (402, 409), `skus`…"""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="always about:blank: `code` says what happened")
+    title: str = Field(description="the HTTP status's phrase")
+    status: int = Field(description="the HTTP status (an order's is `order_status`)")
+    code: str = Field(description="what went wrong, for machines: out_of_stock, invalid_request…")
+    detail: str = Field(description="what went wrong and what to do next, for people")
+    errors: list[FieldProblem] = Field(
+        default_factory=list,
+        description="422 invalid_request: each field that is missing or wrong",
+    )
+
+
+# What each error status means in this api, for the OpenAPI document (api/contract.py).
+WHEN = {
+    400: "The body is not valid JSON (`malformed_json`), or an event that is not the provider's.",
+    401: "No token, or one that is expired, forged or revoked: log in (again).",
+    402: "The payment was declined (`payment_declined`): the order and its attempts are given.",
+    403: "The account may not do this (its role, or blocked).",
+    404: "What the path or body names does not exist, or is not the caller's.",
+    409: "The request clashes with the state of things (stock, the cart, the order): see `code`.",
+    413: f"The body is over {MAX_BODY_BYTES} bytes (`body_too_large`).",
+    422: "Fields missing or wrong (`invalid_request`, see `errors`), or refused by a rule.",
+    429: "Too many tries: wait `retry_after` seconds (the `Retry-After` header says the same).",
+    503: "Temporal or the payment provider did not answer in time: repeat in a moment.",
+}
+
+
+def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses=`: the problems it may answer beyond those its dependencies imply
+    (api/contract.py adds those)."""
+    return {status: problem_response(status) for status in statuses}
+
+
+def problem_response(status: int) -> dict[str, Any]:
+    return {
+        "description": WHEN[status],
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    /,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     """`status` is the HTTP status, as RFC 9457 has it; an order's status goes in `order_status`."""
     body = {
         "type": "about:blank",
@@ -36,11 +98,13 @@ def problem(status: int, code: str, detail: str, /, **extra: Any) -> JSONRespons
         "code": code,
         "detail": detail,
     }
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     if "retry_after" in extra:
         headers["Retry-After"] = str(extra["retry_after"])
     return JSONResponse(
-        body | extra, status_code=status, media_type="application/problem+json", headers=headers
+        body | extra, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
     )
 
 
@@ -68,7 +132,8 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
         # (nested too deep, say): malformed all the same.
         return problem(400, "malformed_json", "The body is not valid JSON.")
     code = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_")
-    return problem(error.status_code, code, str(error.detail))
+    # Starlette's own headers stay: `Allow` on a 405.
+    return problem(error.status_code, code, str(error.detail), headers=error.headers)
 
 
 async def _workflow_slow(request: Request, error: Exception) -> JSONResponse:
@@ -91,9 +156,17 @@ async def _temporal_unreachable(request: Request, error: Exception) -> JSONRespo
 
 
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-    log.error("unexpected error", exc_info=error, extra={"path": request.url.path})
+    # Starlette calls this from its outermost middleware, after the request's log context is gone:
+    # the id comes back from the scope, into the line and the answer.
+    request_id = request.scope.get(REQUEST_ID_KEY)
+    with log_context(request_id=request_id):
+        log.error("unexpected error", exc_info=error, extra={"path": request.url.path})
     return problem(
-        500, "internal_error", "Something went wrong on our side; it was logged. Try again shortly."
+        500,
+        "internal_error",
+        "Something went wrong on our side; it was logged. Try again shortly, or tell us the"
+        " request id.",
+        headers={"X-Request-Id": request_id} if request_id else None,
     )
 
 

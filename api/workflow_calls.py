@@ -6,10 +6,10 @@ to a late payment's (`hand_on`)."""
 import contextlib
 import logging
 import uuid
-from typing import Any
+from datetime import datetime
 
-from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import (
     Client,
@@ -112,32 +112,56 @@ async def _start_or_attach(
     )
 
 
+class AttemptAnswer(BaseModel):
+    status: str  # a PaymentStatus, or "unavailable": the bank did not answer
+    intent_id: str | None
+    decline_code: str | None
+
+
+class PaymentAnswer(BaseModel):
+    """Pay Now's answer, and another attempt's: the order, and where to pay when the bank asks
+    for 3-D Secure (`payment_url`)."""
+
+    order_id: uuid.UUID
+    status: OrderStatus
+    hold_expires_at: datetime
+    payment_url: str | None
+    payment: AttemptAnswer | None
+    attempts: int
+
+
+class CancelAnswer(BaseModel):
+    order_id: uuid.UUID
+    status: OrderStatus
+
+
 def payment_answer(state: CheckoutState, created: bool) -> JSONResponse:
     """201/200 with the order and where to pay; 402 when declined, 503 when the bank did not
-    answer."""
+    answer (a problem with the same fields, the order's status as `order_status`)."""
     payment = state.payment
-    body: dict[str, Any] = {
-        "order_id": state.order_id,
-        "status": state.status,
-        "hold_expires_at": state.hold_expires_at,
-        "payment_url": payment.payment_url
+    answer = PaymentAnswer(
+        order_id=state.order_id,
+        status=state.status,
+        hold_expires_at=state.hold_expires_at,
+        payment_url=payment.payment_url
         if payment and payment.status == PaymentStatus.REQUIRES_ACTION
         else None,
-        "payment": {
-            "status": payment.status,
-            "intent_id": payment.intent_id or None,
-            "decline_code": payment.decline_code,
-        }
+        payment=AttemptAnswer(
+            status=payment.status,
+            intent_id=payment.intent_id or None,
+            decline_code=payment.decline_code,
+        )
         if payment
         else None,
-        "attempts": state.attempts,
-    }
+        attempts=state.attempts,
+    )
+    body = answer.model_dump(mode="json")
     unpaid = _unpaid_attempt(state)
     if unpaid is not None:
         status, code, detail, retry = unpaid
         body["order_status"] = body.pop("status")
-        return problem(status, code, detail, retry_allowed=retry, **jsonable_encoder(body))
-    return JSONResponse(jsonable_encoder(body), status_code=201 if created else 200)
+        return problem(status, code, detail, retry_allowed=retry, **body)
+    return JSONResponse(body, status_code=201 if created else 200)
 
 
 def _unpaid_attempt(state: CheckoutState) -> tuple[int, str, str, bool] | None:
@@ -206,7 +230,9 @@ async def cancel_unpaid(temporal: Client, order: Order, reason: str) -> JSONResp
             f"The order became {state.status} first.",
             order_status=state.status,
         )
-    return JSONResponse(jsonable_encoder({"order_id": state.order_id, "status": state.status}))
+    return JSONResponse(
+        CancelAnswer(order_id=state.order_id, status=state.status).model_dump(mode="json")
+    )
 
 
 async def hand_on(temporal: Client, task_queue: str, news: PaymentNews) -> str:

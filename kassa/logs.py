@@ -137,8 +137,13 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and key not in _TEMPORAL_EXTRAS:
                 line[key] = _masked(key, value)
-        if record.exc_info:
-            line["error"] = _without_cards(self.formatException(record.exc_info).splitlines()[-1])
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            # Its type and whole message (a database error's message ends in a "Background on
+            # this error" line, which alone says nothing), and where it came from.
+            line["error_type"] = f"{type(error).__module__}.{type(error).__qualname__}"
+            line["error"] = _without_cards(str(error))
+            line["traceback"] = _without_cards(self.formatException(record.exc_info))
         return json.dumps(line, default=str, ensure_ascii=False)
 
 

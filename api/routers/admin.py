@@ -14,6 +14,7 @@ from activities.roles import Permission
 from activities.temporal.money_steps import RefundDone, RefundPaymentInput
 from api.deps import EngineDep, SessionDep, SettingsDep, TemporalDep, requires
 from api.fields import Count, SkuPath
+from api.problems import answers
 from kassa.db import session_scope
 from kassa.errors import Conflict
 from kassa.tables import User
@@ -42,7 +43,7 @@ class RefundRequest(BaseModel):
     )
 
 
-@router.post("/orders/{order_id}/refund")
+@router.post("/orders/{order_id}/refund", responses=answers(409))
 async def refund_order(
     order_id: uuid.UUID,
     body: RefundRequest,

@@ -10,6 +10,7 @@ from activities.catalog import ProductChange, ProductDetails
 from activities.roles import Permission
 from api.deps import SessionDep, requires
 from api.fields import Count, SkuPath, Text
+from api.problems import answers
 from kassa.tables import User
 
 router = APIRouter(prefix="/admin/products", tags=["admin"])
@@ -62,7 +63,7 @@ class NewProduct(ProductFields):
     on_hand: Annotated[Count, Field(ge=0, le=10_000_000)] = 0
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=answers(409))
 async def create_product(
     body: NewProduct,
     admin: Annotated[User, requires(Permission.CATALOG_WRITE)],
@@ -71,7 +72,7 @@ async def create_product(
     return await catalog.create_product(session, body.sku, body.change(), body.on_hand)
 
 
-@router.patch("/{sku}")
+@router.patch("/{sku}", responses=answers(409))
 async def update_product(
     sku: SkuPath,
     body: ProductFields,

@@ -3,13 +3,14 @@
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from activities import promos
 from activities.promos import PromoView
 from activities.roles import Permission
 from api.deps import SessionDep, requires
-from api.fields import Count, Text
+from api.fields import Count, Moment, Text
+from api.problems import answers
 from kassa.tables import User
 
 router = APIRouter(prefix="/admin/promo-codes", tags=["admin"])
@@ -23,8 +24,10 @@ class NewPromo(BaseModel):
     kind: Literal["percent", "fixed"]
     value: Annotated[Count, Field(ge=1, le=100_000_000)]  # percent 1..100, or kopecks
     min_order: Annotated[Count, Field(ge=0, le=10_000_000_000)] = 0
-    starts_at: AwareDatetime | None = None  # none: now
-    ends_at: AwareDatetime | None = None  # none: no end
+    starts_at: Annotated[Moment | None, Field(description="none: from now on")] = None
+    ends_at: Annotated[
+        Moment | None, Field(description="must come after starts_at; none: no end")
+    ] = None
     max_uses: Limit | None = None
     max_uses_per_customer: Limit | None = None
     brands: Annotated[list[Slug], Field(max_length=100)] = []
@@ -39,7 +42,7 @@ class NewPromo(BaseModel):
         return self
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=answers(409))
 async def create_promo(
     body: NewPromo, admin: Annotated[User, requires(Permission.PROMOS_MANAGE)], session: SessionDep
 ) -> PromoView:

@@ -11,6 +11,7 @@ from activities.accounts import AccountView
 from activities.roles import Permission
 from api.deps import SessionDep, requires
 from api.fields import Text
+from api.problems import answers
 from kassa.tables import User
 
 router = APIRouter(prefix="/admin/users", tags=["admin"])
@@ -43,7 +44,7 @@ async def list_users(
     ]
 
 
-@router.patch("/{user_id}")
+@router.patch("/{user_id}", responses=answers(409))
 async def change_user(
     user_id: uuid.UUID,
     body: AccountChange,

@@ -16,14 +16,15 @@ from api.deps import (
     SessionDep,
     TokenPolicyDep,
 )
-from api.fields import Text
+from api.fields import Email, Text
+from api.problems import answers
 from kassa.db import session_scope
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
 class Credentials(BaseModel):
-    email: Text = Field(max_length=254)
+    email: Email
     password: Text = Field(max_length=256)
 
 
@@ -31,12 +32,12 @@ class RefreshRequest(BaseModel):
     refresh_token: Annotated[Text, Field(min_length=1, max_length=128)]
 
 
-@router.post("/register", status_code=201)
+@router.post("/register", status_code=201, responses=answers(409))
 async def register(body: Credentials, session: SessionDep, hasher: PasswordHasherDep) -> Profile:
     return Profile.of(await auth.register(session, hasher, body.email, body.password))
 
 
-@router.post("/login")
+@router.post("/login", responses=answers(401, 403, 429))
 async def login(
     body: Credentials,
     engine: EngineDep,
@@ -50,12 +51,12 @@ async def login(
         return await tokens.start_family(session, policy, user.id)
 
 
-@router.post("/refresh")
+@router.post("/refresh", responses=answers(401))
 async def refresh(body: RefreshRequest, engine: EngineDep, policy: TokenPolicyDep) -> TokenPair:
     return await tokens.rotate(engine, policy, body.refresh_token)
 
 
-@router.post("/logout", status_code=204, response_class=Response)
+@router.post("/logout", status_code=204, response_class=Response, responses=answers(401))
 async def logout(body: RefreshRequest, session: SessionDep) -> Response:
     await tokens.log_out(session, body.refresh_token)
     return Response(status_code=204)

@@ -7,7 +7,8 @@ from activities import carts
 from activities.carts import CartView
 from activities.roles import Permission
 from api.deps import SessionDep, requires
-from api.fields import Count, SkuPath, Text
+from api.fields import Quantity, SkuPath, Text
+from api.problems import answers
 from kassa.tables import User
 
 router = APIRouter(prefix="/cart", tags=["cart"])
@@ -15,11 +16,11 @@ router = APIRouter(prefix="/cart", tags=["cart"])
 
 class NewItem(BaseModel):
     sku: Annotated[Text, Field(min_length=1, max_length=64)]
-    quantity: Count
+    quantity: Quantity
 
 
 class QuantityChange(BaseModel):
-    quantity: Count
+    quantity: Quantity
 
 
 class PromoEntry(BaseModel):
@@ -37,28 +38,28 @@ async def get_cart(
     return await carts.view_cart(session, await carts.current_cart(session, user.id), redeem_points)
 
 
-@router.post("/promo")
+@router.post("/promo", responses=answers(404, 409))
 async def apply_promo(
     body: PromoEntry, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep
 ) -> CartView:
     return await carts.apply_promo(session, user.id, body.code)
 
 
-@router.delete("/promo")
+@router.delete("/promo", responses=answers(404, 409))
 async def remove_promo(
     user: Annotated[User, requires(Permission.SHOP)], session: SessionDep
 ) -> CartView:
     return await carts.remove_promo(session, user.id)
 
 
-@router.post("/items")
+@router.post("/items", responses=answers(404, 409))
 async def add_item(
     body: NewItem, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep
 ) -> CartView:
     return await carts.set_item(session, user.id, body.sku, body.quantity, add=True)
 
 
-@router.patch("/items/{sku}")
+@router.patch("/items/{sku}", responses=answers(409))
 async def change_quantity(
     sku: SkuPath,
     body: QuantityChange,
@@ -68,7 +69,7 @@ async def change_quantity(
     return await carts.set_item(session, user.id, sku, body.quantity, add=False)
 
 
-@router.delete("/items/{sku}")
+@router.delete("/items/{sku}", responses=answers(409))
 async def remove_item(
     sku: SkuPath, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep
 ) -> CartView:

@@ -13,6 +13,7 @@ from activities.loyalty import LoyaltyView
 from activities.roles import Permission
 from api.deps import CurrentUser, SessionDep, requires
 from api.fields import AddressLine, NameLine
+from api.problems import answers
 from kassa.tables import User
 
 router = APIRouter(prefix="/me", tags=["me"])
@@ -59,7 +60,7 @@ async def list_addresses(
     return [AddressView.of(address) for address in await addresses.list_addresses(session, user.id)]
 
 
-@router.post("/addresses", status_code=201)
+@router.post("/addresses", status_code=201, responses=answers(409))
 async def add_address(
     body: NewAddress, user: Annotated[User, requires(Permission.SHOP)], session: SessionDep
 ) -> AddressView:

@@ -15,8 +15,11 @@ from activities.orders import OrderView
 from activities.roles import Permission
 from api.deps import EngineDep, ProviderDep, SessionDep, TemporalDep, requires
 from api.fields import PaymentMethodIn
+from api.problems import answers
 from api.workflow_calls import (
+    CancelAnswer,
     CheckoutHandle,
+    PaymentAnswer,
     cancel_unpaid,
     order_before_workflow_call,
     order_closed,
@@ -53,7 +56,7 @@ async def get_order(
     return await orders.view_order(session, await orders.owned_order(session, user.id, order_id))
 
 
-@router.post("/{order_id}/pay")
+@router.post("/{order_id}/pay", response_model=PaymentAnswer, responses=answers(402, 409))
 async def pay_again(
     order_id: uuid.UUID,
     body: PayRequest,
@@ -83,7 +86,7 @@ async def pay_again(
     return payment_answer(state, created=False)
 
 
-@router.post("/{order_id}/cancel")
+@router.post("/{order_id}/cancel", response_model=CancelAnswer, responses=answers(409))
 async def cancel(
     order_id: uuid.UUID,
     user: Annotated[User, requires(Permission.SHOP)],

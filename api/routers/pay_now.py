@@ -14,7 +14,8 @@ from activities.placement import PlaceOrder, claim_stock, place_order
 from activities.roles import Permission
 from api.deps import AccessClaimsDep, EngineDep, ProviderDep, SettingsDep, TemporalDep, permitted
 from api.fields import Count, PaymentMethodIn
-from api.workflow_calls import ask_for_payment, payment_answer
+from api.problems import answers
+from api.workflow_calls import PaymentAnswer, ask_for_payment, payment_answer
 from kassa.db import autocommit_scope
 from kassa.errors import Conflict
 from kassa.metrics import CHECKOUTS_STARTED, RESERVATION_CONFLICTS
@@ -33,7 +34,12 @@ class CheckoutRequest(BaseModel):
     cart_version: Annotated[Count, Field(ge=1)] | None = None
 
 
-@router.post("/checkout", status_code=201)
+@router.post(
+    "/checkout",
+    status_code=201,
+    response_model=PaymentAnswer,
+    responses=answers(401, 402, 403, 404, 409, 503),
+)
 async def pay_now(
     body: CheckoutRequest,
     access: AccessClaimsDep,

@@ -3,6 +3,7 @@
 order's workflow (api/workflow_calls.py)."""
 
 import logging
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -11,7 +12,7 @@ from temporalio.service import RPCError
 from activities import webhook_inbox
 from activities.providers.protocol import WebhookRefused, WebhookRequest
 from api.deps import EngineDep, ProviderDep, SettingsDep, TemporalDep
-from api.problems import problem
+from api.problems import answers, problem
 from api.workflow_calls import hand_on
 from kassa.db import session_scope
 from kassa.metrics import WEBHOOK_EVENTS
@@ -20,7 +21,19 @@ router = APIRouter(tags=["webhooks"])
 log = logging.getLogger("kassa.webhooks")
 
 
-@router.post("/webhooks/{provider_name}")
+@router.post(
+    "/webhooks/{provider_name}",
+    response_model=dict[str, Any],
+    responses=answers(400, 413, 503),
+    # The body is the provider's, read as bytes (its signature is over them): stated here.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The provider's event, signed as it signs them.",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
 async def provider_event(
     provider_name: str,
     request: Request,
