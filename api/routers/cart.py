@@ -27,7 +27,7 @@ class PromoEntry(BaseModel):
     code: Annotated[Text, Field(min_length=1, max_length=32)]
 
 
-@router.get("")
+@router.get("", responses=answers(409))
 async def get_cart(
     user: Annotated[User, requires(Permission.SHOP)],
     session: SessionDep,
