@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
 
 from activities.providers import make_provider
@@ -35,6 +36,12 @@ log = logging.getLogger("kassa.api")
 DOCS_ASSETS_URL = "/docs-assets"
 
 
+def operation_id(route: APIRoute) -> str:
+    """`orders_get_order`, `admin_get_order`: the names a client generated from /openapi.json
+    gives its calls."""
+    return f"{route.tags[0]}_{route.name}" if route.tags else route.name
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -61,7 +68,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # /docs and /redoc with their scripts served by the app (from the fastapi-offline package), not
     # from a CDN: they work on a machine without internet.
     app = FastAPIOffline(
-        title="Kassa", version="0.1.0", lifespan=lifespan, static_url=DOCS_ASSETS_URL
+        title="Kassa",
+        version="0.1.0",
+        lifespan=lifespan,
+        static_url=DOCS_ASSETS_URL,
+        generate_unique_id_function=operation_id,
     )
     problems.install(app)
     app.add_middleware(RequestContext)
