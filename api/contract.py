@@ -25,26 +25,27 @@ def document_problems(app: FastAPI) -> None:
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = build()
-            routes = {
-                (method.lower(), context.path_format): context.original_route
-                for context in iter_route_contexts(app.routes)
-                if isinstance(context.original_route, APIRoute)
-                for method in context.methods or ()
-            }
-            for path, operations in document["paths"].items():
-                for method, operation in operations.items():
-                    responses = operation["responses"]
-                    for status in _implied_statuses(routes[method, path]):
-                        if status == 422 or str(status) not in responses:
-                            responses[str(status)] = problem_response(status)
-            schemas = document["components"]["schemas"]
-            for name in _FASTAPI_VALIDATION_SCHEMAS:
-                schemas.pop(name, None)
-            problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
-            schemas |= problem.pop("$defs", {}) | {"Problem": problem}
-        return app.openapi_schema
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        routes = {
+            (method.lower(), context.path_format): context.original_route
+            for context in iter_route_contexts(app.routes)
+            if isinstance(context.original_route, APIRoute)
+            for method in context.methods or ()
+        }
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                responses = operation["responses"]
+                for status in _implied_statuses(routes[method, path]):
+                    if status == 422 or str(status) not in responses:
+                        responses[str(status)] = problem_response(status)
+        schemas = document["components"]["schemas"]
+        for name in _FASTAPI_VALIDATION_SCHEMAS:
+            schemas.pop(name, None)
+        problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas |= problem.pop("$defs", {}) | {"Problem": problem}
+        return document
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way
 

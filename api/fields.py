@@ -33,18 +33,20 @@ def _storable(text: str) -> str:
     return text
 
 
-Text = Annotated[str, AfterValidator(_storable)]
+Storable = AfterValidator(_storable)
+Text = Annotated[str, Storable]
 # A line a person typed, trimmed, then 1 to N characters: a name or a city, a street address.
-# The length comes before the check: after an AfterValidator, pydantic trims but does not count.
+# Constraints come before the check: after an AfterValidator, pydantic trims but does not count,
+# and applies a pattern but leaves it out of the OpenAPI document.
 NameLine = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
-    AfterValidator(_storable),
+    Storable,
 ]
 AddressLine = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(_storable),
+    Storable,
 ]
 
 SkuPath = Annotated[Text, Path(min_length=1, max_length=64)]

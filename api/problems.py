@@ -1,6 +1,7 @@
 """Errors as `application/problem+json` with a machine-readable `code`; never a bare 500."""
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -87,7 +88,7 @@ def problem(
     code: str,
     detail: str,
     /,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
     """`status` is the HTTP status, as RFC 9457 has it; an order's status goes in `order_status`."""

@@ -17,16 +17,15 @@ WEBHOOK_PATH = "/webhooks/{provider_name}"
 
 
 @schemathesis.hook
-def before_call(context: schemathesis.HookContext, case: schemathesis.Case, kwargs: dict[str, Any]) -> None:
+def before_call(
+    context: schemathesis.HookContext, case: schemathesis.Case, kwargs: dict[str, Any]
+) -> None:
     token = os.environ.get("KASSA_FUZZ_TOKEN")
     if token:
-        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
+        case.headers["Authorization"] = f"Bearer {token}"
     secret = os.environ.get("KASSA_ACQUIRER_WEBHOOK_SECRET")
     if secret and case.operation.path == WEBHOOK_PATH and not isinstance(case.body, bytes | NotSet):
         case.path_parameters = {"provider_name": "sandbox"}
         body = json.dumps(case.body).encode()
         case.body = body
-        case.headers = {
-            **(case.headers or {}),
-            "Acquirer-Signature": sign(secret, body, int(time.time())),
-        }
+        case.headers["Acquirer-Signature"] = sign(secret, body, int(time.time()))

@@ -9,7 +9,7 @@ from activities import catalog
 from activities.catalog import ProductChange, ProductDetails
 from activities.roles import Permission
 from api.deps import SessionDep, requires
-from api.fields import Count, SkuPath, Text
+from api.fields import Count, SkuPath, Storable, Text
 from api.problems import answers
 from kassa.tables import User
 
@@ -18,11 +18,11 @@ router = APIRouter(prefix="/admin/products", tags=["admin"])
 MAX_PRICE = 2_000_000_000  # kopecks: 20 million roubles, and within the column's integer
 
 Line = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-Sku = Annotated[Text, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"), Storable]
 Kopecks = Annotated[Count, Field(ge=1, le=MAX_PRICE)]
 AttributeName = Annotated[Text, StringConstraints(min_length=1, max_length=32)]
 AttributeValue = Annotated[Text, StringConstraints(min_length=1, max_length=64)]
-ImageUrl = Annotated[Text, StringConstraints(max_length=500, pattern=r"^https://\S+$")]
+ImageUrl = Annotated[str, StringConstraints(max_length=500, pattern=r"^https://\S+$"), Storable]
 
 
 def _known_vat(rate: int) -> int:
