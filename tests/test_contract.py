@@ -74,6 +74,7 @@ def test_the_document_states_the_limits_the_server_keeps() -> None:
     quantity = schemas["NewItem"]["properties"]["quantity"]
     assert (quantity["minimum"], quantity["maximum"]) == (1, 99)
     assert schemas["Credentials"]["properties"]["email"]["format"] == "email"
+    assert schemas["NewAccount"]["properties"]["password"]["minLength"] == 8
     images = schemas["ProductFields"]["properties"]["images"]["anyOf"][0]
     assert images["items"]["pattern"].startswith("^https://")
     assert "after starts_at" in schemas["NewPromo"]["properties"]["ends_at"]["description"]

@@ -79,9 +79,10 @@ async def test_a_generated_client_pays_now(kassa: Kassa, generated_client: Path)
 async def sign_up(models: ModuleType, anonymous: Any) -> str:
     """A new account, logged in: its access token."""
     email = f"client-{uuid.uuid4().hex[:12]}@example.com"
-    credentials = models.Credentials(email=email, password=PASSWORD)
-    registered = await call("auth_register")(client=anonymous, body=credentials)
+    account = models.NewAccount(email=email, password=PASSWORD)
+    registered = await call("auth_register")(client=anonymous, body=account)
     assert registered.status_code == 201, registered.content
+    credentials = models.Credentials(email=email, password=PASSWORD)
     login = await call("auth_login")(client=anonymous, body=credentials)
     assert isinstance(login.parsed, models.TokenPair), login.content
     token: str = login.parsed.access_token

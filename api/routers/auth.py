@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from activities import auth, tokens
 from activities.accounts import Profile
+from activities.auth import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from activities.tokens import TokenPair
 from api.deps import (
     ClientAddressDep,
@@ -25,7 +26,14 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 class Credentials(BaseModel):
     email: Email
-    password: Text = Field(max_length=256)
+    password: Text = Field(max_length=MAX_PASSWORD_LENGTH)
+
+
+class NewAccount(Credentials):
+    # The account checks the length (`weak_password`); the schema states it.
+    password: Text = Field(
+        max_length=MAX_PASSWORD_LENGTH, json_schema_extra={"minLength": MIN_PASSWORD_LENGTH}
+    )
 
 
 class RefreshRequest(BaseModel):
@@ -33,7 +41,7 @@ class RefreshRequest(BaseModel):
 
 
 @router.post("/register", status_code=201, responses=answers(409))
-async def register(body: Credentials, session: SessionDep, hasher: PasswordHasherDep) -> Profile:
+async def register(body: NewAccount, session: SessionDep, hasher: PasswordHasherDep) -> Profile:
     return Profile.of(await auth.register(session, hasher, body.email, body.password))
 
 
