@@ -47,8 +47,13 @@ async def test_the_api_answers_as_its_document_says(kassa: Kassa, role: str) -> 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    async with asyncio.timeout(FUZZ_SECONDS):
-        output, _ = await fuzzer.communicate()
+    try:
+        async with asyncio.timeout(FUZZ_SECONDS):
+            output, _ = await fuzzer.communicate()
+    finally:
+        if fuzzer.returncode is None:  # out of time: it goes with the test
+            fuzzer.kill()
+            await fuzzer.wait()
     assert fuzzer.returncode == 0, output.decode()[-20000:]
     # Signed as the bank signs: the events got past the signature, to be read (and refused).
     assert _webhook_events("malformed_event") > events_read, output.decode()[-20000:]
