@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from activities.providers import make_provider
 from api import problems
@@ -58,6 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Kassa", version="0.1.0", lifespan=lifespan)
     problems.install(app)
     app.add_middleware(RequestContext)
+    # Outermost: every part of the app sees the client as the trusted proxies name it. The server
+    # must not do it too (`kassa api` runs uvicorn with proxy_headers=False): uvicorn trusts
+    # loopback by default, where any local client could make up an address.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     for router in (
         health.router,
         auth.router,

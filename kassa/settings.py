@@ -1,5 +1,6 @@
 """One settings class for every process (environment prefix `KASSA_`)."""
 
+import ipaddress
 import json
 import secrets
 from functools import lru_cache
@@ -70,6 +71,10 @@ class Settings(BaseSettings):
     # sooner).
     lockout_failures: int = 10
     lockout_seconds: int = 3600
+    # The proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names the client:
+    # the login throttle and YooKassa's network check go by it. Empty: no one's, not even
+    # loopback's (any local client could make up an address).
+    trusted_proxies: Annotated[list[str], NoDecode] = []
     # The payment service provider (README, "Payment providers"): the sandbox bank (acquirer/,
     # whose secrets are the acquirer_* ones), Stripe or YooKassa.
     psp: Literal["sandbox", "stripe", "yookassa"] = "sandbox"
@@ -103,11 +108,20 @@ class Settings(BaseSettings):
     hold_sweep_interval_seconds: int = 300
     hold_sweep_grace_seconds: int = 900
 
-    @field_validator("jwt_previous_secrets", "psp_trusted_networks", mode="before")
+    @field_validator(
+        "jwt_previous_secrets", "psp_trusted_networks", "trusted_proxies", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for proxy in value:
+            ipaddress.ip_network(proxy)  # ValueError: not an address or network
         return value
 
     @property

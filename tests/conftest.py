@@ -208,6 +208,9 @@ async def kassa_stack(
 async def kassa(
     data_dir: Path, database_url: str, dev_server: WorkflowEnvironment
 ) -> AsyncIterator[Kassa]:
-    """Kassa with the sandbox bank, shared by the whole session."""
-    async with kassa_stack(data_dir, database_url, dev_server) as running:
+    """Kassa with the sandbox bank, shared by the whole session. The tests play a proxy on
+    loopback: tests/test_auth.py gives each login an address of its own in X-Forwarded-For."""
+    async with kassa_stack(
+        data_dir, database_url, dev_server, trusted_proxies=["127.0.0.1"]
+    ) as running:
         yield running

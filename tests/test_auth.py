@@ -19,6 +19,7 @@ import httpx
 import jwt
 import pytest
 from argon2 import PasswordHasher
+from pydantic import ValidationError
 from sqlalchemy import text, update
 from sqlmodel import col, select
 
@@ -30,6 +31,7 @@ from kassa.tables import Address, Cart, LoginAttempts, Order, RefreshToken, User
 from tests.conftest import PASSWORD, Kassa, until_a_lock_is_awaited
 from tests.flow import CARD, CARD_3DS, pay_now
 from tests.servers import listening_socket, serving
+from tests.stack import free_port, settings_environment
 from tests.test_api_guards import assert_problem
 
 ADDRESS = {
@@ -44,7 +46,7 @@ _addresses = itertools.count(1)
 
 def client_address() -> str:
     """A client address of its own for each use (TEST-NET-3), sent as X-Forwarded-For: the
-    gateway's uvicorn trusts the header from 127.0.0.1, as it would from a proxy."""
+    session's gateway trusts the header from 127.0.0.1 (KASSA_TRUSTED_PROXIES), as from a proxy."""
     n = next(_addresses)
     return f"203.0.{113 + n // 250}.{n % 250 + 1}"
 
@@ -282,6 +284,66 @@ async def test_address_is_throttled_across_accounts_until_its_window_ends(kassa:
         ).status_code == 200
         await window_ends(kassa, "address", address)
         assert (await log_in(http, customer.user.email, address=address)).status_code == 200
+
+
+async def test_a_made_up_forwarded_for_is_throttled_by_the_real_address(kassa: Kassa) -> None:
+    """`kassa api` as production runs it, trusting no proxy (the default): a client on loopback
+    that sends a new X-Forwarded-For with each guess is counted by its own address."""
+    settings = kassa.settings.model_copy(
+        update={"api_port": free_port(), "login_attempts_per_address": 3, "trusted_proxies": []}
+    )
+    assert Settings().trusted_proxies == []
+    customer = await kassa.customer()
+    await window_ends(kassa, "address", "127.0.0.1")  # a window of its own for loopback
+    api = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli.main",
+        "api",
+        env=settings_environment(settings),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}") as http:
+            await answers(http, api)
+            forged = [client_address() for _ in range(4)]
+            for n, address in enumerate(forged[:3]):
+                guess = await log_in(http, f"victim-{n}@example.com", "wrong password", address)
+                assert_problem(guess, 401, "invalid_credentials")
+            assert_problem(
+                await log_in(http, customer.user.email, address=forged[3]), 429, "too_many_attempts"
+            )
+        async with session_scope(kassa.engine) as session:
+            counted = set(
+                await session.exec(
+                    select(LoginAttempts.subject).where(col(LoginAttempts.scope) == "address")
+                )
+            )
+        assert "127.0.0.1" in counted and not set(forged) & counted
+    finally:
+        api.terminate()
+        await asyncio.wait_for(api.wait(), timeout=30)
+        await window_ends(kassa, "address", "127.0.0.1")
+
+
+def test_trusted_proxies_are_addresses_or_networks() -> None:
+    taken = Settings(trusted_proxies="10.0.0.7, 192.168.0.0/16,::1")  # type: ignore[arg-type]
+    assert taken.trusted_proxies == ["10.0.0.7", "192.168.0.0/16", "::1"]
+    with pytest.raises(ValidationError, match="trusted_proxies"):
+        Settings(trusted_proxies="proxy.internal")  # type: ignore[arg-type]
+
+
+async def answers(http: httpx.AsyncClient, process: asyncio.subprocess.Process) -> None:
+    for _ in range(600):
+        assert process.returncode is None, "kassa api stopped"
+        try:
+            if (await http.get("/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+    raise TimeoutError("kassa api did not answer in 60 s")
 
 
 async def _wrong_passwords(kassa: Kassa, http: httpx.AsyncClient, email: str, count: int) -> None:
