@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import hashlib
 import itertools
+import json
 import subprocess
 import sys
 import uuid
@@ -33,6 +34,7 @@ from tests.flow import CARD, CARD_3DS, pay_now
 from tests.servers import listening_socket, serving
 from tests.stack import free_port, settings_environment
 from tests.test_api_guards import assert_problem
+from tests.test_operations import captured_logs
 
 ADDRESS = {
     "recipient": "Ann Petrova",
@@ -365,8 +367,27 @@ async def test_lockout_holds_until_an_admin_lifts_it_or_it_ends(kassa: Kassa) ->
     async with kassa.http() as http:
         await _wrong_passwords(kassa, http, email, failures - 1)
         assert (await account_of(kassa, customer.user.id)).locked_until is None
-        await _wrong_passwords(kassa, http, email, 1)
-        assert_problem(await log_in(http, email, address=client_address()), 403, "account_locked")
+        with captured_logs() as output:
+            await _wrong_passwords(kassa, http, email, 1)
+            # Locked: the right password, a wrong one, and an e-mail with no account are answered
+            # alike, so the answer does not tell an attacker that the account exists.
+            unknown = await log_in(
+                http, f"nobody-{uuid.uuid4().hex}@example.com", "wrong password", client_address()
+            )
+            for password in (PASSWORD, "wrong password"):
+                locked = await log_in(http, email, password, client_address())
+                assert same_answer(locked, unknown), (locked.text, unknown.text)
+        assert_problem(unknown, 401, "invalid_credentials")
+        # The owner learns of it from the log and from their profile (a login still open).
+        lines = [json.loads(line) for line in output.getvalue().splitlines()]
+        user_id = str(customer.user.id)
+        assert [line["msg"] for line in lines if line.get("user_id") == user_id] == [
+            "account locked",
+            "login refused: account locked",
+            "login refused: account locked",
+        ]
+        async with customer.http() as as_owner:
+            assert (await as_owner.get("/me")).json()["locked_until"] is not None
 
         async with admin.http() as as_admin:
             listed = (await as_admin.get("/admin/users", params={"email": email})).json()
@@ -379,7 +400,9 @@ async def test_lockout_holds_until_an_admin_lifts_it_or_it_ends(kassa: Kassa) ->
         assert (await log_in(http, email, address=client_address())).status_code == 200
 
         await _wrong_passwords(kassa, http, email, failures)
-        assert_problem(await log_in(http, email, address=client_address()), 403, "account_locked")
+        assert_problem(
+            await log_in(http, email, address=client_address()), 401, "invalid_credentials"
+        )
         async with session_scope(kassa.engine) as session:  # as if LOCKOUT_SECONDS had passed
             lockout = timedelta(seconds=kassa.settings.lockout_seconds)
             await session.exec(
@@ -388,6 +411,17 @@ async def test_lockout_holds_until_an_admin_lifts_it_or_it_ends(kassa: Kassa) ->
                 .values(locked_until=col(User.locked_until) - lockout)
             )
         assert (await log_in(http, email, address=client_address())).status_code == 200
+
+
+def same_answer(one: httpx.Response, other: httpx.Response) -> bool:
+    """The same status, body and headers (but the request's own id and the date)."""
+    own = {"x-request-id", "date"}
+    return (
+        one.status_code == other.status_code
+        and one.content == other.content
+        and {k: v for k, v in one.headers.items() if k not in own}
+        == {k: v for k, v in other.headers.items() if k not in own}
+    )
 
 
 async def test_login_rehashes_a_password_made_with_other_costs(kassa: Kassa) -> None:
@@ -566,6 +600,7 @@ async def test_profile(kassa: Kassa) -> None:
             "role": "customer",
             "display_name": None,
             "phone": None,
+            "locked_until": None,
         }
         changed = await http.patch("/me", json={"display_name": "  Ann  ", "phone": "+79161234567"})
         assert changed.json() == me | {"display_name": "Ann", "phone": "+79161234567"}, changed.text
