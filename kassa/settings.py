@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Generated in dev and test when unset (kept in the data folder); required in production.
@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     # gone, or whose deadline passed more than hold_sweep_grace_seconds ago.
     hold_sweep_interval_seconds: int = 300
     hold_sweep_grace_seconds: int = 900
+    # Retention (a schedule, hourly): processed webhook events older than this are deleted; login
+    # attempt counts this long after their window ended.
+    webhook_event_retention_days: int = Field(default=30, ge=1)
+    login_attempt_retention_days: int = Field(default=7, ge=0)
 
     @field_validator(
         "jwt_previous_secrets", "psp_trusted_networks", "trusted_proxies", mode="before"
