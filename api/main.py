@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The gateway reads the provider's webhooks (verified, and for YooKassa re-fetched).
         app.state.provider = make_provider(settings)
         log.info("api started", extra={"temporal": settings.temporal_target, "psp": settings.psp})
+        if settings.env == "production" and not settings.metrics_token:
+            log.warning("KASSA_METRICS_TOKEN is not set: /metrics refuses every scrape")
         yield
         await app.state.provider.aclose()
         await app.state.engine.dispose()

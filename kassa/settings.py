@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # reaches it to deliver webhooks (default: the public one).
     public_url: str | None = None
     api_internal_url: str | None = None
+    # In production the api's /metrics answers only `Authorization: Bearer <metrics_token>` (unset:
+    # no one); in dev and test anyone.
+    metrics_token: str | None = None
     # Metrics of the worker process (Kassa's, and the Temporal SDK's) on these ports; 0: not served.
     worker_metrics_port: int = 9100
     temporal_metrics_port: int = 9101

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import uuid
@@ -29,11 +30,13 @@ from activities.temporal.hold_sweep_steps import (
     SweepHoldsInput,
     SweepResult,
 )
+from api.main import create_app as create_gateway
 from kassa.db import session_scope
 from kassa.logs import JsonFormatter
 from kassa.tables import LoginAttempts, Reservation, WebhookEvent, utcnow
 from tests.conftest import TEMPORAL_UI_URL, Customer, Kassa
 from tests.flow import CARD, CARD_3DS, authenticate_3ds, order_reaches, pay_now, placed_checkout
+from tests.servers import listening_socket, serving
 from worker import HOLD_SWEEP_SCHEDULE, RECONCILE_SCHEDULE, RETENTION_SCHEDULE, ensure_schedules
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.hold_sweep import HoldSweepWorkflow
@@ -94,6 +97,42 @@ async def test_metrics_move_when_a_checkout_runs(kassa: Kassa) -> None:
         >= 1
     )
     assert while_held[("kassa_holds_active", ())] >= 1
+
+
+async def test_metrics_in_production_answer_only_the_scraper_with_the_token(kassa: Kassa) -> None:
+    token = secrets.token_urlsafe(32)
+    cases = [  # env, KASSA_METRICS_TOKEN, and the status each Authorization header gets
+        ("dev", None, {None: 200, "Bearer nope": 200}),
+        (
+            "production",
+            token,
+            {
+                None: 401,
+                "Bearer nope": 401,
+                f"Bearer {token}x": 401,
+                f"Basic {token}": 401,
+                f"Bearer {token}": 200,
+            },
+        ),
+        ("production", None, {None: 401, "Bearer": 401, "Bearer None": 401}),
+    ]
+    for env, metrics_token, answers in cases:
+        settings = kassa.settings.model_copy(update={"env": env, "metrics_token": metrics_token})
+        async with (
+            serving(create_gateway(settings), listening_socket()) as url,
+            httpx.AsyncClient(base_url=url) as http,
+        ):
+            for authorization, status in answers.items():
+                headers = {"Authorization": authorization} if authorization else {}
+                answer = await http.get("/metrics", headers=headers)
+                assert answer.status_code == status, (env, authorization, answer.text)
+                if status == 200:
+                    assert "kassa_holds_active" in answer.text
+                else:
+                    assert answer.headers["content-type"] == "application/problem+json"
+                    assert answer.json()["code"] == "metrics_token_required"
+                    assert answer.headers["www-authenticate"] == "Bearer"
+                    assert token not in answer.text
 
 
 @contextmanager
