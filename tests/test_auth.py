@@ -725,3 +725,29 @@ async def test_an_admin_is_made_with_a_password_never_on_the_command_line(kassa:
             token = login.json()["access_token"]
         async with kassa.http(token) as admin:
             assert (await admin.get("/admin/orders")).status_code == 200
+
+
+async def test_a_command_that_reuses_the_running_postgres_says_so(kassa: Kassa) -> None:
+    """`kassa users create-admin` (and `kassa seed`) beside a running `kassa dev`: the embedded
+    server is the one already running, not started again."""
+    root = Path(__file__).parent.parent
+    email = f"ops-{uuid.uuid4().hex[:8]}@example.com"
+    made = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "cli.main", "users", "create-admin", email],
+        input="correct-horse-42\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "KASSA_ENV": "test",
+            "KASSA_DATA_DIR": str(kassa.settings.data_dir),
+        },
+        cwd=root,
+    )
+    assert made.returncode == 0, made.stderr
+    pgdata = kassa.settings.data_dir.resolve() / "pg"
+    first_line = made.stdout.splitlines()[0]
+    assert first_line == f"postgres: reusing the server already running in {pgdata}", made.stdout
+    assert f"admin {email} ready" in made.stdout
