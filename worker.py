@@ -82,19 +82,19 @@ def schedules(settings: Settings) -> dict[str, Schedule]:
     """The schedules Kassa keeps, by id; each workflow id is fixed, so two runs never overlap."""
     return {
         # Every minute, find successes that no checkout took (a lost webhook, a race at expiry).
-        RECONCILE_SCHEDULE: Schedule(
-            action=ScheduleActionStartWorkflow(
+        RECONCILE_SCHEDULE: _every(
+            timedelta(minutes=1),
+            ScheduleActionStartWorkflow(
                 ReconcileWorkflow.run,
                 id="reconcile-payments",
                 task_queue=settings.task_queue,
                 static_summary="Payment reconciliation: successes that no checkout took",
             ),
-            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=1))]),
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
         ),
         # The safety net under every checkout: holds whose workflow is gone, or long past due.
-        HOLD_SWEEP_SCHEDULE: Schedule(
-            action=ScheduleActionStartWorkflow(
+        HOLD_SWEEP_SCHEDULE: _every(
+            timedelta(seconds=settings.hold_sweep_interval_seconds),
+            ScheduleActionStartWorkflow(
                 HoldSweepWorkflow.run,
                 SweepHoldsInput(settings.hold_sweep_grace_seconds),
                 id="sweep-holds",
@@ -103,27 +103,27 @@ def schedules(settings: Settings) -> dict[str, Schedule]:
                     "Hold sweeper: holds whose checkout is gone or long past its deadline"
                 ),
             ),
-            spec=ScheduleSpec(
-                intervals=[
-                    ScheduleIntervalSpec(
-                        every=timedelta(seconds=settings.hold_sweep_interval_seconds)
-                    )
-                ]
-            ),
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
         ),
         # Every hour, the records that only grow are kept to their age (KASSA_*_RETENTION_DAYS).
-        RETENTION_SCHEDULE: Schedule(
-            action=ScheduleActionStartWorkflow(
+        RETENTION_SCHEDULE: _every(
+            timedelta(hours=1),
+            ScheduleActionStartWorkflow(
                 RetentionWorkflow.run,
                 id="retention",
                 task_queue=settings.task_queue,
                 static_summary="Retention: old webhook events and login attempt counts deleted",
             ),
-            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
         ),
     }
+
+
+def _every(period: timedelta, action: ScheduleActionStartWorkflow) -> Schedule:
+    """Starts `action` every `period`; a start while the last run still goes on is skipped."""
+    return Schedule(
+        action=action,
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=period)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
