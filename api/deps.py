@@ -71,7 +71,7 @@ async def get_login_limits(settings: SettingsDep) -> LoginLimits:
 
 
 async def get_client_address(request: Request) -> str:
-    # uvicorn puts the X-Forwarded-For address here only for proxies in FORWARDED_ALLOW_IPS.
+    # The X-Forwarded-For address only from a proxy in KASSA_TRUSTED_PROXIES (api/main.py).
     return request.client.host if request.client else "unknown"
 
 
