@@ -20,9 +20,11 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.providers import make_provider
+from activities.retention import RetentionAges
 from activities.temporal.checkout_steps import CheckoutActivities
 from activities.temporal.hold_sweep_steps import SweepActivities, SweepHoldsInput
 from activities.temporal.money_steps import MoneyActivities
+from activities.temporal.retention_steps import RetentionActivities
 from kassa import metrics
 from kassa.db import make_engine
 from kassa.logs import ActivityLogContext
@@ -32,6 +34,7 @@ from kassa.tracing import configure_tracing
 from workflows.checkout import CheckoutWorkflow
 from workflows.hold_sweep import HoldSweepWorkflow
 from workflows.money_back import LatePaymentWorkflow, ReconcileWorkflow, RefundWorkflow
+from workflows.retention import RetentionWorkflow
 from workflows.summaries import ActivitySummaries
 
 log = logging.getLogger("kassa.worker")
@@ -39,12 +42,14 @@ log = logging.getLogger("kassa.worker")
 
 RECONCILE_SCHEDULE = "kassa-reconcile-payments"
 HOLD_SWEEP_SCHEDULE = "kassa-sweep-holds"
+RETENTION_SCHEDULE = "kassa-retention"
 WORKFLOWS = [
     CheckoutWorkflow,
     RefundWorkflow,
     LatePaymentWorkflow,
     ReconcileWorkflow,
     HoldSweepWorkflow,
+    RetentionWorkflow,
 ]
 # On shutdown (SIGTERM), running activities get this long to finish before they are cancelled.
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
@@ -56,12 +61,18 @@ def build_worker(
     checkout: CheckoutActivities,
     money: MoneyActivities,
     sweep: SweepActivities | None = None,
+    retention: RetentionActivities | None = None,
 ) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        activities=[*checkout.all(), *money.all(), *(sweep.all() if sweep else [])],
+        activities=[
+            *checkout.all(),
+            *money.all(),
+            *(sweep.all() if sweep else []),
+            *(retention.all() if retention else []),
+        ],
         interceptors=[ActivityLogContext(), ActivitySummaries()],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
@@ -71,19 +82,19 @@ def schedules(settings: Settings) -> dict[str, Schedule]:
     """The schedules Kassa keeps, by id; each workflow id is fixed, so two runs never overlap."""
     return {
         # Every minute, find successes that no checkout took (a lost webhook, a race at expiry).
-        RECONCILE_SCHEDULE: Schedule(
-            action=ScheduleActionStartWorkflow(
+        RECONCILE_SCHEDULE: _every(
+            timedelta(minutes=1),
+            ScheduleActionStartWorkflow(
                 ReconcileWorkflow.run,
                 id="reconcile-payments",
                 task_queue=settings.task_queue,
                 static_summary="Payment reconciliation: successes that no checkout took",
             ),
-            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(minutes=1))]),
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
         ),
         # The safety net under every checkout: holds whose workflow is gone, or long past due.
-        HOLD_SWEEP_SCHEDULE: Schedule(
-            action=ScheduleActionStartWorkflow(
+        HOLD_SWEEP_SCHEDULE: _every(
+            timedelta(seconds=settings.hold_sweep_interval_seconds),
+            ScheduleActionStartWorkflow(
                 HoldSweepWorkflow.run,
                 SweepHoldsInput(settings.hold_sweep_grace_seconds),
                 id="sweep-holds",
@@ -92,16 +103,27 @@ def schedules(settings: Settings) -> dict[str, Schedule]:
                     "Hold sweeper: holds whose checkout is gone or long past its deadline"
                 ),
             ),
-            spec=ScheduleSpec(
-                intervals=[
-                    ScheduleIntervalSpec(
-                        every=timedelta(seconds=settings.hold_sweep_interval_seconds)
-                    )
-                ]
+        ),
+        # Every hour, the records that only grow are kept to their age (KASSA_*_RETENTION_DAYS).
+        RETENTION_SCHEDULE: _every(
+            timedelta(hours=1),
+            ScheduleActionStartWorkflow(
+                RetentionWorkflow.run,
+                id="retention",
+                task_queue=settings.task_queue,
+                static_summary="Retention: old webhook events and login attempt counts deleted",
             ),
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
         ),
     }
+
+
+def _every(period: timedelta, action: ScheduleActionStartWorkflow) -> Schedule:
+    """Starts `action` every `period`; a start while the last run still goes on is skipped."""
+    return Schedule(
+        action=action,
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=period)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
 
 
 async def ensure_schedules(client: Client, settings: Settings) -> list[str]:
@@ -145,6 +167,7 @@ async def main(settings: Settings) -> None:
         checkout,
         MoneyActivities(engine, provider),
         SweepActivities(engine, client),
+        RetentionActivities(engine, RetentionAges.from_settings(settings)),
     )
     for schedule_id in await ensure_schedules(client, settings):
         log.info("schedule created", extra={"schedule_id": schedule_id})

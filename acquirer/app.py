@@ -177,9 +177,11 @@ body { font-family: system-ui, sans-serif; background: #eef1f5; margin: 0; color
 main { max-width: 24rem; margin: 2rem auto; background: #fff; border-radius: 12px;
        padding: 1.5rem; box-shadow: 0 2px 12px rgba(0, 0, 0, .08); }
 .bank { color: #5a6475; font-size: .85rem; letter-spacing: .05em; text-transform: uppercase; }
-dl { display: grid; grid-template-columns: auto 1fr; gap: .5rem 1rem; }
+dl { display: grid; grid-template-columns: auto minmax(0, 1fr); gap: .5rem 1rem; }
 dt { color: #5a6475; }
-dd { margin: 0; text-align: right; white-space: nowrap; }
+/* An order id has no spaces: it may break anywhere rather than run out of the card. */
+dd { margin: 0; text-align: right; overflow-wrap: anywhere; }
+.amount, .card { white-space: nowrap; }
 .actions { display: flex; gap: .75rem; margin-top: 1.5rem; }
 .actions form { flex: 1; }
 button { width: 100%; padding: .8rem; font-size: 1rem; border-radius: 8px; border: 0; }
@@ -203,7 +205,7 @@ def _details(intent: Intent) -> str:
     return (
         f"<dl><dt>Order</dt><dd>{escape(intent.merchant_reference)}</dd>"
         f'<dt>Amount</dt><dd class="amount">{format_rub(intent.amount)}</dd>'
-        f"<dt>Card</dt><dd>•••• {escape(intent.last4)}</dd></dl>"
+        f'<dt>Card</dt><dd class="card">•••• {escape(intent.last4)}</dd></dl>'
     )
 
 

@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from activities import throttling, tokens
 from activities.roles import ROLES
 from kassa.errors import Conflict, Invalid, NotFound
-from kassa.tables import User
+from kassa.tables import User, utcnow
 
 
 @dataclass(frozen=True)
@@ -21,10 +21,16 @@ class Profile:
     role: str
     display_name: str | None
     phone: str | None
+    # Set while too many wrong passwords lock the account: a login then answers as to a wrong
+    # password (it must not tell others the account exists), so the owner learns it here.
+    locked_until: datetime | None
 
     @classmethod
     def of(cls, user: User) -> "Profile":
-        return cls(user.id, user.email, user.role, user.display_name, user.phone)
+        locked_until = (
+            user.locked_until if user.locked_until and user.locked_until > utcnow() else None
+        )
+        return cls(user.id, user.email, user.role, user.display_name, user.phone, locked_until)
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,6 @@ class AccountView(Profile):
 
     status: str
     failed_logins: int
-    locked_until: datetime | None
     created_at: datetime
 
     @classmethod
@@ -42,7 +47,6 @@ class AccountView(Profile):
             **vars(Profile.of(user)),
             status=user.status,
             failed_logins=user.failed_logins,
-            locked_until=user.locked_until,
             created_at=user.created_at,
         )
 

@@ -1,5 +1,6 @@
 """Auth & ID: accounts, password hashes (argon2id), logging in, who may check out."""
 
+import logging
 import re
 import uuid
 from functools import lru_cache
@@ -19,6 +20,8 @@ from kassa.db import session_scope
 from kassa.errors import Conflict, Forbidden, Invalid, TooManyRequests, Unauthorized
 from kassa.settings import Settings
 from kassa.tables import User, utcnow
+
+log = logging.getLogger("kassa.auth")
 
 MIN_PASSWORD_LENGTH, MAX_PASSWORD_LENGTH = 8, 256
 # A local part this short ("al" of al@example.com) is in too many good passwords to forbid.
@@ -108,7 +111,10 @@ async def log_in(
     client_address: str,
 ) -> User:
     """The account of these credentials; or 429 after too many attempts for the account or from the
-    address, 403 for a locked or blocked account, 401 for a wrong e-mail or password.
+    address, 403 for a blocked account (once the password is right), 401 for a wrong e-mail or
+    password, and for any password while the account is locked: the answer must not tell an
+    attacker that the e-mail has an account. The owner learns of the lock from the log line
+    `account locked` (with the user id), and from `locked_until` on their profile.
 
     Three short transactions: the attempt is counted (and committed) first, the password is checked
     outside any, and the outcome is recorded: a wrong password counts towards the lockout even
@@ -124,12 +130,14 @@ async def log_in(
             f"Too many login attempts: try again in {wait} s.",
             retry_after=wait,
         )
-    if user is not None and user.locked_until is not None and user.locked_until > utcnow():
-        raise Forbidden(
-            "account_locked",
-            "Too many wrong passwords: the account is locked for now; support can unlock it.",
-        )
+    # Hashed whatever the account's state, so that a locked one takes as long as a wrong password.
     right = _password_matches(hasher, user, password)
+    if user is not None and user.locked_until is not None and user.locked_until > utcnow():
+        log.info(
+            "login refused: account locked",
+            extra={"user_id": str(user.id), "locked_until": user.locked_until.isoformat()},
+        )
+        raise _wrong_credentials()
     async with session_scope(engine) as session:
         if user is not None and right:
             await throttling.forgive(session, email, client_address)
@@ -137,10 +145,20 @@ async def log_in(
         elif user is not None:
             await _count_failure(session, user.id, limits)
     if user is None or not right:
-        raise Unauthorized("invalid_credentials", "E-mail or password is wrong.")
+        raise _wrong_credentials()
     if user.status != "active":
         raise Forbidden("account_blocked", "This account is blocked: contact support.")
     return user
+
+
+def _wrong_credentials() -> Unauthorized:
+    """One answer for a wrong e-mail, a wrong password and a locked account; it tells the owner of
+    a locked account what to do without telling anyone else that the account exists."""
+    return Unauthorized(
+        "invalid_credentials",
+        "E-mail or password is wrong. After many wrong passwords an account refuses every password"
+        " for a while: try again later, or ask support.",
+    )
 
 
 def _password_matches(hasher: PasswordHasher, user: User | None, password: str) -> bool:
@@ -157,14 +175,27 @@ def _password_matches(hasher: PasswordHasher, user: User | None, password: str) 
 async def _count_failure(session: AsyncSession, user_id: uuid.UUID, limits: LoginLimits) -> None:
     # One UPDATE, so concurrent failures all count; each lock starts the count over.
     locks = col(User.failed_logins) + 1 >= limits.lockout_failures
-    await session.exec(
-        update(User)
-        .where(col(User.id) == user_id)
-        .values(
-            failed_logins=case((locks, 0), else_=col(User.failed_logins) + 1),
-            locked_until=case((locks, utcnow() + limits.lockout), else_=col(User.locked_until)),
+    locked_until = utcnow() + limits.lockout
+    locked_now = (
+        await session.exec(
+            update(User)
+            .where(col(User.id) == user_id)
+            .values(
+                failed_logins=case((locks, 0), else_=col(User.failed_logins) + 1),
+                locked_until=case((locks, locked_until), else_=col(User.locked_until)),
+            )
+            .returning(col(User.locked_until) == locked_until)
         )
-    )
+    ).scalar_one()
+    if locked_now:
+        log.warning(
+            "account locked",
+            extra={
+                "user_id": str(user_id),
+                "locked_until": locked_until.isoformat(),
+                "failures": limits.lockout_failures,
+            },
+        )
 
 
 async def _reset_failures(

@@ -1,6 +1,7 @@
 """What a route needs, as dependencies: settings, a database session, Temporal, the caller and
 what it may do."""
 
+import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -70,7 +71,7 @@ async def get_login_limits(settings: SettingsDep) -> LoginLimits:
 
 
 async def get_client_address(request: Request) -> str:
-    # uvicorn puts the X-Forwarded-For address here only for proxies in FORWARDED_ALLOW_IPS.
+    # The X-Forwarded-For address only from a proxy in KASSA_TRUSTED_PROXIES (api/main.py).
     return request.client.host if request.client else "unknown"
 
 
@@ -95,6 +96,24 @@ async def get_access_claims(
 
 
 AccessClaimsDep = Annotated[AccessClaims, Depends(get_access_claims)]
+
+
+async def require_metrics_reader(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """/metrics tells business volumes: in production only to the scraper that holds
+    KASSA_METRICS_TOKEN (compared in constant time); in dev and test to anyone."""
+    if settings.env != "production":
+        return
+    presented = (credentials.credentials if credentials else "").encode()
+    expected = (settings.metrics_token or "").encode()
+    if not (expected and hmac.compare_digest(presented, expected)):
+        raise Unauthorized(
+            "metrics_token_required",
+            "Scrape /metrics with `Authorization: Bearer <KASSA_METRICS_TOKEN>`"
+            + ("." if expected else "; set KASSA_METRICS_TOKEN on the api first."),
+        )
 
 
 async def get_current_user(engine: EngineDep, claims: AccessClaimsDep) -> User:

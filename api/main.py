@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi_offline import FastAPIOffline
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from activities.providers import make_provider
 from api import problems
@@ -61,6 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The gateway reads the provider's webhooks (verified, and for YooKassa re-fetched).
         app.state.provider = make_provider(settings)
         log.info("api started", extra={"temporal": settings.temporal_target, "psp": settings.psp})
+        if settings.env == "production" and not settings.metrics_token:
+            log.warning("KASSA_METRICS_TOKEN is not set: /metrics refuses every scrape")
         yield
         await app.state.provider.aclose()
         await app.state.engine.dispose()
@@ -76,6 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(RequestContext)
+    # Outermost: every part of the app sees the client as the trusted proxies name it. The server
+    # must not do it too (`kassa api` runs uvicorn with proxy_headers=False): uvicorn trusts
+    # loopback by default, where any local client could make up an address.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     for router in (
         health.router,
         auth.router,

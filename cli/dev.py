@@ -9,6 +9,7 @@ PostgreSQL; nothing is lost.
 import asyncio
 import ctypes
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -102,35 +103,38 @@ def run_with_engine(url: str, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
     return asyncio.run(with_engine())
 
 
-def _ports(settings: Settings) -> list[tuple[str, int, str]]:
-    """(what, port, the flag that moves it) for every port `kassa dev` listens on."""
-    ports = [
-        ("api", settings.api_port, "--api-port"),
-        ("acquirer", settings.acquirer_port, "--acquirer-port"),
-    ]
+def _ports(settings: Settings) -> list[tuple[str, str]]:
+    """(what, its setting) for every port `kassa dev` listens on."""
+    ports = [("api", "api_port"), ("acquirer", "acquirer_port")]
     metrics = [
-        ("worker metrics", settings.worker_metrics_port, "--worker-metrics-port"),
-        ("worker's Temporal metrics", settings.temporal_metrics_port, "--temporal-metrics-port"),
+        ("worker metrics", "worker_metrics_port"),
+        ("worker's Temporal metrics", "temporal_metrics_port"),
     ]
-    ports += [(what, port, flag) for what, port, flag in metrics if port]
+    ports += [(what, setting) for what, setting in metrics if getattr(settings, setting)]
     if not settings.temporal_address:
-        ports += [
-            ("temporal", settings.temporal_port, "--temporal-port"),
-            ("temporal UI", settings.temporal_ui_port, "--temporal-ui-port"),
-        ]
+        ports += [("temporal", "temporal_port"), ("temporal UI", "temporal_ui_port")]
     return ports
 
 
 def check_ports_free(settings: Settings) -> None:
     seen: dict[int, str] = {}
-    for what, port, flag in _ports(settings):
+    for what, setting in _ports(settings):
+        port = getattr(settings, setting)
         if port in seen:
             raise StartError(
-                f"port {port} is given to both {seen[port]} and {what} — pass {flag} with another"
+                f"port {port} is given to both {seen[port]} and {what} — {how_to_move(setting)}"
             )
         seen[port] = what
         if not _port_free(settings.host, port):
-            raise StartError(f"port {port} ({what}) is in use — stop what uses it or pass {flag}")
+            raise StartError(
+                f"port {port} ({what}) is in use — stop what uses it, or {how_to_move(setting)}"
+            )
+
+
+def how_to_move(setting: str) -> str:
+    """`make run` passes the environment on, not flags: both ways are named."""
+    variable, flag = f"KASSA_{setting.upper()}", f"--{setting.replace('_', '-')}"
+    return f"set {variable} to a free port (e.g. {variable}=<port> make run) or pass {flag}"
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -202,6 +206,13 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
     return arm
 
 
+def is_shutdown_noise(name: str, line: str) -> bool:
+    """The Temporal dev server's warnings while it stops: its internal services lose each other
+    on the way out ("Failed to poll for task.", "network dial error", a dozen or more each time).
+    Our own worker has stopped polling by then; an error still shows."""
+    return name == "temporal" and " level=WARN " in line
+
+
 class Children:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
@@ -228,8 +239,15 @@ class Children:
 
     async def _relay(self, child: Child) -> None:
         assert child.process.stdout
+        hidden = 0
         async for raw in child.process.stdout:
-            say(prefixed(child.name, raw.decode(errors="replace").rstrip()))
+            line = raw.decode(errors="replace").rstrip()
+            if self.stopping and is_shutdown_noise(child.name, line):
+                hidden += 1
+                continue
+            say(prefixed(child.name, line))
+        if hidden:
+            say(prefixed(child.name, f"({hidden} warnings of its own shutdown not shown)"))
         await child.process.wait()
         if not self.stopping and self.first_exited is None:
             self.first_exited = child
@@ -366,12 +384,24 @@ def _announce(settings: Settings) -> None:
     lines += [
         (
             "Create an admin in another terminal:"
-            "  kassa users create-admin you@example.com   (it asks for the password)"
+            f"  {kassa_command()} users create-admin you@example.com   (it asks for the password)"
         ),
         f"Ctrl-C stops everything; the data stays in {settings.data_dir}",
         "",
     ]
     say("\n".join(lines))
+
+
+def kassa_command() -> str:
+    """How another terminal in this folder runs `kassa`: plain `kassa` if that is the one on PATH,
+    else the console script beside this Python (`.venv/bin/kassa` after `make run`)."""
+    script = Path(sys.executable).parent / "kassa"  # not resolved: a venv's python is a symlink
+    on_path = shutil.which("kassa")
+    if on_path and Path(on_path).resolve() == script.resolve():
+        return "kassa"
+    with suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
 
 
 async def _relay_log(path: Path, offset: int, done: asyncio.Event) -> None:

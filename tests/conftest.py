@@ -22,9 +22,11 @@ from temporalio.testing import WorkflowEnvironment
 from acquirer.app import create_app as create_acquirer
 from activities.auth import password_hasher, register
 from activities.providers import make_provider
+from activities.retention import RetentionAges
 from activities.temporal.checkout_steps import CheckoutActivities
 from activities.temporal.hold_sweep_steps import SweepActivities
 from activities.temporal.money_steps import MoneyActivities
+from activities.temporal.retention_steps import RetentionActivities
 from activities.tokens import TokenPolicy, start_family
 from api.main import create_app as create_gateway
 from cli.embedded import start_postgres, stop_postgres
@@ -197,8 +199,9 @@ async def kassa_stack(
         activities = CheckoutActivities(engine, provider, f"{api_url}/checkout/return")
         money = MoneyActivities(engine, provider)
         sweep = SweepActivities(engine, dev_server.client)
+        retention = RetentionActivities(engine, RetentionAges.from_settings(configured))
         await stack.enter_async_context(
-            build_worker(dev_server.client, configured, activities, money, sweep)
+            build_worker(dev_server.client, configured, activities, money, sweep, retention)
         )
         yield Kassa(configured, engine, dev_server.client, api_url, activities, money)
     await engine.dispose()
@@ -208,6 +211,9 @@ async def kassa_stack(
 async def kassa(
     data_dir: Path, database_url: str, dev_server: WorkflowEnvironment
 ) -> AsyncIterator[Kassa]:
-    """Kassa with the sandbox bank, shared by the whole session."""
-    async with kassa_stack(data_dir, database_url, dev_server) as running:
+    """Kassa with the sandbox bank, shared by the whole session. The tests play a proxy on
+    loopback: tests/test_auth.py gives each login an address of its own in X-Forwarded-For."""
+    async with kassa_stack(
+        data_dir, database_url, dev_server, trusted_proxies=["127.0.0.1"]
+    ) as running:
         yield running

@@ -23,7 +23,14 @@ def listening_socket(port: int = 0) -> socket.socket:
 async def serving(app: ASGIApp, sock: socket.socket) -> AsyncIterator[str]:
     """Serves `app` with uvicorn on `sock`, in this event loop, until the block ends."""
     server = uvicorn.Server(
-        uvicorn.Config(app, log_config=None, log_level="warning", timeout_graceful_shutdown=5)
+        uvicorn.Config(
+            app,
+            log_config=None,
+            log_level="warning",
+            # As `kassa api`: the gateway reads X-Forwarded-For itself (KASSA_TRUSTED_PROXIES).
+            proxy_headers=False,
+            timeout_graceful_shutdown=5,
+        )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

@@ -3,6 +3,8 @@ also on uvicorn, takes its webhooks."""
 
 import asyncio
 import json
+import re
+import shutil
 import sqlite3
 import time
 import uuid
@@ -303,6 +305,50 @@ async def test_3ds_approve_redirects_to_the_store(stack: Stack) -> None:
     response = await stack.client.post(f"/v1/payment_intents/{intent['id']}/cancel")
     assert (response.status_code, error_code(response)) == (409, "intent_succeeded")
     assert response.json()["intent"]["status"] == "succeeded"
+
+
+# Measured in a real browser: every element of the page's card ends inside the card.
+_OVERFLOW_PROBE = """<script>
+const card = document.querySelector("main").getBoundingClientRect();
+const out = [...document.querySelectorAll("main *")]
+  .filter((e) => e.getBoundingClientRect().right > card.right + 0.5)
+  .map((e) => e.tagName + ":" + e.textContent.trim());
+document.body.setAttribute("data-overflowing", out.length ? out.join(" | ") : "none");
+</script></body>"""
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="needs Debian's chromium (apt-get install chromium)"
+)
+async def test_3ds_page_keeps_a_long_order_id_inside_its_card(stack: Stack, tmp_path: Path) -> None:
+    """On a phone the order id (a UUID, 36 characters without a space) wraps instead of running
+    out of the card."""
+    intent = (
+        await create_intent(
+            stack.client, payment_method="tok_3ds", merchant_reference=str(uuid.uuid4())
+        )
+    ).json()
+    page = await stack.client.get(intent["next_action"]["url"])
+    assert intent["merchant_reference"] in page.text
+    probe = tmp_path / "3ds.html"
+    # Headless Chromium's window is at least 500 px wide: the page is laid out in 320 px, a phone's.
+    phone = "<style>body { width: 320px; }</style></head>"
+    probe.write_text(page.text.replace("</head>", phone).replace("</body>", _OVERFLOW_PROBE))
+    chromium = await asyncio.create_subprocess_exec(
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--dump-dom",
+        probe.as_uri(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    dom, _ = await asyncio.wait_for(chromium.communicate(), timeout=60)
+    overflowing = re.search(r'data-overflowing="([^"]*)"', dom.decode())
+    assert overflowing, dom.decode()
+    assert overflowing.group(1) == "none"
 
 
 async def test_3ds_decline_without_return_url_shows_the_outcome(stack: Stack) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import hashlib
 import itertools
+import json
 import subprocess
 import sys
 import uuid
@@ -19,6 +20,7 @@ import httpx
 import jwt
 import pytest
 from argon2 import PasswordHasher
+from pydantic import ValidationError
 from sqlalchemy import text, update
 from sqlmodel import col, select
 
@@ -30,7 +32,9 @@ from kassa.tables import Address, Cart, LoginAttempts, Order, RefreshToken, User
 from tests.conftest import PASSWORD, Kassa, until_a_lock_is_awaited
 from tests.flow import CARD, CARD_3DS, pay_now
 from tests.servers import listening_socket, serving
+from tests.stack import free_port, settings_environment
 from tests.test_api_guards import assert_problem
+from tests.test_operations import captured_logs
 
 ADDRESS = {
     "recipient": "Ann Petrova",
@@ -44,7 +48,7 @@ _addresses = itertools.count(1)
 
 def client_address() -> str:
     """A client address of its own for each use (TEST-NET-3), sent as X-Forwarded-For: the
-    gateway's uvicorn trusts the header from 127.0.0.1, as it would from a proxy."""
+    session's gateway trusts the header from 127.0.0.1 (KASSA_TRUSTED_PROXIES), as from a proxy."""
     n = next(_addresses)
     return f"203.0.{113 + n // 250}.{n % 250 + 1}"
 
@@ -284,6 +288,66 @@ async def test_address_is_throttled_across_accounts_until_its_window_ends(kassa:
         assert (await log_in(http, customer.user.email, address=address)).status_code == 200
 
 
+async def test_a_made_up_forwarded_for_is_throttled_by_the_real_address(kassa: Kassa) -> None:
+    """`kassa api` as production runs it, trusting no proxy (the default): a client on loopback
+    that sends a new X-Forwarded-For with each guess is counted by its own address."""
+    settings = kassa.settings.model_copy(
+        update={"api_port": free_port(), "login_attempts_per_address": 3, "trusted_proxies": []}
+    )
+    assert Settings().trusted_proxies == []
+    customer = await kassa.customer()
+    await window_ends(kassa, "address", "127.0.0.1")  # a window of its own for loopback
+    api = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli.main",
+        "api",
+        env=settings_environment(settings),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}") as http:
+            await answers(http, api)
+            forged = [client_address() for _ in range(4)]
+            for n, address in enumerate(forged[:3]):
+                guess = await log_in(http, f"victim-{n}@example.com", "wrong password", address)
+                assert_problem(guess, 401, "invalid_credentials")
+            assert_problem(
+                await log_in(http, customer.user.email, address=forged[3]), 429, "too_many_attempts"
+            )
+        async with session_scope(kassa.engine) as session:
+            counted = set(
+                await session.exec(
+                    select(LoginAttempts.subject).where(col(LoginAttempts.scope) == "address")
+                )
+            )
+        assert "127.0.0.1" in counted and not set(forged) & counted
+    finally:
+        api.terminate()
+        await asyncio.wait_for(api.wait(), timeout=30)
+        await window_ends(kassa, "address", "127.0.0.1")
+
+
+def test_trusted_proxies_are_addresses_or_networks() -> None:
+    taken = Settings(trusted_proxies="10.0.0.7, 192.168.0.0/16,::1")  # type: ignore[arg-type]
+    assert taken.trusted_proxies == ["10.0.0.7", "192.168.0.0/16", "::1"]
+    with pytest.raises(ValidationError, match="trusted_proxies"):
+        Settings(trusted_proxies="proxy.internal")  # type: ignore[arg-type]
+
+
+async def answers(http: httpx.AsyncClient, process: asyncio.subprocess.Process) -> None:
+    for _ in range(600):
+        assert process.returncode is None, "kassa api stopped"
+        try:
+            if (await http.get("/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+    raise TimeoutError("kassa api did not answer in 60 s")
+
+
 async def _wrong_passwords(kassa: Kassa, http: httpx.AsyncClient, email: str, count: int) -> None:
     """`count` wrong passwords, the throttling windows skipped: the lockout counts across them."""
     for n in range(count):
@@ -303,8 +367,27 @@ async def test_lockout_holds_until_an_admin_lifts_it_or_it_ends(kassa: Kassa) ->
     async with kassa.http() as http:
         await _wrong_passwords(kassa, http, email, failures - 1)
         assert (await account_of(kassa, customer.user.id)).locked_until is None
-        await _wrong_passwords(kassa, http, email, 1)
-        assert_problem(await log_in(http, email, address=client_address()), 403, "account_locked")
+        with captured_logs() as output:
+            await _wrong_passwords(kassa, http, email, 1)
+            # Locked: the right password, a wrong one, and an e-mail with no account are answered
+            # alike, so the answer does not tell an attacker that the account exists.
+            unknown = await log_in(
+                http, f"nobody-{uuid.uuid4().hex}@example.com", "wrong password", client_address()
+            )
+            for password in (PASSWORD, "wrong password"):
+                locked = await log_in(http, email, password, client_address())
+                assert same_answer(locked, unknown), (locked.text, unknown.text)
+        assert_problem(unknown, 401, "invalid_credentials")
+        # The owner learns of it from the log and from their profile (a login still open).
+        lines = [json.loads(line) for line in output.getvalue().splitlines()]
+        user_id = str(customer.user.id)
+        assert [line["msg"] for line in lines if line.get("user_id") == user_id] == [
+            "account locked",
+            "login refused: account locked",
+            "login refused: account locked",
+        ]
+        async with customer.http() as as_owner:
+            assert (await as_owner.get("/me")).json()["locked_until"] is not None
 
         async with admin.http() as as_admin:
             listed = (await as_admin.get("/admin/users", params={"email": email})).json()
@@ -317,7 +400,9 @@ async def test_lockout_holds_until_an_admin_lifts_it_or_it_ends(kassa: Kassa) ->
         assert (await log_in(http, email, address=client_address())).status_code == 200
 
         await _wrong_passwords(kassa, http, email, failures)
-        assert_problem(await log_in(http, email, address=client_address()), 403, "account_locked")
+        assert_problem(
+            await log_in(http, email, address=client_address()), 401, "invalid_credentials"
+        )
         async with session_scope(kassa.engine) as session:  # as if LOCKOUT_SECONDS had passed
             lockout = timedelta(seconds=kassa.settings.lockout_seconds)
             await session.exec(
@@ -326,6 +411,17 @@ async def test_lockout_holds_until_an_admin_lifts_it_or_it_ends(kassa: Kassa) ->
                 .values(locked_until=col(User.locked_until) - lockout)
             )
         assert (await log_in(http, email, address=client_address())).status_code == 200
+
+
+def same_answer(one: httpx.Response, other: httpx.Response) -> bool:
+    """The same status, body and headers (but the request's own id and the date)."""
+    own = {"x-request-id", "date"}
+    return (
+        one.status_code == other.status_code
+        and one.content == other.content
+        and {k: v for k, v in one.headers.items() if k not in own}
+        == {k: v for k, v in other.headers.items() if k not in own}
+    )
 
 
 async def test_login_rehashes_a_password_made_with_other_costs(kassa: Kassa) -> None:
@@ -504,6 +600,7 @@ async def test_profile(kassa: Kassa) -> None:
             "role": "customer",
             "display_name": None,
             "phone": None,
+            "locked_until": None,
         }
         changed = await http.patch("/me", json={"display_name": "  Ann  ", "phone": "+79161234567"})
         assert changed.json() == me | {"display_name": "Ann", "phone": "+79161234567"}, changed.text
@@ -628,3 +725,29 @@ async def test_an_admin_is_made_with_a_password_never_on_the_command_line(kassa:
             token = login.json()["access_token"]
         async with kassa.http(token) as admin:
             assert (await admin.get("/admin/orders")).status_code == 200
+
+
+async def test_a_command_that_reuses_the_running_postgres_says_so(kassa: Kassa) -> None:
+    """`kassa users create-admin` (and `kassa seed`) beside a running `kassa dev`: the embedded
+    server is the one already running, not started again."""
+    root = Path(__file__).parent.parent
+    email = f"ops-{uuid.uuid4().hex[:8]}@example.com"
+    made = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "cli.main", "users", "create-admin", email],
+        input="correct-horse-42\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "KASSA_ENV": "test",
+            "KASSA_DATA_DIR": str(kassa.settings.data_dir),
+        },
+        cwd=root,
+    )
+    assert made.returncode == 0, made.stderr
+    pgdata = kassa.settings.data_dir.resolve() / "pg"
+    first_line = made.stdout.splitlines()[0]
+    assert first_line == f"postgres: reusing the server already running in {pgdata}", made.stdout
+    assert f"admin {email} ready" in made.stdout

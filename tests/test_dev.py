@@ -17,6 +17,7 @@ import httpx
 import psutil
 import pytest
 
+from cli.dev import is_shutdown_noise, kassa_command
 from cli.seed import DEMO_CATALOG
 
 STARTUP_SECONDS = 60
@@ -117,6 +118,8 @@ def test_dev_runs_everything_and_ctrl_c_stops_it_all(data_dir: Path) -> None:
     try:
         started = wait_for_text(log, "Kassa is running", dev)
         assert f"API          http://127.0.0.1:{ports['api_port']}" in started
+        # The admin command as another terminal in this folder runs it (make run: .venv/bin/kassa).
+        assert f"  {kassa_command()} users create-admin you@example.com" in started
         assert f"seed: {len(DEMO_CATALOG)} demo products ({len(DEMO_CATALOG)} new)" in started
         assert httpx.get(f"http://127.0.0.1:{ports['api_port']}/healthz").status_code == 200
         assert httpx.get(f"http://127.0.0.1:{ports['acquirer_port']}/healthz").status_code == 200
@@ -137,7 +140,11 @@ def test_dev_runs_everything_and_ctrl_c_stops_it_all(data_dir: Path) -> None:
     finally:
         code = stop_dev(dev)
     assert code == 0
-    assert f"stopped; data kept in {data_dir}" in log.read_text()
+    output = log.read_text()
+    assert f"stopped; data kept in {data_dir}" in output
+    # The worker stops polling before Temporal goes: no "Failed to poll" warnings on the way out.
+    stopping = output[output.index("stopping (up to") :]
+    assert "Failed to poll" not in stopping, stopping
     assert not [process for process in [*children, postgres] if not is_gone(process)]
 
     # A second start finds the database, the catalog and Temporal's state where they were.
@@ -176,9 +183,38 @@ def test_dev_refuses_a_taken_port_before_starting_anything(data_dir: Path) -> No
             command, capture_output=True, text=True, timeout=30, env=clean_environment()
         )
     assert result.returncode == 1
-    assert (
-        result.stderr
-        == f"kassa: port {api_port} (api) is in use — stop what uses it or pass --api-port\n"
+    assert result.stderr == (
+        f"kassa: port {api_port} (api) is in use — stop what uses it, or set KASSA_API_PORT to a"
+        " free port (e.g. KASSA_API_PORT=<port> make run) or pass --api-port\n"
     )
     assert result.stdout == ""
     assert not (data_dir / "pg").exists()
+
+
+def test_the_banner_names_a_kassa_that_runs_from_this_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run` puts `kassa` in .venv/bin, which is not on PATH: the banner says .venv/bin/kassa;
+    once the virtualenv is activated (its bin on PATH), plain `kassa`."""
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "kassa").touch(mode=0o755)
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert kassa_command() == ".venv/bin/kassa"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert kassa_command() == str(bin_dir / "kassa")
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    assert kassa_command() == "kassa"
+
+
+def test_only_temporals_warnings_while_it_stops_are_shutdown_noise() -> None:
+    poll = (
+        'time=… level=WARN msg="Failed to poll for task." service=worker Namespace=temporal-system'
+    )
+    assert is_shutdown_noise("temporal", poll)
+    assert not is_shutdown_noise("temporal", 'time=… level=ERROR msg="Unable to start server"')
+    assert not is_shutdown_noise("worker", poll)

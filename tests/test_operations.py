@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import uuid
@@ -17,9 +18,9 @@ from datetime import timedelta
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import col, select
 from temporalio.api.enums.v1 import PendingActivityState
-from temporalio.client import ScheduleHandle, WorkflowHandle
+from temporalio.client import ScheduleActionStartWorkflow, ScheduleHandle, WorkflowHandle
 from temporalio.service import RPCError
 
 from acquirer.faults import clear_faults, set_faults
@@ -29,14 +30,17 @@ from activities.temporal.hold_sweep_steps import (
     SweepHoldsInput,
     SweepResult,
 )
+from api.main import create_app as create_gateway
 from kassa.db import session_scope
 from kassa.logs import JsonFormatter
-from kassa.tables import Reservation, utcnow
+from kassa.tables import LoginAttempts, Reservation, WebhookEvent, utcnow
 from tests.conftest import TEMPORAL_UI_URL, Customer, Kassa
 from tests.flow import CARD, CARD_3DS, authenticate_3ds, order_reaches, pay_now, placed_checkout
-from worker import HOLD_SWEEP_SCHEDULE, RECONCILE_SCHEDULE, ensure_schedules
+from tests.servers import listening_socket, serving
+from worker import HOLD_SWEEP_SCHEDULE, RECONCILE_SCHEDULE, RETENTION_SCHEDULE, ensure_schedules
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.hold_sweep import HoldSweepWorkflow
+from workflows.retention import RetentionWorkflow
 
 CARD_NUMBER_3DS = "4000000000003220"
 
@@ -93,6 +97,42 @@ async def test_metrics_move_when_a_checkout_runs(kassa: Kassa) -> None:
         >= 1
     )
     assert while_held[("kassa_holds_active", ())] >= 1
+
+
+async def test_metrics_in_production_answer_only_the_scraper_with_the_token(kassa: Kassa) -> None:
+    token = secrets.token_urlsafe(32)
+    cases = [  # env, KASSA_METRICS_TOKEN, and the status each Authorization header gets
+        ("dev", None, {None: 200, "Bearer nope": 200}),
+        (
+            "production",
+            token,
+            {
+                None: 401,
+                "Bearer nope": 401,
+                f"Bearer {token}x": 401,
+                f"Basic {token}": 401,
+                f"Bearer {token}": 200,
+            },
+        ),
+        ("production", None, {None: 401, "Bearer": 401, "Bearer None": 401}),
+    ]
+    for env, metrics_token, answers in cases:
+        settings = kassa.settings.model_copy(update={"env": env, "metrics_token": metrics_token})
+        async with (
+            serving(create_gateway(settings), listening_socket()) as url,
+            httpx.AsyncClient(base_url=url) as http,
+        ):
+            for authorization, status in answers.items():
+                headers = {"Authorization": authorization} if authorization else {}
+                answer = await http.get("/metrics", headers=headers)
+                assert answer.status_code == status, (env, authorization, answer.text)
+                if status == 200:
+                    assert "kassa_holds_active" in answer.text
+                else:
+                    assert answer.headers["content-type"] == "application/problem+json"
+                    assert answer.json()["code"] == "metrics_token_required"
+                    assert answer.headers["www-authenticate"] == "Bearer"
+                    assert token not in answer.text
 
 
 @contextmanager
@@ -301,7 +341,7 @@ async def _delete_schedules(handles: list[ScheduleHandle]) -> None:
 async def test_schedules_are_created_once_however_many_workers_start(kassa: Kassa) -> None:
     handles = [
         kassa.temporal.get_schedule_handle(name)
-        for name in (RECONCILE_SCHEDULE, HOLD_SWEEP_SCHEDULE)
+        for name in (RECONCILE_SCHEDULE, HOLD_SWEEP_SCHEDULE, RETENTION_SCHEDULE)
     ]
     await _delete_schedules(handles)
     try:
@@ -309,17 +349,91 @@ async def test_schedules_are_created_once_however_many_workers_start(kassa: Kass
             *(ensure_schedules(kassa.temporal, kassa.settings) for _ in range(6))
         )
         assert sorted(name for names in created for name in names) == sorted(
-            [HOLD_SWEEP_SCHEDULE, RECONCILE_SCHEDULE]
+            [HOLD_SWEEP_SCHEDULE, RECONCILE_SCHEDULE, RETENTION_SCHEDULE]
         )
         assert await ensure_schedules(kassa.temporal, kassa.settings) == []
-        reconcile, sweep = [(await handle.describe()).schedule for handle in handles]
+        reconcile, sweep, retention = [(await handle.describe()).schedule for handle in handles]
         assert reconcile.spec.intervals[0].every == timedelta(minutes=1)
         assert sweep.spec.intervals[0].every == timedelta(
             seconds=kassa.settings.hold_sweep_interval_seconds
         )
+        assert retention.spec.intervals[0].every == timedelta(hours=1)
+        assert isinstance(retention.action, ScheduleActionStartWorkflow)
+        assert retention.action.workflow == "RetentionWorkflow"
     finally:
         # Not left running on the test's task queue: the sweeper would see other tests' holds.
         await _delete_schedules(handles)
+
+
+async def test_retention_deletes_records_past_their_age_and_keeps_the_rest(kassa: Kassa) -> None:
+    """Through the workflow the schedule starts, on the test's worker, on the real database."""
+    now, day, mark = utcnow(), timedelta(days=1), uuid.uuid4().hex[:12]
+    window = timedelta(seconds=kassa.settings.login_window_seconds)
+    assert (
+        kassa.settings.webhook_event_retention_days,
+        kassa.settings.login_attempt_retention_days,
+    ) == (
+        30,
+        7,
+    )
+    events = {  # id: received, processed; and whether it is kept
+        f"evt_{mark}_old": (now - 31 * day, now - 31 * day, False),
+        f"evt_{mark}_old_unprocessed": (now - 31 * day, None, True),  # its news is still to tell
+        f"evt_{mark}_young": (now - 29 * day, now - 29 * day, True),
+    }
+    attempts = {  # subject: window started; and whether it is kept
+        f"old-{mark}@example.com": (now - 7 * day - window - timedelta(minutes=1), False),
+        f"young-{mark}@example.com": (now - 7 * day, True),
+        f"now-{mark}@example.com": (now, True),
+    }
+    async with session_scope(kassa.engine) as session:
+        for event_id, (received_at, processed_at, _) in events.items():
+            session.add(
+                WebhookEvent(
+                    id=event_id,
+                    type="payment_intent.succeeded",
+                    intent_id=f"pi_{mark}",
+                    payload={"id": event_id},
+                    received_at=received_at,
+                    processed_at=processed_at,
+                )
+            )
+        for subject, (started_at, _) in attempts.items():
+            session.add(
+                LoginAttempts(
+                    scope="account", subject=subject, attempts=3, window_started_at=started_at
+                )
+            )
+
+    with captured_logs() as output:
+        forgotten = await kassa.temporal.execute_workflow(
+            RetentionWorkflow.run,
+            id=f"retention-test-{uuid.uuid4()}",
+            task_queue=kassa.settings.task_queue,
+        )
+    assert forgotten.webhook_events >= 1 and forgotten.login_attempts >= 1
+
+    async with session_scope(kassa.engine) as session:
+        kept_events = set(
+            await session.exec(
+                select(WebhookEvent.id).where(col(WebhookEvent.intent_id) == f"pi_{mark}")
+            )
+        )
+        kept_attempts = set(
+            await session.exec(
+                select(LoginAttempts.subject).where(col(LoginAttempts.subject).in_(list(attempts)))
+            )
+        )
+    assert kept_events == {event_id for event_id, (*_, kept) in events.items() if kept}
+    assert kept_attempts == {subject for subject, (_, kept) in attempts.items() if kept}
+    [line] = [
+        json.loads(line) for line in output.getvalue().splitlines() if "kassa.retention" in line
+    ]
+    assert (line["msg"], line["webhook_events"], line["login_attempts"]) == (
+        "old records deleted",
+        forgotten.webhook_events,
+        forgotten.login_attempts,
+    )
 
 
 async def test_admin_finds_orders_by_customer_status_and_time_in_pages_and_reads_the_whole_story(

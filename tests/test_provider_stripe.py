@@ -509,7 +509,20 @@ async def test_an_order_id_that_is_not_ours_is_none(offline: Callable[..., Strip
     assert (await offline().parse_webhook(signed(body))).order_id is None
 
 
-@pytest.mark.parametrize("body", ["not json", "[]", '{"id": "evt_1", "type": "x", "data": {}}'])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not json",
+        "[]",
+        '{"id": "evt_1", "type": "x", "data": {}}',
+        '{"id": "evt_1", "type": "x", "data": {"object": {"id": "pi_1", "amount": 1e400}}}',
+        '{"id": "evt_1", "type": "x", "data": {"object": {"id": "pi_1", "deep": '
+        + "[" * 5000
+        + "]" * 5000
+        + "}}}",
+    ],
+    ids=["not json", "a list", "no object", "1e400", "nested too deeply"],
+)
 async def test_a_signed_body_that_is_no_event_is_malformed(
     offline: Callable[..., StripeProvider], body: str
 ) -> None:

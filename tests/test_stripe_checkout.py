@@ -471,6 +471,28 @@ async def test_a_duplicated_webhook_changes_nothing(stripe_kassa: StripeKassa) -
     await assert_captured(stripe_kassa, order_id, intent_id, 45_000)
 
 
+@pytest.mark.parametrize("value", ["1e400", "-1e400", "Infinity", "NaN"])
+async def test_a_signed_event_postgresql_cannot_store_is_malformed(
+    stripe_kassa: StripeKassa, value: str
+) -> None:
+    """Signed with the endpoint secret, and Stripe's library takes it: a stored Infinity would be
+    a 500 on every retry, so it is refused and nothing is stored."""
+    kassa = stripe_kassa.kassa
+    mark = uuid.uuid4().hex[:12]
+    body = (
+        f'{{"id": "evt_{mark}", "object": "event", "type": "payment_intent.succeeded",'
+        f' "data": {{"object": {{"id": "pi_{mark}", "object": "payment_intent",'
+        f' "amount_received": {value}}}}}}}'
+    ).encode()
+    malformed = webhook_outcomes("malformed_event")
+    refused = await deliver(kassa, body)
+    assert refused.status_code == 400, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["code"] == "malformed_event"
+    assert webhook_outcomes("malformed_event") == malformed + 1
+    assert await stored_events(kassa, f"pi_{mark}") == []
+
+
 async def test_reordered_stale_webhooks_are_stored_and_change_nothing(
     stripe_kassa: StripeKassa,
 ) -> None:

@@ -310,6 +310,25 @@ def _malformed() -> list[Any]:
         "NaN amount": (
             b'{"id": "evt_x", "type": "t", "data": {"object": {"id": "pi_x", "amount": NaN}}}'
         ),
+        # Python reads these as floats; PostgreSQL's JSONB has no infinity.
+        "Infinity amount": (
+            b'{"id": "evt_x", "type": "t", "data": {"object": {"id": "pi_x", "amount": Infinity}}}'
+        ),
+        "-Infinity amount": (
+            b'{"id": "evt_x", "type": "t", "data": {"object": {"id": "pi_x", "amount": -Infinity}}}'
+        ),
+        "1e400 amount": (
+            b'{"id": "evt_x", "type": "t", "data": {"object": {"id": "pi_x", "amount": 1e400}}}'
+        ),
+        "-1e400 elsewhere": (
+            b'{"id": "evt_x", "type": "t", "data": {"object": {"id": "pi_x"}}, "n": [-1e400]}'
+        ),
+        "nested too deeply": (
+            b'{"id": "evt_x", "type": "t", "data": {"object": {"id": "pi_x", "deep": '
+            + b"[" * 5000
+            + b"]" * 5000
+            + b"}}}"
+        ),
     }
     return [pytest.param(body, id=name) for name, body in cases.items()]
 

@@ -11,6 +11,7 @@ accounts back at zero once the hold is taken or let go."""
 
 import asyncio
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -409,6 +410,34 @@ async def test_a_notification_from_elsewhere_is_refused_and_changes_nothing(yk: 
         "capture",
         "charge",
     ]
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "Infinity", "NaN"])
+async def test_a_notification_with_a_number_postgresql_cannot_store_is_malformed(
+    yk: Stand, number: str
+) -> None:
+    """From YooKassa's network, naming a real payment: refused before anything is fetched or
+    stored (a stored Infinity would be a 500 on every retry)."""
+    order = await pending_order(yk)
+    before = await webhook_counts(yk.kassa)
+    notification = yk.double.notification(
+        "payment.waiting_for_capture", yk.double.payment_json(yk.double.payments[order.intent_id])
+    )
+    body = json.dumps(notification)[:-1].encode() + f', "amount_hint": {number}}}'.encode()
+    transport = httpx.AsyncHTTPTransport(local_address=YOOKASSA_HERE)
+    async with httpx.AsyncClient(transport=transport) as yookassa:
+        refused = await yookassa.post(
+            yk.kassa.settings.webhook_url,
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+    assert refused.status_code == 400, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["code"] == "malformed_event"
+    assert moved(before, await webhook_counts(yk.kassa), "malformed_event") == 1
+    assert await events_for(yk.kassa, order.intent_id) == []
+    async with order.customer.http() as http:
+        assert (await http.post(f"/orders/{order.order_id}/cancel")).status_code == 200
 
 
 async def test_an_admin_refund_reaches_yookassa(yk: Stand) -> None:

@@ -51,6 +51,7 @@ SUMMARIES: dict[str, Callable[[Any], str]] = {
     ),
     "find_unsettled_payments": lambda r: "Find successes no checkout took",
     "sweep_holds": lambda r: "Release holds no checkout will release",
+    "forget_old_records": lambda r: "Delete webhook events and login counts past their age",
 }
 
 

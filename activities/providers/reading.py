@@ -2,17 +2,22 @@
 whole (webhook_events keeps it), and the order id it echoes back, which may be anything."""
 
 import json
+import math
 import uuid
 from typing import Any
 
 
 def storable_json(body: bytes) -> Any:
     """The parsed body; ValueError if it is not JSON, or JSON that PostgreSQL would refuse: NaN
-    and Infinity (Python's extension), NUL or a lone surrogate in any string."""
-    payload = json.loads(body, parse_constant=_not_json)
-    json.dumps(payload, ensure_ascii=False).encode()  # a lone surrogate: UnicodeEncodeError
-    if _has_nul(payload):
-        raise ValueError("NUL is not storable")
+    and Infinity (Python's extension) or a number too large for a float (`1e400`, which Python
+    reads as infinity), NUL or a lone surrogate in any string, nesting too deep to read."""
+    try:
+        payload = json.loads(body, parse_constant=_not_json, parse_float=_finite)
+        json.dumps(payload, ensure_ascii=False).encode()  # a lone surrogate: UnicodeEncodeError
+        if _has_nul(payload):
+            raise ValueError("NUL is not storable")
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
     return payload
 
 
@@ -31,6 +36,13 @@ def _has_nul(value: object) -> bool:
     if isinstance(value, list):
         return any(_has_nul(item) for item in value)
     return False
+
+
+def _finite(number: str) -> float:
+    value = float(number)
+    if not math.isfinite(value):
+        raise ValueError(f"{number} is not a finite number")
+    return value
 
 
 def _not_json(constant: str) -> None:

@@ -2,7 +2,7 @@ import asyncio
 import logging
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from activities.operations import count_active_holds
-from api.deps import EngineDep, TemporalDep
+from api.deps import EngineDep, TemporalDep, require_metrics_reader
 from kassa.db import session_scope
 from kassa.metrics import HOLDS_ACTIVE
 
@@ -52,7 +52,7 @@ async def readyz(engine: EngineDep, temporal: TemporalDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(require_metrics_reader)])
 async def metrics(engine: EngineDep) -> Response:
     """Prometheus text format: this process's counters, and the holds active read from the database
     (left as last read while the database is down: the counters matter most on that day)."""
