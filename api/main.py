@@ -28,6 +28,7 @@ from kassa.db import make_engine
 from kassa.settings import Settings, get_settings
 from kassa.temporal import connect
 from kassa.tracing import configure_tracing
+from storefront import routes as storefront
 
 log = logging.getLogger("kassa.api")
 
@@ -74,4 +75,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_users.router,
     ):
         app.include_router(router)
+    storefront.install(app)
     return app

@@ -5,8 +5,8 @@ import logging
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
 from activities import addresses, carts, inventory, tokens
@@ -94,10 +94,10 @@ async def pay_now(
     return payment_answer(state, created=True)
 
 
-@router.get("/checkout/return", response_class=HTMLResponse, include_in_schema=False)
-async def back_from_bank() -> str:
-    # Where the bank's 3-D Secure page sends the customer; the app reads the order's status itself.
-    return (
-        "<!doctype html><title>Kassa</title>"
-        "<p>Thank you. You can return to the app: your order is updating.</p>"
-    )
+@router.get("/checkout/return", include_in_schema=False)
+async def back_from_bank(request: Request) -> RedirectResponse:
+    # Where the provider's 3-D Secure page (or its own payment page) sends the customer: on to the
+    # storefront, whose page finds the order being paid and follows its status. The query (the
+    # sandbox's and Stripe's `payment_intent`) goes along.
+    query = f"?{request.url.query}" if request.url.query else ""
+    return RedirectResponse(f"/#/return{query}", status_code=303)
