@@ -221,7 +221,7 @@ async def test_a_promo_code_and_points_lower_the_total_and_the_points_page_shows
     assert rubles(await page.locator("#order-total").inner_text()) == "850,00 ₽"
 
     await page.get_by_role("link", name="Points").click()
-    await expect(page.locator("#tier")).to_have_text("base")
+    await expect(page.locator("#tier")).to_have_text("Base")
     # 30 000 earned, 5 000 spent, 3 % of the 850 ₽ paid earned again.
     await expect(page.locator("#points-balance")).to_have_text("27,550 points")
 

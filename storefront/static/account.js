@@ -2,7 +2,7 @@
 import { get, keepTokens, post } from "./api.js";
 import { forgetProfile, go, say, showError } from "./app.js";
 import { field, h, put } from "./dom.js";
-import { dateTime, money, number, t } from "./i18n.js";
+import { dateTime, money, named, number, t } from "./i18n.js";
 
 export async function loginPage(view) {
   const message = h("div", { "aria-live": "polite" });
@@ -50,15 +50,15 @@ export async function accountPage(view) {
       row("account.balance", t("account.points", { points: number(loyalty.balance) }), "points-balance"),
       row("account.available", number(loyalty.available), "points-available"),
       loyalty.held ? row("account.held", number(loyalty.held), "points-held") : null,
-      row("account.tier", loyalty.tier, "tier")),
+      row("account.tier", named("tier", loyalty.tier), "tier")),
     h("p", {}, t("account.rate", { rate: loyalty.rate_percent })),
     h("p", {}, loyalty.next_tier
-      ? t("account.next", { amount: money(loyalty.spend_to_next_tier), tier: loyalty.next_tier })
+      ? t("account.next", { amount: money(loyalty.spend_to_next_tier), tier: named("tier", loyalty.next_tier) })
       : t("account.top")),
     loyalty.history.length ? h("section", {}, h("h2", {}, t("account.history")),
       h("ul", { class: "lines" }, loyalty.history.map((move) => h("li", { class: "line" },
         h("time", { datetime: move.at, class: "muted" }, dateTime(move.at)),
-        h("span", {}, move.kind),
+        h("span", {}, named("movement", move.kind)),
         h("a", { href: `#/orders/${move.order_id}` }, move.order_id.slice(0, 8)),
         h("strong", { class: "amount" }, `${move.points > 0 ? "+" : ""}${number(move.points)}`))))) : null);
 }

@@ -1,7 +1,7 @@
 // A small element builder: text is always set as text, never parsed as HTML.
 // Only real children: a page leaves out a part by giving null or false in its place.
 function present(children) {
-  return children.flat().filter((child) => child !== null && child !== undefined && child !== false);
+  return children.flat(Infinity).filter((child) => child !== null && child !== undefined && child !== false);
 }
 
 // `element`'s content becomes `children`.
@@ -29,7 +29,7 @@ export function field(label, attributes = {}) {
   const id = attributes.id || `field-${++fieldCount}`;
   return h("div", { class: "field" },
     h("label", { for: id }, label),
-    h(attributes.tag || "input", { ...attributes, tag: null, id }));
+    h("input", { ...attributes, id }));
 }
 
 export function alert(message) {

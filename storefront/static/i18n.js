@@ -58,6 +58,11 @@ const WORDS = {
     "cart.promo_remove": "Remove code",
     "promo.applied": "Code {code} applied: −{discount}.",
     "promo.other": "Code {code} gives nothing: {status}.",
+    "promo.min_order_not_met": "the order is below its minimum",
+    "promo.not_in_scope": "nothing in the cart is covered by it",
+    "promo.expired": "it has expired",
+    "promo.used_up": "it is used up",
+    "promo.customer_limit_reached": "you have already used it",
     "cart.points": "Points to spend (you have {available}, up to {max} on this cart)",
     "cart.points_apply": "Use points",
     "cart.subtotal": "Subtotal",
@@ -97,6 +102,15 @@ const WORDS = {
     "order.finding": "Finding your order…",
     "orders.title": "Your orders",
     "orders.none": "No orders yet.",
+    "tier.base": "Base",
+    "tier.silver": "Silver",
+    "tier.gold": "Gold",
+    "movement.accrued": "Earned",
+    "movement.held": "Held for an order",
+    "movement.released": "Released",
+    "movement.burnt": "Spent",
+    "movement.reversed": "Taken back (refund)",
+    "movement.returned": "Returned (refund)",
     "account.title": "Your points",
     "account.balance": "Balance",
     "account.available": "Available",
@@ -191,6 +205,11 @@ const WORDS = {
     "cart.promo_remove": "Убрать промокод",
     "promo.applied": "Промокод {code} применён: −{discount}.",
     "promo.other": "Промокод {code} не дал скидки: {status}.",
+    "promo.min_order_not_met": "сумма заказа меньше минимальной",
+    "promo.not_in_scope": "на товары в корзине он не действует",
+    "promo.expired": "срок его действия истёк",
+    "promo.used_up": "его уже использовали до конца",
+    "promo.customer_limit_reached": "вы уже им воспользовались",
     "cart.points": "Списать баллы (у вас {available}, на эту корзину до {max})",
     "cart.points_apply": "Списать",
     "cart.subtotal": "Товары",
@@ -230,6 +249,15 @@ const WORDS = {
     "order.finding": "Ищем ваш заказ…",
     "orders.title": "Ваши заказы",
     "orders.none": "Заказов пока нет.",
+    "tier.base": "Базовый",
+    "tier.silver": "Серебряный",
+    "tier.gold": "Золотой",
+    "movement.accrued": "Начислено",
+    "movement.held": "Зарезервировано для заказа",
+    "movement.released": "Резерв снят",
+    "movement.burnt": "Списано",
+    "movement.reversed": "Отозвано (возврат)",
+    "movement.returned": "Возвращено (возврат)",
     "account.title": "Ваши баллы",
     "account.balance": "Баланс",
     "account.available": "Доступно",
@@ -286,6 +314,12 @@ export function setLanguage(code) {
 export function t(key, values = {}) {
   const text = WORDS[current][key] ?? WORDS.en[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+}
+
+// A value the API names (a tier, a kind of movement) in the reader's words, or as the API spells
+// it when the dictionary has no word for it.
+export function named(group, value) {
+  return WORDS[current][`${group}.${value}`] ?? value;
 }
 
 // Kopecks to rubles as people read them, in either language: "45 980,00 ₽".

@@ -2,7 +2,7 @@
 import { call, get, post } from "./api.js";
 import { go, say, showError, signedInProfile } from "./app.js";
 import { field, h, put } from "./dom.js";
-import { money, number, t } from "./i18n.js";
+import { money, named, number, t } from "./i18n.js";
 import { payWith, paymentChoices } from "./payment.js";
 
 const SORTS = ["relevance", "popularity", "price_asc", "price_desc", "rating", "newest"];
@@ -134,7 +134,7 @@ export async function productPage(view, params, sku) {
       h("a", { href: `#/?category=${encodeURIComponent(crumb.slug)}` }, crumb.name))),
     h("h1", {}, product.title),
     h("div", { class: "product" },
-      h("div", { class: "images" }, product.images.map((src) => h("img", { src, alt: product.title }))),
+      h("div", { class: "images" }, product.images.map((src, index) => h("img", { src, alt: index === 0 ? product.title : "" }))),
       h("div", {},
         h("p", { class: "muted" }, product.brand),
         priceTag(product),
@@ -148,7 +148,7 @@ export async function productPage(view, params, sku) {
         }, quantity, h("button", { type: "submit", disabled: product.available === 0 }, t("product.add"))),
         h("p", {}, product.description),
         Object.keys(product.attributes).length ? h("section", {}, h("h2", {}, t("product.details")),
-          h("dl", {}, Object.entries(product.attributes).map(([name, value]) => [h("dt", {}, name), h("dd", {}, value)]))) : null)));
+          h("dl", { class: "facts" }, Object.entries(product.attributes).map(([name, value]) => [h("dt", {}, name), h("dd", {}, value)]))) : null)));
 }
 
 export async function cartPage(view, params) {
@@ -202,7 +202,7 @@ export async function cartPage(view, params) {
     ? h("div", { class: "promo" },
       h("p", { id: "promo-status" }, cart.promo.status === "applied"
         ? t("promo.applied", { code: cart.promo.code, discount: money(cart.promo.discount) })
-        : t("promo.other", { code: cart.promo.code, status: cart.promo.status })),
+        : t("promo.other", { code: cart.promo.code, status: named("promo", cart.promo.status) })),
       h("button", { type: "button", class: "secondary", onclick: () => act(() => call("DELETE", "/cart/promo")) }, t("cart.promo_remove")))
     : h("form", {
       class: "inline",
