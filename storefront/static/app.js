@@ -33,6 +33,11 @@ export function go(path) {
   window.location.hash = `#${path}`;
 }
 
+// The current page drawn again, with what the API says now.
+export function showAgain() {
+  render();
+}
+
 export function say(message) {
   const notice = document.getElementById("notice");
   notice.textContent = message;
@@ -83,6 +88,12 @@ async function render() {
   try {
     await page(content, params, ...args);
   } catch (error) {
+    if (error instanceof Problem && error.status === 401) {
+      // Signed out meanwhile (the refresh token expired or was revoked): log in, then come back.
+      sessionStorage.setItem("kassa.after_login", window.location.hash);
+      go("/login");
+      return;
+    }
     showError(content, error);
   }
   if (mine !== shown) return;

@@ -13,8 +13,11 @@ export async function paymentChoices() {
   return settings.choices;
 }
 
+// Read once, on the way back from the provider's page.
 export function orderBeingPaid() {
-  return sessionStorage.getItem(PAYING);
+  const orderId = sessionStorage.getItem(PAYING);
+  sessionStorage.removeItem(PAYING);
+  return orderId;
 }
 
 // Where an answer of Pay Now (or of paying again) leads: the provider's page when it asks for

@@ -1,6 +1,6 @@
 // Shopping: the catalog's search with its facets and cursors, a product, the cart and Pay Now.
 import { call, get, post } from "./api.js";
-import { go, say, showError, signedInProfile } from "./app.js";
+import { go, say, showAgain, showError, signedInProfile } from "./app.js";
 import { field, h, put } from "./dom.js";
 import { money, named, number, t } from "./i18n.js";
 import { payWith, paymentChoices } from "./payment.js";
@@ -158,8 +158,8 @@ export async function cartPage(view, params) {
   const reload = (changes = {}) => {
     const next = new URLSearchParams(params);
     for (const [name, value] of Object.entries(changes)) next.set(name, value);
-    next.set("at", Date.now()); // a new hash: the page renders again
-    go(`/cart?${next}`);
+    if (next.toString() === params.toString()) showAgain();
+    else go(`/cart?${next}`);
   };
   const act = async (work) => {
     try {
