@@ -7,14 +7,16 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 from temporalio.testing import WorkflowEnvironment
 
 from kassa.db import session_scope
+from kassa.settings import Settings
 from kassa.tables import Product
+from storefront.routes import storefront_settings
 from tests.conftest import PASSWORD, TEMPORAL_UI_URL, Customer, Kassa, kassa_stack
 from tests.test_loyalty import earn
 from tests.test_promos import new_promo
@@ -268,3 +270,22 @@ async def test_on_a_phone_by_keyboard_in_russian_a_customer_searches_and_cancels
     await page.get_by_role("button", name="Отменить заказ").press("Enter")
     await order_shows(page, "CANCELLED")
     await expect(page.get_by_text("Заказ закрыт")).to_be_visible()
+
+
+@pytest.mark.parametrize(
+    ("env", "psp", "kinds"),
+    [
+        ("dev", "sandbox", ["approved", "three_ds", "declined"]),
+        ("dev", "stripe", ["approved", "three_ds", "declined"]),
+        ("dev", "yookassa", ["provider_page"]),
+        ("production", "stripe", []),
+        ("production", "yookassa", ["provider_page"]),
+    ],
+)
+async def test_test_cards_are_offered_outside_production_only(
+    env: Literal["dev", "production"],
+    psp: Literal["sandbox", "stripe", "yookassa"],
+    kinds: list[str],
+) -> None:
+    offered = await storefront_settings(Settings(env=env, psp=psp))
+    assert [choice.kind for choice in offered.choices] == kinds
