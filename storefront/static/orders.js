@@ -1,7 +1,7 @@
 // Orders: one order followed live (status, the hold's countdown, paying again, cancelling), the
 // order history, and the way back from the bank's page.
 import { get, post } from "./api.js";
-import { go, onLeave, showError } from "./app.js";
+import { go, onLeave, showAgain, showError } from "./app.js";
 import { alert, h, put } from "./dom.js";
 import { dateTime, money, t } from "./i18n.js";
 import { orderBeingPaid, payWith, paymentChoices } from "./payment.js";
@@ -76,15 +76,14 @@ export async function orderPage(view, params, orderId) {
       actions.append(
         alert(payment?.status === "failed" ? t("order.declined", { code: payment.decline_code ?? "" }) : t("order.unanswered")),
         payWith(choices, t("order.retry"), (method) =>
-          post(`/orders/${orderId}/pay`, { payment_method: method }, { accepted: [402, 503] })
-            .then((answer) => { refresh(); return answer; })));
+          post(`/orders/${orderId}/pay`, { payment_method: method }, { accepted: [402, 503] })));
     }
     actions.append(h("button", {
       type: "button", class: "secondary", id: "cancel",
       onclick: async () => {
         try {
           await post(`/orders/${orderId}/cancel`);
-          await refresh();
+          showAgain();
         } catch (error) {
           showError(actions, error);
         }
@@ -108,7 +107,7 @@ export async function orderPage(view, params, orderId) {
     while (polling && order.status === "PENDING_PAYMENT") {
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
       if (!polling) return;
-      await refresh().catch(() => {});
+      await refresh().catch(() => {}); // a poll the server missed: the next one asks again
     }
   };
   poll();

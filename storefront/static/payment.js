@@ -1,7 +1,7 @@
 // Paying: the choices this deployment offers (its provider's test cards outside production, or
 // the provider's own page), and what follows Pay Now: the bank's 3-D Secure page, or the order.
 import { Problem, get } from "./api.js";
-import { go } from "./app.js";
+import { go, showAgain } from "./app.js";
 import { alert, h, put } from "./dom.js";
 import { t } from "./i18n.js";
 
@@ -26,6 +26,8 @@ export function followPayment(answer) {
   if (answer.payment_url) {
     sessionStorage.setItem(PAYING, answer.order_id);
     window.location.assign(answer.payment_url);
+  } else if (window.location.hash === `#/orders/${answer.order_id}`) {
+    showAgain(); // paid again from the order's own page
   } else {
     go(`/orders/${answer.order_id}`);
   }

@@ -1,5 +1,5 @@
 // Shopping: the catalog's search with its facets and cursors, a product, the cart and Pay Now.
-import { call, get, post } from "./api.js";
+import { Problem, call, get, post } from "./api.js";
 import { go, say, showAgain, showError, signedInProfile } from "./app.js";
 import { field, h, put } from "./dom.js";
 import { money, named, number, t } from "./i18n.js";
@@ -63,10 +63,11 @@ export async function catalogPage(view, params) {
       h("a", { href: catalogLink(params, { category: c.value }), "aria-current": params.get("category") === c.value ? "true" : null },
         `${c.name} (${number(c.count)})`)))),
     facetList(t("facet.brands"), facets.brands.map((b) => h("li", {},
-      h("a", { href: catalogLink(params, { brand: b.value }), "aria-pressed": chosen("brand", b.value) ? "true" : "false" },
+      h("a", { href: catalogLink(params, { brand: b.value }), "aria-current": chosen("brand", b.value) ? "true" : null },
         `${chosen("brand", b.value) ? "✓ " : ""}${b.value} (${number(b.count)})`)))),
     facetList(t("facet.price"), facets.price.filter((p) => p.count > 0).map((p) => h("li", {},
-      h("a", { href: catalogLink(params, { price_min: p.min ?? null, price_max: p.max ?? null }) },
+      // A bucket's max is exclusive, the search's price_max inclusive.
+      h("a", { href: catalogLink(params, { price_min: p.min ?? null, price_max: p.max === null ? null : p.max - 1 }) },
         `${priceRange(p)} (${number(p.count)})`)))),
     h("p", {}, h("a", { href: "#/" }, t("facet.clear"))));
 
@@ -152,9 +153,19 @@ export async function productPage(view, params, sku) {
 }
 
 export async function cartPage(view, params) {
-  const points = Number(params.get("points") || 0);
-  const [cart, choices] = await Promise.all([get(`/cart?redeem_points=${points}`), paymentChoices()]);
   const message = h("div", { "aria-live": "polite" });
+  let points = Number(params.get("points") || 0);
+  const choices = await paymentChoices();
+  let cart;
+  try {
+    cart = await get(`/cart?redeem_points=${points}`);
+  } catch (error) {
+    // More points than the customer has now (spent on another order meanwhile): said, and none.
+    if (!(error instanceof Problem) || points === 0) throw error;
+    showError(message, error);
+    points = 0;
+    cart = await get("/cart");
+  }
   const reload = (changes = {}) => {
     const next = new URLSearchParams(params);
     for (const [name, value] of Object.entries(changes)) next.set(name, value);
