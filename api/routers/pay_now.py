@@ -4,8 +4,9 @@ to it) and ask for the first payment (api/workflow_calls.py)."""
 import logging
 import uuid
 from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
@@ -95,9 +96,11 @@ async def pay_now(
 
 
 @router.get("/checkout/return", include_in_schema=False)
-async def back_from_bank(request: Request) -> RedirectResponse:
+async def back_from_bank(
+    payment_intent: Annotated[str | None, Query(max_length=128)] = None,
+) -> RedirectResponse:
     # Where the provider's 3-D Secure page (or its own payment page) sends the customer: on to the
-    # storefront, whose page finds the order being paid and follows its status. The query (the
-    # sandbox's and Stripe's `payment_intent`) goes along.
-    query = f"?{request.url.query}" if request.url.query else ""
+    # storefront, whose page finds the order being paid and follows its status. Only the intent
+    # (the sandbox's and Stripe's) goes along: not Stripe's client secret.
+    query = f"?{urlencode({'payment_intent': payment_intent})}" if payment_intent else ""
     return RedirectResponse(f"/#/return{query}", status_code=303)
