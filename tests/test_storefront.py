@@ -129,6 +129,14 @@ async def order_shows(page: Page, status: str) -> None:
     )
 
 
+async def every_field_labelled(page: Page) -> None:
+    unlabelled = await page.evaluate(
+        "[...document.querySelectorAll('input, select')]"
+        ".filter((field) => field.labels.length === 0).map((field) => field.outerHTML)"
+    )
+    assert unlabelled == []
+
+
 def rubles(text: str) -> str:
     """Money as the page shows it, its narrow and no-break spaces as plain ones."""
     return text.replace("\u00a0", " ").replace("\u202f", " ")
@@ -193,6 +201,7 @@ async def test_a_declined_card_then_another_within_the_hold(
     await expect(page.get_by_role("alert")).to_contain_text("declined")
     await expect(page.get_by_role("timer")).to_contain_text("held for you for 1")
     await order_shows(page, "PENDING_PAYMENT")
+    await every_field_labelled(page)
     await page.get_by_label("approved").check()
     await page.get_by_role("button", name="Pay", exact=True).click()
     await order_shows(page, "PAID")
@@ -231,6 +240,7 @@ async def test_a_promo_code_and_points_lower_the_total_and_the_points_page_shows
     await page.get_by_role("button", name="Use points").click()
     await expect(page.locator("#points-used")).to_have_text("−50,00\u00a0₽")
     assert rubles(await page.locator("#total").inner_text()) == "850,00 ₽"
+    await every_field_labelled(page)
     await page.screenshot(path=SCREENSHOTS / "cart.png", full_page=True)
     await page.get_by_label("approved").check()
     await page.get_by_role("button", name="Pay Now").click()
@@ -257,6 +267,7 @@ async def test_on_a_phone_by_keyboard_in_russian_a_customer_searches_and_cancels
     card = page.locator(".card", has_text=word)
     await expect(card.locator(".price")).to_have_text("45\u00a0980,00\u00a0₽")
     assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await every_field_labelled(page)
     await page.screenshot(path=SCREENSHOTS / "phone-catalog.png")
     await card.get_by_role("button", name="В корзину").focus()
     await page.keyboard.press("Enter")
