@@ -47,7 +47,7 @@ export async function accountPage(view) {
   put(view,
     h("h1", {}, t("account.title")),
     h("dl", { class: "totals" },
-      row("account.balance", t("account.points", { points: number(loyalty.balance) }), "points-balance"),
+      row("account.balance", number(loyalty.balance), "points-balance"),
       row("account.available", number(loyalty.available), "points-available"),
       loyalty.held ? row("account.held", number(loyalty.held), "points-held") : null,
       row("account.tier", named("tier", loyalty.tier), "tier")),
