@@ -32,6 +32,7 @@ from kassa.db import make_engine
 from kassa.settings import Settings, get_settings
 from kassa.temporal import connect
 from kassa.tracing import configure_tracing
+from storefront import routes as storefront
 
 log = logging.getLogger("kassa.api")
 DOCS_ASSETS_URL = "/docs-assets"
@@ -99,5 +100,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_users.router,
     ):
         app.include_router(router)
+    storefront.install(app)
     document_problems(app)
     return app

@@ -370,6 +370,7 @@ def _announce(settings: Settings) -> None:
     lines = [
         "",
         "Kassa is running:",
+        f"  storefront   {api}/  (open it in a browser: search, cart, Pay Now)",
         f"  API          {api}  (docs at {api}/docs)",
         f"  acquirer     {_local_url(settings, settings.acquirer_port)}  (the sandbox bank)",
     ]

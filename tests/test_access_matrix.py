@@ -278,6 +278,8 @@ ROUTES: dict[tuple[str, str], tuple[Build, Row]] = {
     ("GET", "/me/addresses"): (fixed("/me/addresses"), shoppers(200)),
     ("POST", "/me/addresses"): (fixed("/me/addresses", ADDRESS), shoppers(201)),
     ("DELETE", "/me/addresses/{address_id}"): (a_address, owner(204)),
+    ("GET", "/"): (fixed("/"), everyone(200)),
+    ("GET", "/storefront/settings"): (fixed("/storefront/settings"), everyone(200)),
     ("GET", "/catalog/products"): (fixed("/catalog/products"), everyone(200)),
     ("GET", "/catalog/products/{sku}"): (product, everyone(200)),
     ("GET", "/catalog/categories"): (fixed("/catalog/categories"), everyone(200)),
@@ -289,7 +291,7 @@ ROUTES: dict[tuple[str, str], tuple[Build, Row]] = {
     ("DELETE", "/cart/promo"): (remove_promo, shoppers(200)),
     ("GET", "/me/loyalty"): (fixed("/me/loyalty"), shoppers(200)),
     ("POST", "/checkout"): (checkout_a_cart, owner(201)),
-    ("GET", "/checkout/return"): (fixed("/checkout/return"), everyone(200)),
+    ("GET", "/checkout/return"): (fixed("/checkout/return"), everyone(303)),
     ("GET", "/orders"): (fixed("/orders"), shoppers(200)),
     ("GET", "/orders/{order_id}"): (a_order("/orders/{order_id}", "read"), owner(200)),
     ("POST", "/orders/{order_id}/pay"): (

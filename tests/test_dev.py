@@ -120,6 +120,9 @@ def test_dev_runs_everything_and_ctrl_c_stops_it_all(data_dir: Path) -> None:
         assert f"API          http://127.0.0.1:{ports['api_port']}" in started
         # The admin command as another terminal in this folder runs it (make run: .venv/bin/kassa).
         assert f"  {kassa_command()} users create-admin you@example.com" in started
+        assert f"storefront   http://127.0.0.1:{ports['api_port']}/" in started
+        storefront = httpx.get(f"http://127.0.0.1:{ports['api_port']}/")
+        assert storefront.status_code == 200 and "/static/app.js" in storefront.text
         assert f"seed: {len(DEMO_CATALOG)} demo products ({len(DEMO_CATALOG)} new)" in started
         assert httpx.get(f"http://127.0.0.1:{ports['api_port']}/healthz").status_code == 200
         assert httpx.get(f"http://127.0.0.1:{ports['acquirer_port']}/healthz").status_code == 200

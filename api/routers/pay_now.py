@@ -4,9 +4,10 @@ to it) and ask for the first payment (api/workflow_calls.py)."""
 import logging
 import uuid
 from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
 from activities import addresses, carts, inventory, tokens
@@ -100,10 +101,12 @@ async def pay_now(
     return payment_answer(state, created=True)
 
 
-@router.get("/checkout/return", response_class=HTMLResponse, include_in_schema=False)
-async def back_from_bank() -> str:
-    # Where the bank's 3-D Secure page sends the customer; the app reads the order's status itself.
-    return (
-        "<!doctype html><title>Kassa</title>"
-        "<p>Thank you. You can return to the app: your order is updating.</p>"
-    )
+@router.get("/checkout/return", include_in_schema=False)
+async def back_from_bank(
+    payment_intent: Annotated[str | None, Query(max_length=128)] = None,
+) -> RedirectResponse:
+    # Where the provider's 3-D Secure page (or its own payment page) sends the customer: on to the
+    # storefront, whose page finds the order being paid and follows its status. Only the intent
+    # (the sandbox's and Stripe's) goes along: not Stripe's client secret.
+    query = f"?{urlencode({'payment_intent': payment_intent})}" if payment_intent else ""
+    return RedirectResponse(f"/#/return{query}", status_code=303)
