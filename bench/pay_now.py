@@ -502,29 +502,28 @@ async def flash_sale(
         # sqlmodel's `exec` runs a text() too; only its overloads leave it out.
         rows = await session.exec(HOLDS_OF_SKU, params={"sku": sku})  # type: ignore[call-overload]
         holds = rows.all()
-    payment_urls = {
-        by_tap[answer.tap.id].cart["id"]: answer.body.get("payment_url") or ""
-        for answer in taps.answers
-        if answer.code == "created"
-    }
+    answer_of_cart = {by_tap[answer.tap.id].cart["id"]: answer for answer in taps.answers}
     by_cart = {shopper.cart["id"]: shopper for shopper in shoppers}
     order_of_cart = {str(hold.cart_id): str(hold.order_id) for hold in holds if hold.cart_id}
     failed: Counter[str] = Counter()
 
     async def pay(cart_id: str) -> None:
-        shopper = by_cart[cart_id]
+        shopper, order_id = by_cart[cart_id], order_of_cart[cart_id]
+        answer = answer_of_cart.get(cart_id)
         try:
-            payment_url = payment_urls.get(cart_id, "")
-            while not payment_url:  # busy, unanswered, or the bank answered late: again, as the app
-                response = await tap_until_answered(http, shopper)
-                if response.status_code not in (200, 201, 503):
-                    raise Failed(str(response.json().get("code") or response.status_code))
-                payment_url = response.json().get("payment_url") or ""
-                if not payment_url:
-                    await asyncio.sleep(1)
-            await to_paid(
-                http, shopper, {"payment_url": payment_url, "order_id": order_of_cart[cart_id]}
-            )
+            payment_url = answer.body.get("payment_url") or "" if answer else ""
+            if answer is None or answer.code == "checkout_busy":  # the app taps again
+                payment_url = (await tap_until_answered(http, shopper)).json().get("payment_url")
+            while not payment_url:  # the bank answered late: pay again, as the app offers
+                again = await http.post(
+                    f"/orders/{order_id}/pay",
+                    json={"payment_method": CARD_3DS},
+                    headers=shopper.headers,
+                )
+                if again.status_code not in (200, 201, 503):
+                    raise Failed(f"pay_again_{again.status_code}")
+                payment_url = again.json().get("payment_url") or ""
+            await to_paid(http, shopper, {"payment_url": payment_url, "order_id": order_id})
         except FAILURES as error:
             failed[failure(error)] += 1
 
