@@ -56,7 +56,7 @@ class Answer:
 
     @property
     def code(self) -> str:
-        """The answer in one word: `held`/`created` for a 201, else the problem's `code`."""
+        """The answer in one word: `created` for a 200 or 201, else the problem's `code`."""
         if self.status in (200, 201):
             return "created"
         return str(self.body.get("code") or self.status)
