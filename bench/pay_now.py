@@ -496,6 +496,7 @@ async def flash_sale(
     }
     winners = answered_after.get("created", []) + answered_after.get("payment_unavailable", [])
     losers = answered_after.get("out_of_stock", [])
+    losers_again = await sold_out_taps(stack, meters, tool_cpu, by_tap, taps.answers)
     # When each hold was taken, by the database's rows (the gateway holds before it starts a run),
     # and whose it is: a winner whose answer was lost or busy pays all the same.
     async with session_scope(stack.engine) as session:
@@ -549,6 +550,40 @@ async def flash_sale(
         - first_tap,
         # Until every buyer was answered: the losers' taps, and the winners' up to the bank's page.
         "cpu_ms_per_tap_by_part": {name: seconds / buyers * 1000 for name, seconds in cpu.items()},
+        "losers_again": losers_again,
+    }
+
+
+async def sold_out_taps(
+    stack: Stack,
+    meters: CpuMeters,
+    tool_cpu: dict[str, float],
+    by_tap: dict[str, Shopper],
+    answers: list[Answer],
+) -> dict[str, Any]:
+    """The losers tap again, all at once, on the sold-out SKU (their carts are as they were):
+    what a loser alone costs each part, and how fast the api answers a crowd of them when no
+    winner's run competes (the winners' runs wait for the bank's page meanwhile)."""
+    losers = [answer.tap for answer in answers if answer.code == "out_of_stock"]
+    if not losers:
+        return {}
+    again = [Tap(f"{tap.id}-again", tap.path, tap.headers, tap.body) for tap in losers]
+    before = read_meters(meters)
+    taps = await load.send(stack.api_url, again, len(again), TAP_CAP_SECONDS)
+    cpu = cpu_used(meters, before)
+    add(tool_cpu, cpu)
+    refused = [a for a in taps.answers if a.code == "out_of_stock"]
+    answered_s = max((a.answered for a in refused), default=0.0) - (
+        taps.first_sent if taps.answers else 0.0
+    )
+    progress(f"{len(refused)} of {len(again)} losers refused again in {answered_s:.2f} s")
+    return {
+        "taps": len(again),
+        "refused": len(refused),
+        "answered_s": answered_s,
+        "cpu_ms_per_tap_by_part": {
+            name: seconds / len(again) * 1000 for name, seconds in cpu.items()
+        },
     }
 
 
@@ -734,30 +769,34 @@ def aims_table(result: dict[str, Any]) -> list[str]:
 
 
 def capacity_table(figures: dict[str, Any]) -> list[str]:
-    """Cores per 100 checkouts/s at peak and per 1,000 flash-sale taps/s, from this run's CPU."""
+    """Cores per 100 checkouts/s at peak, and per 1,000 flash-sale taps/s (a tap's CPU ms, the
+    same number) and per 1,000 losers/s, from this run's CPU."""
     checkout = figures.get("cost_frictionless", {}).get("cpu_seconds_per_1000_by_part", {})
-    tap = figures.get("flash_sale", {}).get("cpu_ms_per_tap_by_part", {})
+    sale = figures.get("flash_sale", {})
+    tap = sale.get("cpu_ms_per_tap_by_part", {})
+    loser = sale.get("losers_again", {}).get("cpu_ms_per_tap_by_part", {})
+
+    def cell(value: float | None, digits: int = 2) -> str:
+        return "" if value is None else f"{value:.{digits}f}"
+
     lines = [
         (
             "| part | CPU ms per checkout | cores per 100 checkouts/s | CPU ms per flash-sale tap"
-            " | cores per 1,000 taps/s | scales out by |"
+            " = cores per 1,000 taps/s | CPU ms per loser = cores per 1,000 losers/s"
+            " | scales out by |"
         ),
         "|---|---:|---:|---:|---:|---|",
     ]
     for part in [*CHECKOUT_PARTS, "acquirer", "load"]:
-        ms, tap_ms = checkout.get(part), tap.get(part)
+        ms = checkout.get(part)
         lines.append(
-            f"| {part} | {'' if ms is None else f'{ms:.1f}'}"
-            f" | {'' if ms is None else f'{ms / 10:.2f}'}"
-            f" | {'' if tap_ms is None else f'{tap_ms:.2f}'}"
-            f" | {'' if tap_ms is None else f'{tap_ms:.2f}'} | {SCALES_OUT[part]} |"
+            f"| {part} | {cell(ms, 1)} | {cell(None if ms is None else ms / 10)}"
+            f" | {cell(tap.get(part))} | {cell(loser.get(part))} | {SCALES_OUT[part]} |"
         )
-    kassa = list(CHECKOUT_PARTS)
+    in_all = [sum(of.get(part, 0.0) for part in CHECKOUT_PARTS) for of in (checkout, tap, loser)]
     lines.append(
-        f"| Kassa's parts in all | {sum(checkout.get(p, 0.0) for p in kassa):.1f}"
-        f" | {sum(checkout.get(p, 0.0) for p in kassa) / 10:.2f}"
-        f" | {sum(tap.get(p, 0.0) for p in kassa):.2f}"
-        f" | {sum(tap.get(p, 0.0) for p in kassa):.2f} | |"
+        f"| Kassa's parts in all | {in_all[0]:.1f} | {in_all[0] / 10:.2f} | {in_all[1]:.2f}"
+        f" | {in_all[2]:.2f} | |"
     )
     return lines
 
@@ -847,6 +886,19 @@ def flash_sale_table(result: dict[str, Any]) -> list[str]:
             f" max {sale['winners_answered_max_s']:.2f} s; every buyer by"
             f" {sale['seconds_to_answer_all']:.2f} s. Then the winners paid"
             f" (failed: {sale['failed_after_hold'] or 'none'}) and tests/invariants.py held."
+        ),
+        *(
+            [
+                f"The {again['taps']} losers tapped again, all at once on the sold-out SKU"
+                f" (nothing else running): all answered by {again['answered_s']:.2f} s; CPU ms"
+                " per loser: "
+                + ", ".join(
+                    f"{name} {ms:.2f}" for name, ms in again["cpu_ms_per_tap_by_part"].items()
+                )
+                + "."
+            ]
+            if (again := sale.get("losers_again"))
+            else []
         ),
         (
             "CPU milliseconds per tap, until every buyer was answered: "
