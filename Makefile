@@ -34,7 +34,9 @@ test: $(STAMP) $(CHROMIUM)
 chaos: $(STAMP)
 	$(BIN)/python -m pytest -q -m chaos tests/test_crashes.py
 
+# The bench's taps come from wrk (Debian's), installed here only when it is missing.
 bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y wrk) || (sudo apt-get update -qq && sudo apt-get install -y wrk)
 	$(BIN)/python -m bench.pay_now
 
 bench-search: $(STAMP)

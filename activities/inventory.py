@@ -11,8 +11,9 @@ CHECK constraint is the last line of defence.
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import or_, text, update
+from sqlalchemy import TextClause, or_, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -57,16 +58,12 @@ def _merged(lines: list[StockLine]) -> list[StockLine]:
 
 # Every line held or none, in one statement: the rows are locked in SKU order and checked
 # (`available`), and only if all of them have enough are they updated and the claim recorded.
-# Run in autocommit, a hot SKU's row is locked only while this statement runs. A claim already
-# held under the same key (the same tap, tried again after its answer was lost) is returned
-# instead (`earlier`), and nothing more is held.
-_CLAIM = text("""WITH earlier AS (
-    SELECT id, hold_expires_at FROM reservations WHERE claim_key = :claim_key AND status = 'held'
-), wanted AS (
-    SELECT sku, quantity
-    FROM unnest(CAST(:skus AS varchar[]), CAST(:quantities AS integer[])) AS w(sku, quantity)
-    WHERE NOT EXISTS (SELECT FROM earlier)
-), available AS (
+# Run in autocommit, a hot SKU's row is locked only while this statement runs; a sold-out SKU's
+# row is not locked at all (its snapshot fails `available` before any lock is asked for), so a
+# flash sale's losers do not queue for it. A claim already held under the same key (the same tap,
+# tried again after its answer was lost) is returned instead (`earlier`), and nothing more is
+# held. `wanted` is the lines: given, or a cart's items (`_CART_CLAIM`).
+_HOLD_WANTED = """available AS (
     SELECT s.sku FROM stock s JOIN wanted w ON w.sku = s.sku
     WHERE s.on_hand - s.reserved >= w.quantity
     ORDER BY s.sku FOR UPDATE OF s
@@ -84,16 +81,41 @@ _CLAIM = text("""WITH earlier AS (
     INSERT INTO reservation_lines (reservation_id, sku, quantity)
     SELECT claim.id, w.sku, w.quantity FROM claim, wanted w
 )
-SELECT id, hold_expires_at, NULL::varchar AS sku FROM earlier
-UNION ALL SELECT id, hold_expires_at, NULL FROM claim
-UNION ALL SELECT NULL, NULL, sku FROM available
-""")
+SELECT 'claimed' AS kind, id, hold_expires_at, NULL::varchar AS sku FROM earlier
+UNION ALL SELECT 'claimed', id, hold_expires_at, NULL FROM claim
+UNION ALL SELECT 'available', NULL, NULL, sku FROM available
+UNION ALL SELECT 'wanted', NULL, NULL, sku FROM wanted"""
+_EARLIER = """earlier AS (
+    SELECT id, hold_expires_at FROM reservations WHERE claim_key = :claim_key AND status = 'held'
+)"""
+_CLAIM = text(f"""WITH {_EARLIER}, wanted AS (
+    SELECT sku, quantity
+    FROM unnest(CAST(:skus AS varchar[]), CAST(:quantities AS integer[])) AS w(sku, quantity)
+    WHERE NOT EXISTS (SELECT FROM earlier)
+), {_HOLD_WANTED}""")
+# A Pay Now tap's claim in one round trip: the order an earlier tap on the same cart version
+# placed (`placed`: then nothing is held), or the cart's items held as `_CLAIM` holds lines.
+_CART_CLAIM = text(f"""WITH {_EARLIER}, placed AS (
+    SELECT id FROM orders WHERE cart_id = :cart_id AND cart_version = :cart_version
+), wanted AS (
+    SELECT sku, quantity FROM cart_items
+    WHERE cart_id = :cart_id
+        AND NOT EXISTS (SELECT FROM earlier) AND NOT EXISTS (SELECT FROM placed)
+), {_HOLD_WANTED}
+UNION ALL SELECT 'placed', id, NULL, NULL FROM placed""")
 
 
 @dataclass(frozen=True)
 class Claimed:
     reservation_id: uuid.UUID
     hold_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Placed:
+    """What `claim_cart` found instead of claiming: the order an earlier tap placed."""
+
+    order_id: uuid.UUID
 
 
 async def claim(
@@ -105,7 +127,8 @@ async def claim(
 ) -> Claimed:
     """Hold every line, or none (raises OutOfStock naming the short SKUs), as a reservation with no
     order yet: a claim. The one way stock is held: by the gateway in autocommit, committed at once
-    (a session of `kassa.db.autocommit_scope`), and by a late payment inside its transaction.
+    (a session of `kassa.db.autocommit_scope`; `claim_cart`, the same statement over a cart's
+    items), and by a late payment inside its transaction.
     Idempotent on `claim_key`: while a claim under it is held, it is returned as it is (its own id
     and deadline), whether this call's twin took it a moment ago or an earlier try that never got
     its answer. Its taker gives it to its order with `attach`, or releases it with
@@ -118,20 +141,59 @@ async def claim(
         "reservation_id": reservation_id,
         "hold_expires_at": hold_expires_at,
     }
+    claimed = _claimed(await _run_claim(session, _CLAIM, params))
+    if claimed is None:  # the lines were merged above: never empty
+        raise Invalid("empty_order", "Nothing to reserve.")
+    return claimed
+
+
+async def claim_cart(
+    session: AsyncSession,
+    claim_key: str,
+    reservation_id: uuid.UUID,
+    cart_id: uuid.UUID,
+    cart_version: int,
+    hold_expires_at: datetime,
+) -> Claimed | Placed | None:
+    """`claim` of a cart's items, in one round trip (a flash sale's crowd is answered by it); or
+    the order an earlier tap on the same cart version placed, and then nothing is held; None for a
+    cart with nothing in it. Raises OutOfStock. Idempotent as `claim`."""
+    params = {
+        "claim_key": claim_key,
+        "cart_id": cart_id,
+        "cart_version": cart_version,
+        "reservation_id": reservation_id,
+        "hold_expires_at": hold_expires_at,
+    }
+    rows = await _run_claim(session, _CART_CLAIM, params)
+    placed = [row.id for row in rows if row.kind == "placed"]
+    return Placed(placed[0]) if placed else _claimed(rows)
+
+
+async def _run_claim(
+    session: AsyncSession, statement: TextClause, params: dict[str, Any]
+) -> list[Any]:
     # sqlmodel's `exec` runs a text() too; only its overloads leave it out (as in search.py).
     try:
-        rows = (await session.exec(_CLAIM, params=params)).all()  # type: ignore[call-overload]
+        return list((await session.exec(statement, params=params)).all())  # type: ignore[call-overload]
     except IntegrityError:
         # A twin under the same key claimed between this statement's snapshot and its insert (the
         # whole statement was undone): asked again, it finds the twin's claim. Only the gateway's
         # taps have twins, in autocommit: no transaction to end, and a rollback would expire the
         # caller's objects.
-        rows = (await session.exec(_CLAIM, params=params)).all()  # type: ignore[call-overload]
-    taken = next((row for row in rows if row.id is not None), None)
-    if taken is None:
-        available = {row.sku for row in rows}
-        raise OutOfStock([line.sku for line in lines if line.sku not in available])
-    return Claimed(taken.id, taken.hold_expires_at)
+        return list((await session.exec(statement, params=params)).all())  # type: ignore[call-overload]
+
+
+def _claimed(rows: list[Any]) -> Claimed | None:
+    """The claim the statement took or found; None if nothing was wanted; else OutOfStock."""
+    for row in rows:
+        if row.kind == "claimed":
+            return Claimed(row.id, row.hold_expires_at)
+    wanted = sorted(row.sku for row in rows if row.kind == "wanted")
+    if not wanted:
+        return None
+    available = {row.sku for row in rows if row.kind == "available"}
+    raise OutOfStock([sku for sku in wanted if sku not in available])
 
 
 async def attach(session: AsyncSession, reservation_id: uuid.UUID, order_id: uuid.UUID) -> None:

@@ -1,7 +1,8 @@
 """Placing an order: Pay Now's first steps, taken by the gateway before any workflow runs.
 
 The stock first, the order second:
-1. claim the cart's stock (`claim_stock`): one statement, committed at once (`inventory.claim`).
+1. claim the cart's stock (`claim_stock`): one statement, committed at once
+   (`inventory.claim_cart`), which also finds the order of an earlier tap on the same cart.
    A flash sale's loser is answered here, and the hot SKU's row is locked only while that
    statement runs;
 2. in one transaction (`place_order`), the order made from the cart, the customer checked, the
@@ -21,8 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from activities import auth, carts, inventory, orders
-from activities.inventory import StockLine
+from activities import auth, inventory, orders
 from kassa.db import session_scope
 from kassa.errors import Conflict, DomainError
 from kassa.statuses import OrderStatus
@@ -65,25 +65,25 @@ async def claim_stock(autocommit: AsyncSession, request: PlaceOrder) -> Placemen
     checks the customer and the cart on: under a flash sale's crowd each take from the pool is a
     queue, and a tap that took it several times before its claim would sell out as late as the
     crowd's last check."""
-    if (
-        earlier := await orders.order_for_cart(autocommit, request.cart_id, request.cart_version)
-    ) is not None:
-        return Placement(earlier, placed_now=False)
-    # Read before the cart is locked: if the cart changes after this, its version moves and the
-    # order below is refused, so a placed order always holds what its cart had.
-    quantities = await carts.cart_quantities(autocommit, request.cart_id)
-    if not quantities:
-        raise orders.EmptyCart()
-    lines = [StockLine(sku, quantity) for sku, quantity in sorted(quantities.items())]
     # Keyed by the tap (its cart version's workflow id): a tap sent again after its first try
     # claimed and then stopped (the gateway restarted, the database went away) finds that claim.
-    claimed = await inventory.claim(
+    # One round trip with the earlier order's check and the cart's items: a flash sale's losers
+    # are answered by it. The cart's items are read unlocked: if the cart changes after this, its
+    # version moves and the order below is refused, so a placed order always holds what its cart
+    # had.
+    claimed = await inventory.claim_cart(
         autocommit,
         request.workflow_id,
         uuid.uuid4(),
-        lines,
+        request.cart_id,
+        request.cart_version,
         utcnow() + timedelta(seconds=request.hold_seconds),
     )
+    if claimed is None:
+        raise orders.EmptyCart()
+    if isinstance(claimed, inventory.Placed):
+        # A double tap, or a retry after a lost answer: the order is the earlier tap's.
+        return Placement(await autocommit.get_one(Order, claimed.order_id), placed_now=False)
     return Claim(claimed.reservation_id, claimed.hold_expires_at)
 
 

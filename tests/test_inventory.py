@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from activities import inventory
 from activities.inventory import OutOfStock, StockLine
@@ -83,3 +84,17 @@ async def test_claim_release_commit_are_idempotent(kassa: Kassa) -> None:
             await inventory.release(session, sold.reservation_id)
         assert refused.value.code == "reservation_settled"
     assert (await kassa.stock(sku)).on_hand == 2
+
+
+async def test_a_sold_out_sku_is_refused_without_waiting_for_its_row(kassa: Kassa) -> None:
+    """A flash sale's losers do not queue for the hot row once it is sold out: their claim reads
+    it sold out and asks for no lock, even while a rival holds the row."""
+    sku = await kassa.product(on_hand=1)
+    assert await _claim(kassa, [StockLine(sku, 1)])
+    async with kassa.engine.connect() as rival:
+        await rival.execute(
+            text("SELECT 1 FROM stock WHERE sku = :sku FOR NO KEY UPDATE"), {"sku": sku}
+        )
+        # Waiting for the rival's lock would take until its rollback below: the timeout says so.
+        assert not await asyncio.wait_for(_claim(kassa, [StockLine(sku, 1)]), timeout=10)
+        await rival.rollback()
