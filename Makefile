@@ -21,12 +21,19 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The storefront's browser tests drive Debian's Chromium; installed once (CI runs as root).
+# Debian's packages, installed once when missing (CI runs as root): Chromium for the storefront's
+# browser tests, wrk for the bench's taps.
 CHROMIUM := /usr/bin/chromium
+WRK := /usr/bin/wrk
+apt_install = apt-get install -y $(1) || (apt-get update && apt-get install -y $(1))
 
 $(CHROMIUM):
 	@echo "==> installing Chromium for the storefront's browser tests"
-	apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
+	$(call apt_install,chromium)
+
+$(WRK):
+	@echo "==> installing wrk for the bench's taps"
+	$(call apt_install,wrk)
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
@@ -34,9 +41,7 @@ test: $(STAMP) $(CHROMIUM)
 chaos: $(STAMP)
 	$(BIN)/python -m pytest -q -m chaos tests/test_crashes.py
 
-# The bench's taps come from wrk (Debian's), installed here only when it is missing.
-bench: $(STAMP)
-	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y wrk) || (sudo apt-get update -qq && sudo apt-get install -y wrk)
+bench: $(STAMP) $(WRK)
 	$(BIN)/python -m bench.pay_now
 
 bench-search: $(STAMP)
