@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import literal_column, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -167,30 +167,33 @@ async def transition(
     Idempotent: an order already in `to_status` is returned unchanged (no second event).
     An illegal move changes nothing and raises IllegalTransition.
     """
-    found = (
-        await session.exec(select(Order.status).where(Order.id == order_id).with_for_update())
-    ).one_or_none()
-    if found is None:
-        raise NotFound("order_not_found", f"No order {order_id}.")
-    current = OrderStatus(found)
-    if current == to_status:
-        return await session.get_one(Order, order_id)
-    allowed = ALLOWED_FROM[to_status]
+    # One statement when the move is allowed (every checkout's): the guarded UPDATE takes the row
+    # lock, and RETURNING OLD (PostgreSQL 18) says the status it moved from. No status moves to
+    # itself, so a repeat lands below, as does an illegal move.
     # RETURNING an entity: sqlmodel types the UPDATE's result as rows of Any.
-    moved: Order | None = (
+    row = (
         await session.exec(
             update(Order)
-            .where(col(Order.id) == order_id, col(Order.status).in_(allowed))
+            .where(col(Order.id) == order_id, col(Order.status).in_(ALLOWED_FROM[to_status]))
             .values(status=to_status, reason=reason, updated_at=utcnow(), **fields)
-            .returning(Order)
+            .returning(Order, literal_column("old.status"))
         )
-    ).scalar_one_or_none()
-    if moved is None:
+    ).one_or_none()
+    if row is None:
+        found = (
+            await session.exec(select(Order.status).where(Order.id == order_id).with_for_update())
+        ).one_or_none()
+        if found is None:
+            raise NotFound("order_not_found", f"No order {order_id}.")
+        if found == to_status:
+            return await session.get_one(Order, order_id)
         raise IllegalTransition(
             "illegal_transition",
-            f"Order {order_id} is {current}; it cannot become {to_status}.",
-            order_status=current,
+            f"Order {order_id} is {found}; it cannot become {to_status}.",
+            order_status=OrderStatus(found),
         )
+    moved: Order = row[0]
+    current = OrderStatus(row[1])
     benefits = await _settle_benefits(session, moved, current)
     event_detail = (detail or {}) | benefits
     session.add(

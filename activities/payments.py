@@ -3,7 +3,7 @@
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import literal_column, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -67,21 +67,22 @@ async def advance(
     if status not in PAYMENT_MOVES_FROM:
         return False
     target = PaymentStatus(status)
-    before = (
-        await session.exec(
-            select(Payment.status).where(Payment.intent_id == intent_id).with_for_update()
-        )
-    ).one_or_none()
-    if before is None or before not in PAYMENT_MOVES_FROM[target]:
-        return False
-    moved = (
+    # One statement: the guarded UPDATE, and the status it moved from by RETURNING OLD
+    # (PostgreSQL 18).
+    row = (
         await session.exec(
             update(Payment)
-            .where(col(Payment.intent_id) == intent_id)
+            .where(
+                col(Payment.intent_id) == intent_id,
+                col(Payment.status).in_(PAYMENT_MOVES_FROM[target]),
+            )
             .values(status=target, decline_code=decline_code, updated_at=utcnow())
-            .returning(Payment)
+            .returning(Payment, literal_column("old.status"))
         )
-    ).scalar_one()
+    ).one_or_none()
+    if row is None:
+        return False
+    moved, before = row
     memo = _MEMO.get((before == PaymentStatus.AUTHORIZED, target))
     if memo is not None:
         await ledger.record_hold(

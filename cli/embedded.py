@@ -149,6 +149,10 @@ def temporal_dev_command(settings: Settings) -> list[str]:
         ),
         *("--namespace", settings.temporal_namespace),
         *attributes,
+        # Off by default on the server: an activity a workflow task schedules on the worker's own
+        # task queue is handed back with the task's completion (the payment call), not matched
+        # through a poll (README, "What each change bought").
+        *("--dynamic-config-value", "system.enableActivityEagerExecution=true"),
         *("--log-level", "warn"),
     ]
 

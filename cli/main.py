@@ -4,7 +4,6 @@ Errors a user can fix are one line on stderr saying what to do next, never a tra
 """
 
 import argparse
-import asyncio
 import getpass
 import logging
 import os
@@ -141,15 +140,22 @@ def _api(args: argparse.Namespace) -> int:
         # The app reads X-Forwarded-For from KASSA_TRUSTED_PROXIES only (api/main.py).
         proxy_headers=False,
         timeout_graceful_shutdown=API_SHUTDOWN_SECONDS,
+        # libuv's event loop and a compiled HTTP parser (uvicorn[standard]): the api's own CPU per
+        # Pay Now (README, "What each change bought").
+        loop="uvloop",
+        http="httptools",
     )
     _leave_past_temporal_threads()
 
 
 def _worker(args: argparse.Namespace) -> int:
+    import uvloop
+
     import worker
 
     configure_logging()
-    asyncio.run(worker.main(_settings()))
+    # libuv's event loop, as the api's: the activities' database and provider calls are I/O.
+    uvloop.run(worker.main(_settings()))
     _leave_past_temporal_threads()
 
 

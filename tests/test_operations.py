@@ -24,12 +24,15 @@ from temporalio.client import ScheduleActionStartWorkflow, ScheduleHandle, Workf
 from temporalio.service import RPCError
 
 from acquirer.faults import clear_faults, set_faults
+from activities.temporal.checkout_steps import CheckoutActivities
 from activities.temporal.hold_sweep_steps import (
     DEADLINE_LONG_PAST,
     WORKFLOW_GONE,
+    SweepActivities,
     SweepHoldsInput,
     SweepResult,
 )
+from activities.temporal.money_steps import MoneyActivities
 from api.main import create_app as create_gateway
 from kassa.db import session_scope
 from kassa.logs import JsonFormatter
@@ -41,6 +44,7 @@ from worker import HOLD_SWEEP_SCHEDULE, RECONCILE_SCHEDULE, RETENTION_SCHEDULE, 
 from workflows.checkout import CheckoutWorkflow, checkout_workflow_id
 from workflows.hold_sweep import HoldSweepWorkflow
 from workflows.retention import RetentionWorkflow
+from workflows.summaries import SUMMARIES
 
 CARD_NUMBER_3DS = "4000000000003220"
 
@@ -629,3 +633,15 @@ async def _until_running(handle: WorkflowHandle, activity_type: str) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{activity_type} never started")
+
+
+def test_every_activity_reads_as_a_line_in_temporal_ui() -> None:
+    """Each activity a workflow can run has its summary (issue 19: the database steps had none)."""
+    names = {
+        definition.name
+        for steps in (CheckoutActivities, MoneyActivities, SweepActivities)
+        for member in vars(steps).values()
+        if (definition := getattr(member, "__temporal_activity_definition", None)) is not None
+    }
+    assert len(names) >= 16, names
+    assert sorted(names - SUMMARIES.keys()) == []

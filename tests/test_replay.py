@@ -1,8 +1,9 @@
 """Determinism: recorded checkout histories must replay on today's workflow code.
 
 `tests/histories/*.json` are real runs recorded from the dev server, one per way a checkout ends,
-each started as the gateway starts it (the placed order as the run's input). They hold the retired
-patches' markers (`workflow.deprecate_patch`), as every run started since does.
+each started as the gateway starts it (the placed order as the run's input). They hold the markers
+of patches retired since (`workflow.deprecate_patch`, then removed): a deprecated marker with no
+call left in the code is skipped on replay, so runs started by the previous release still replay.
 A change to CheckoutWorkflow that would break running checkouts in production fails here.
 Re-record after an intended, versioned change with `KASSA_RECORD_HISTORIES=1 make test`.
 """

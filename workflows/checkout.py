@@ -62,13 +62,6 @@ UNANSWERED_ATTEMPT = "unavailable"
 # While 3-D Secure runs, ask the acquirer on this backoff in case its webhooks are lost.
 STATUS_POLL_FIRST = timedelta(seconds=5)
 STATUS_POLL_LONGEST = timedelta(minutes=1)
-# Retired patches (`workflow.deprecate_patch`): every run takes these paths, and a run started
-# before the patch was retired, whose history holds the marker, still replays. Remove the calls
-# in the release after 2026-12-08's: by then no run started before this one is open (a run
-# lives for its hold and grace, 17 minutes; the hold sweeper stops one stuck past that).
-POLL_PAYMENT_STATUS = "poll-payment-status"
-PAYMENT_STATUS_ATTRIBUTE = "payment-status-attribute"
-LOCAL_DATABASE_STEPS = "local-database-steps"
 
 
 def checkout_workflow_id(cart_id: uuid.UUID, cart_version: int) -> str:
@@ -166,7 +159,6 @@ class CheckoutWorkflow:
 
     @workflow.run
     async def run(self, checkout: CheckoutInput) -> CheckoutResult:
-        workflow.deprecate_patch(LOCAL_DATABASE_STEPS)
         workflow.upsert_search_attributes(
             [
                 CUSTOMER_ID.value_set(str(checkout.customer_id)),
@@ -306,7 +298,6 @@ class CheckoutWorkflow:
     ) -> IntentState:
         """3-D Secure: the webhook tells the outcome; the acquirer is asked too, in case it is
         lost."""
-        workflow.deprecate_patch(POLL_PAYMENT_STATUS)
         intent = await self._poll_until_settled(checkout, intent)
         if intent.intent_id in self._webhook_updates:
             update = self._webhook_updates[intent.intent_id]
@@ -430,7 +421,6 @@ class CheckoutWorkflow:
     # --- ops: what Temporal UI shows of this run (search attributes, current details) -----------
 
     def _show_payment(self) -> None:
-        workflow.deprecate_patch(PAYMENT_STATUS_ATTRIBUTE)
         workflow.upsert_search_attributes([PAYMENT_STATUS.value_set(self._attempts[-1].status)])
         self._show_details()
 

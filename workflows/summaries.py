@@ -41,7 +41,9 @@ SUMMARIES: dict[str, Callable[[Any], str]] = {
     ),
     "check_payment": lambda r: f"Ask the acquirer about {r.intent_id}",
     "cancel_payment": lambda r: f"Cancel {r.intent_id} (or learn that it went through)",
+    "capture_payment": lambda r: f"Take the money held by {r.intent_id} (capture)",
     "commit_stock": lambda r: f"Commit the held stock: sold ({r.reservation_id})",
+    "restock": lambda r: f"Put the sold stock back: the capture was refused ({r.reservation_id})",
     "release_stock": lambda r: f"Release the held stock ({r.reservation_id})",
     "mark_order": _marked,
     "reopen_cart": lambda r: f"Give cart {r.cart_id} back to the customer",
@@ -49,6 +51,10 @@ SUMMARIES: dict[str, Callable[[Any], str]] = {
     "settle_late_payment": lambda r: (
         f"Late payment {r.intent_id}: complete order {r.order_id}, or refund"
     ),
+    "capture_late_payment": lambda r: (
+        f"Late authorization {r.intent_id}: take the money for order {r.order_id}"
+    ),
+    "void_payment": lambda r: f"Let go of the late authorization {r.intent_id} (void)",
     "find_unsettled_payments": lambda r: "Find successes no checkout took",
     "sweep_holds": lambda r: "Release holds no checkout will release",
     "forget_old_records": lambda r: "Delete webhook events and login counts past their age",
