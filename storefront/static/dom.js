@@ -35,3 +35,8 @@ export function field(label, attributes = {}) {
 export function alert(message) {
   return h("p", { class: "alert", role: "alert" }, message);
 }
+
+// A product's picture; one that cannot be loaded (an address out of reach) leaves no broken box.
+export function picture(src, alt) {
+  return h("img", { src, alt, loading: "lazy", onerror: (event) => { event.target.hidden = true; } });
+}

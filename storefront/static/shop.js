@@ -1,7 +1,7 @@
 // Shopping: the catalog's search with its facets and cursors, a product, the cart and Pay Now.
 import { Problem, call, get, post } from "./api.js";
 import { go, say, showAgain, showError, signedInProfile } from "./app.js";
-import { field, h, put } from "./dom.js";
+import { field, h, picture, put } from "./dom.js";
 import { money, named, number, t } from "./i18n.js";
 import { payWith, paymentChoices } from "./payment.js";
 
@@ -72,7 +72,7 @@ export async function catalogPage(view, params) {
     h("p", {}, h("a", { href: "#/" }, t("facet.clear"))));
 
   const items = result.items.map((product) => h("li", { class: "card" },
-    product.image ? h("img", { src: product.image, alt: "", loading: "lazy" }) : null,
+    product.image ? picture(product.image, "") : null,
     h("a", { href: `#/product/${encodeURIComponent(product.sku)}`, class: "title" }, product.title),
     h("p", { class: "muted" }, product.brand),
     priceTag(product),
@@ -135,7 +135,7 @@ export async function productPage(view, params, sku) {
       h("a", { href: `#/?category=${encodeURIComponent(crumb.slug)}` }, crumb.name))),
     h("h1", {}, product.title),
     h("div", { class: "product" },
-      h("div", { class: "images" }, product.images.map((src, index) => h("img", { src, alt: index === 0 ? product.title : "" }))),
+      h("div", { class: "images" }, product.images.map((src, index) => picture(src, index === 0 ? product.title : ""))),
       h("div", {},
         h("p", { class: "muted" }, product.brand),
         priceTag(product),
