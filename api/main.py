@@ -29,6 +29,7 @@ from api.routers import (
     webhooks,
 )
 from kassa.db import make_engine
+from kassa.logs import configure_logging
 from kassa.settings import Settings, get_settings
 from kassa.temporal import connect
 from kassa.tracing import configure_tracing
@@ -44,6 +45,12 @@ def operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}_{route.name}" if route.tags else route.name
 
 
+def serve() -> FastAPI:
+    """`kassa api`'s factory: in each of its processes, our log lines, then the app."""
+    configure_logging()
+    return create_app()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -54,7 +61,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "kassa api: set KASSA_DATABASE_URL (or start everything with `kassa dev`)."
             )
         app.state.settings = settings
-        app.state.engine = make_engine(settings.database_url, pool_size=40, max_overflow=0)
+        # 40 connections for the api in all, shared by its processes (PostgreSQL's
+        # max_connections is 100 by default).
+        app.state.engine = make_engine(
+            settings.database_url, pool_size=max(10, 40 // settings.api_processes), max_overflow=0
+        )
         # Lazy: the api starts (and /readyz says why it is not ready) while Temporal is still
         # coming up.
         app.state.temporal = await connect(
