@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
@@ -66,7 +67,7 @@ WHEN = {
     413: f"The body is over {MAX_BODY_BYTES} bytes (`body_too_large`).",
     422: "Fields missing or wrong (`invalid_request`, see `errors`), or refused by a rule.",
     429: "Too many tries: wait `retry_after` seconds (the `Retry-After` header says the same).",
-    503: "Temporal or the payment provider did not answer in time: repeat in a moment.",
+    503: "Temporal, the payment provider or the database did not answer: repeat in a moment.",
 }
 
 
@@ -156,6 +157,21 @@ async def _temporal_unreachable(request: Request, error: Exception) -> JSONRespo
     )
 
 
+async def _database_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, DBAPIError)
+    if not error.connection_invalidated:
+        return await _unexpected(request, error)
+    # A pooled connection PostgreSQL or the network dropped (the api does not ping before each
+    # take, kassa/db.py): the pool is renewed, and the request, repeated, runs on a new one.
+    log.warning("database connection lost", extra={"path": request.url.path})
+    return problem(
+        503,
+        "database_unavailable",
+        "The database connection was lost: repeat the request in a moment.",
+        retry_after=1,
+    )
+
+
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     # Starlette calls this from its outermost middleware, after the request's log context is gone:
     # the id comes back from the scope, into the line and the answer.
@@ -225,5 +241,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(WorkflowUpdateRPCTimeoutOrCancelledError, _workflow_slow)
     app.add_exception_handler(RPCError, _temporal_unreachable)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(BodySizeLimit)

@@ -28,6 +28,7 @@ run's `failed`, never raised.
 
     python -m bench.pay_now [--loads 10,20] [--seconds 10] [--saturation 200] [--concurrency 32]
                              [--buyers 2000] [--units 200] [--only checkouts|flash]
+                             [--api-processes 1]
 
 Results: tables on stdout (ready for the README's Performance section) and
 bench/results/latest.json, whose `ratios` are the issue's aims. A smaller run: --seconds 3
@@ -641,7 +642,11 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             " (separate processes)…",
             flush=True,
         )
-        stack = await Stack.start(root / "stack", await asyncio.to_thread(start_postgres, root))
+        stack = await Stack.start(
+            root / "stack",
+            await asyncio.to_thread(start_postgres, root),
+            api_processes=args.api_processes,
+        )
         try:
             limits = httpx.Limits(
                 max_connections=256, max_keepalive_connections=256, keepalive_expiry=1
@@ -993,6 +998,12 @@ def main() -> None:
         choices=["all", "checkouts", "flash"],
         default=environ("BENCH_ONLY", "all"),
         help="the checkouts and their baselines, or the flash sale and its baseline (all)",
+    )
+    parser.add_argument(
+        "--api-processes",
+        type=positive,
+        default=int(environ("BENCH_API_PROCESSES", "1")),
+        help="the api's processes, KASSA_API_PROCESSES (1)",
     )
     args = parser.parse_args()
     if args.units > args.buyers:

@@ -130,12 +130,16 @@ def _api(args: argparse.Namespace) -> int:
 
     configure_logging()
     settings = _settings()
-    # log_config=None keeps our JSON lines instead of uvicorn's own format.
+    # log_config=None keeps our JSON lines instead of uvicorn's own format (each of several
+    # processes sets them up again: api.main.serve).
     uvicorn.run(
-        "api.main:create_app",
+        "api.main:serve",
         factory=True,
         host=settings.host,
         port=settings.api_port,
+        # Several processes share the port (uvicorn's supervisor restarts one that dies): a
+        # flash sale's crowd keeps one Python process busy on one core.
+        workers=settings.api_processes,
         log_config=None,
         # The app reads X-Forwarded-For from KASSA_TRUSTED_PROXIES only (api/main.py).
         proxy_headers=False,

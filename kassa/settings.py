@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".kassa")
     host: str = "127.0.0.1"
     api_port: int = 8000
+    # `kassa api`'s processes on api_port (uvicorn's workers): one Python process serves on one
+    # core at a time. Each has its own /metrics (README, "Settings").
+    api_processes: int = Field(default=1, ge=1, le=64)
     acquirer_port: int = 8100
     # Unset: the embedded dev server on temporal_port; set: a real cluster.
     temporal_address: str | None = None

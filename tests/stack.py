@@ -79,18 +79,22 @@ def cpu_seconds(pid: int, ended_children: bool = False) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def postgres_cpu_seconds(pgdata: Path) -> float:
-    """The PostgreSQL server's CPU time so far: the postmaster's, its live backends', and its
-    ended backends' (the postmaster waits for each, so their time is added to its own)."""
-    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
-    total = cpu_seconds(postmaster, ended_children=True)
+def process_tree_cpu_seconds(pid: int) -> float:
+    """A running process's CPU time so far with its children's: the live ones' and those that
+    ended (a process waits for each, so their time is added to its own)."""
+    total = cpu_seconds(pid, ended_children=True)
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            if int(_stat(int(stat.parent.name))[1]) == postmaster:
+            if int(_stat(int(stat.parent.name))[1]) == pid:
                 total += cpu_seconds(int(stat.parent.name))
         except (FileNotFoundError, ProcessLookupError):
-            pass  # a backend that ended meanwhile: now in the postmaster's count
+            pass  # a child that ended meanwhile: now in its parent's count
     return total
+
+
+def postgres_cpu_seconds(pgdata: Path) -> float:
+    """The PostgreSQL server's CPU time so far: the postmaster's and its backends'."""
+    return process_tree_cpu_seconds(int((pgdata / "postmaster.pid").read_text().split()[0]))
 
 
 @dataclass
@@ -116,8 +120,9 @@ class Part:
                 self.kill()
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time so far (from /proc: the process is still running)."""
-        return cpu_seconds(self.process.pid)
+        """User + system CPU time so far, with its children's (the api's processes, when
+        KASSA_API_PROCESSES starts several), from /proc: the process is still running."""
+        return process_tree_cpu_seconds(self.process.pid)
 
     def peak_memory_mb(self) -> float:
         """The resident set's high-water mark (VmHWM)."""
@@ -136,8 +141,11 @@ class Stack:
     temporal: Client | None = None
 
     @classmethod
-    async def start(cls, root: Path, server_url: str, workers: int = 1) -> "Stack":
-        """Temporal, the acquirer, the api and `workers` workers, in `root`, ready to serve."""
+    async def start(
+        cls, root: Path, server_url: str, workers: int = 1, api_processes: int = 1
+    ) -> "Stack":
+        """Temporal, the acquirer, the api (`api_processes` of it) and `workers` workers, in
+        `root`, ready to serve."""
         await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
         name = f"stack_{uuid.uuid4().hex[:10]}"
         url = await asyncio.to_thread(database_of_its_own, server_url, name)
@@ -146,6 +154,7 @@ class Stack:
             data_dir=root,
             database_url=url,
             api_port=free_port(),
+            api_processes=api_processes,
             acquirer_port=free_port(),
             task_queue=name,
             # Several workers run side by side here: none serves metrics, so no two fight for a

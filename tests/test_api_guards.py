@@ -15,8 +15,10 @@ import jwt
 import pytest
 from jwt.utils import base64url_decode, base64url_encode
 from jwt.warnings import InsecureKeyLengthWarning
+from sqlalchemy import text
 
 from activities.tokens import Keyring, TokenPolicy, issue_access_token, key_id, revoke_family
+from api.main import API_DATABASE_NAME
 from kassa.db import session_scope
 from tests.conftest import PASSWORD, Customer, Kassa
 from tests.flow import CARD, CARD_3DS, CARD_DECLINED, order_reaches, pay_now
@@ -651,3 +653,23 @@ async def test_health_and_readiness(kassa: Kassa) -> None:
     assert health.status_code == 200 and health.json() == {"status": "ok"}
     assert ready.status_code == 200, ready.text
     assert ready.json() == {"status": "ready", "checks": {"database": "ok", "temporal": "ok"}}
+
+
+async def test_a_dropped_database_connection_costs_one_request_a_503(
+    kassa: Kassa, shopper: Shopper
+) -> None:
+    # The api takes pooled connections without a ping (kassa/db.py): PostgreSQL ending them
+    # (a restart, a failover) is seen by the next request, answered 503, and the pool renewed.
+    assert await cart_of(shopper.customer) == shopper.cart
+    async with session_scope(kassa.engine) as session:
+        ended = await session.exec(  # type: ignore[call-overload]
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = :name AND datname = current_database()"
+            ),
+            params={"name": API_DATABASE_NAME},
+        )
+        assert ended.all(), "the api holds pooled connections"
+    async with shopper.customer.http() as http:
+        assert_problem(await http.get("/cart"), 503, "database_unavailable")
+    assert await cart_of(shopper.customer) == shopper.cart
