@@ -237,10 +237,7 @@ async def _transition(
     if order.status == OrderStatus.PAID:
         # The money is in: on the ledger in the same transaction as the order's PAID. The order
         # keeps its first success; any other is left to reconciliation to refund.
-        for payment in (await payments.succeeded(session, order.id))[:1]:
-            await ledger.record_charge(
-                session, order.id, payment.intent_id, payment.amount, payment.currency
-            )
+        await ledger.record_first_charge(session, order.id)
     return order
 
 
