@@ -11,8 +11,9 @@ twice changes nothing.
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import TextClause, text
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -58,6 +59,36 @@ class TransactionView:
     postings: list[PostingView]
 
 
+# A transaction and its two postings in one round trip, for the movement `entry` names (reference,
+# amount, currency); nothing when (kind, reference) is recorded, or `entry` names none.
+_POST = """WITH entry AS ({entry}), recorded AS (
+    INSERT INTO ledger_transactions (id, kind, reference, order_id, created_at)
+    SELECT :id, :kind, entry.reference, :order_id, :created_at FROM entry
+    ON CONFLICT (kind, reference) DO NOTHING
+    RETURNING id
+)
+INSERT INTO ledger_postings (transaction_id, account, amount, currency)
+SELECT recorded.id, posting.account, posting.amount, entry.currency
+FROM recorded, entry,
+    LATERAL (VALUES (CAST(:debit AS varchar), entry.amount), (:credit, -entry.amount))
+    AS posting (account, amount)
+RETURNING transaction_id"""
+_POST_GIVEN = text(
+    _POST.format(
+        entry="SELECT CAST(:reference AS varchar) AS reference, CAST(:amount AS bigint) AS amount,"
+        " CAST(:currency AS varchar) AS currency"
+    )
+)
+# The order's first payment that went through (the one it keeps; reconciliation refunds others).
+_POST_FIRST_SUCCESS = text(
+    _POST.format(
+        entry="SELECT intent_id AS reference, CAST(amount AS bigint) AS amount, currency"
+        " FROM payments WHERE order_id = :order_id AND status = 'succeeded'"
+        " ORDER BY attempt LIMIT 1"
+    )
+)
+
+
 async def _post(
     session: AsyncSession,
     kind: str,
@@ -67,29 +98,35 @@ async def _post(
     currency: str,
 ) -> bool:
     """Idempotent on (kind, reference): True if this call recorded it."""
+    given = {"reference": reference, "amount": amount, "currency": currency}
+    return await _posted(session, _POST_GIVEN, kind, order_id, given)
+
+
+async def _posted(
+    session: AsyncSession,
+    statement: TextClause,
+    kind: str,
+    order_id: uuid.UUID,
+    entry: dict[str, Any],
+) -> bool:
     debit, credit = ACCOUNTS_OF_KIND[kind]
-    created = await session.exec(
-        insert(LedgerTransaction)
-        .values(
-            id=uuid.uuid4(), kind=kind, reference=reference, order_id=order_id, created_at=utcnow()
-        )
-        .on_conflict_do_nothing(index_elements=["kind", "reference"])
-        .returning(col(LedgerTransaction.id))
-    )
-    transaction_id = created.scalar_one_or_none()
-    if transaction_id is None:
-        return False
-    session.add_all(
-        [
-            LedgerPosting(
-                transaction_id=transaction_id, account=debit, amount=amount, currency=currency
-            ),
-            LedgerPosting(
-                transaction_id=transaction_id, account=credit, amount=-amount, currency=currency
-            ),
-        ]
-    )
-    return True
+    params = {
+        "id": uuid.uuid4(),
+        "kind": kind,
+        "order_id": order_id,
+        "created_at": utcnow(),
+        "debit": debit,
+        "credit": credit,
+        **entry,
+    }
+    # sqlmodel's `exec` runs a text() too; only its overloads leave it out (as in inventory.py).
+    posted = await session.exec(statement, params=params)  # type: ignore[call-overload]
+    return bool(posted.all())
+
+
+async def record_first_charge(session: AsyncSession, order_id: uuid.UUID) -> bool:
+    """The order's first succeeded payment as its charge, read and recorded in one round trip."""
+    return await _posted(session, _POST_FIRST_SUCCESS, "charge", order_id, {})
 
 
 async def record_charge(

@@ -131,26 +131,31 @@ async def _move(
     False if this (kind, reference) was recorded before; PointsUnavailable if the guard refuses."""
     if points <= 0:
         return False
-    done = await session.exec(
-        select(LoyaltyMovement.id).where(
-            LoyaltyMovement.kind == kind, LoyaltyMovement.reference == reference
-        )
+    recorded = select(LoyaltyMovement.id).where(
+        LoyaltyMovement.kind == kind, LoyaltyMovement.reference == reference
     )
-    if done.one_or_none() is not None:
-        return False
     balance, held = (
         col(LoyaltyAccount.balance) + balance_change,
         col(LoyaltyAccount.held) + held_change,
     )
+    # One round trip when the movement is new (every checkout's): the UPDATE itself asks whether it
+    # was recorded before. When it changes nothing, a second look says which guard stopped it.
     moved = (
         await session.exec(
             update(LoyaltyAccount)
-            .where(col(LoyaltyAccount.user_id) == order.user_id, held >= 0, balance >= held)
+            .where(
+                col(LoyaltyAccount.user_id) == order.user_id,
+                held >= 0,
+                balance >= held,
+                ~recorded.exists(),
+            )
             .values(balance=balance, held=held, updated_at=utcnow())
             .returning(col(LoyaltyAccount.balance), col(LoyaltyAccount.held))
         )
     ).one_or_none()
     if moved is None:
+        if (await session.exec(recorded)).first() is not None:
+            return False
         raise PointsUnavailable(points, await available(session, order.user_id))
     session.add(
         LoyaltyMovement(

@@ -546,8 +546,7 @@ async def test_a_checkout_run_reads_as_its_story_in_temporal(kassa: Kassa) -> No
     ]
     assert summaries == [
         '"Payment attempt 1: 1500.00 RUB at the acquirer"',
-        f'"Commit the held stock: sold ({reservation_id})"',
-        '"Order PAID"',
+        f'"Commit the held stock: sold ({reservation_id}); order PAID"',
     ]
     query = f'PaymentStatus = "succeeded" AND CustomerId = "{customer.user.id}"'
     found: list[str] = []

@@ -1,7 +1,9 @@
 """Determinism: recorded checkout histories must replay on today's workflow code.
 
 `tests/histories/*.json` are real runs recorded from the dev server, one per way a checkout ends,
-each started as the gateway starts it (the placed order as the run's input). They hold the markers
+each started as the gateway starts it (the placed order as the run's input), and
+`checkout-paid-in-one-step.json`, a paid run of the `paid-in-one-step` patch's path (the others
+were recorded before it and replay the path without it). They hold the markers
 of patches retired since (`workflow.deprecate_patch`, then removed): a deprecated marker with no
 call left in the code is skipped on replay, so runs started by the previous release still replay.
 A change to CheckoutWorkflow that would break running checkouts in production fails here.

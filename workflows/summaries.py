@@ -46,6 +46,9 @@ SUMMARIES: dict[str, Callable[[Any], str]] = {
     "restock": lambda r: f"Put the sold stock back: the capture was refused ({r.reservation_id})",
     "release_stock": lambda r: f"Release the held stock ({r.reservation_id})",
     "mark_order": _marked,
+    "commit_and_mark_paid": lambda r: (
+        f"Commit the held stock: sold ({r.reservation_id}); order PAID"
+    ),
     "reopen_cart": lambda r: f"Give cart {r.cart_id} back to the customer",
     "refund_payment": _refund,
     "settle_late_payment": lambda r: (

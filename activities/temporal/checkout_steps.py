@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from activities import carts, inventory, ledger, orders, payments
@@ -30,6 +31,7 @@ from kassa.db import session_scope
 from kassa.errors import Conflict
 from kassa.metrics import CHECKOUTS_ENDED
 from kassa.statuses import ENDED, OrderStatus, PaymentStatus
+from kassa.tables import Order
 
 log = logging.getLogger("kassa.checkout")
 
@@ -51,6 +53,12 @@ class MarkOrderInput:
     order_id: uuid.UUID
     status: OrderStatus
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PaidOrderInput:
+    order_id: uuid.UUID
+    reservation_id: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -112,22 +120,18 @@ class CheckoutActivities:
     @activity.defn
     async def mark_order(self, request: MarkOrderInput) -> None:
         async with refusals_are_final(), session_scope(self._engine) as session:
-            order = await orders.transition(
-                session, request.order_id, request.status, request.reason
-            )
-            if order.status == OrderStatus.PAID:
-                # The money is in: on the ledger in the same transaction as the order's PAID. The
-                # order keeps its first success; any other is left to reconciliation to refund.
-                for payment in (await payments.succeeded(session, order.id))[:1]:
-                    await ledger.record_charge(
-                        session, order.id, payment.intent_id, payment.amount, payment.currency
-                    )
-        if order.status in ENDED and activity.info().attempt == 1:
-            CHECKOUTS_ENDED.labels(order.status).inc()
-        log.info(
-            "order marked",
-            extra={"order_id": request.order_id, "status": order.status, "reason": request.reason},
-        )
+            order = await _transition(session, request.order_id, request.status, request.reason)
+        _marked(order, request.reason)
+
+    @activity.defn
+    async def commit_and_mark_paid(self, request: PaidOrderInput) -> None:
+        """The money is taken (one stage): the stock sold and the order PAID in one transaction,
+        where `commit_stock` and `mark_order` took one each (the checkout's hot path). A refused
+        commit leaves the order as it was, as it did when the commit ran first on its own."""
+        async with refusals_are_final(), session_scope(self._engine) as session:
+            await inventory.commit(session, request.reservation_id)
+            order = await _transition(session, request.order_id, OrderStatus.PAID, None)
+        _marked(order, None)
 
     @activity.defn
     async def initiate_payment(self, request: InitiatePaymentInput) -> IntentState:
@@ -221,8 +225,26 @@ class CheckoutActivities:
             self.restock,
             self.capture_payment,
             self.mark_order,
+            self.commit_and_mark_paid,
             self.reopen_cart,
         ]
+
+
+async def _transition(
+    session: AsyncSession, order_id: uuid.UUID, status: OrderStatus, reason: str | None
+) -> Order:
+    order = await orders.transition(session, order_id, status, reason)
+    if order.status == OrderStatus.PAID:
+        # The money is in: on the ledger in the same transaction as the order's PAID. The order
+        # keeps its first success; any other is left to reconciliation to refund.
+        await ledger.record_first_charge(session, order.id)
+    return order
+
+
+def _marked(order: Order, reason: str | None) -> None:
+    if order.status in ENDED and activity.info().attempt == 1:
+        CHECKOUTS_ENDED.labels(order.status).inc()
+    log.info("order marked", extra={"order_id": order.id, "status": order.status, "reason": reason})
 
 
 def _intent(payment: ProviderPayment) -> IntentState:
