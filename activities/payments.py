@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import literal_column, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlmodel import col, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from activities import ledger
@@ -99,13 +99,3 @@ _MEMO = {
     # The provider let go of the hold itself (expired before its capture): closed all the same.
     (True, PaymentStatus.FAILED): "void",
 }
-
-
-async def succeeded(session: AsyncSession, order_id: uuid.UUID) -> list[Payment]:
-    """The order's payments that went through, in attempt order."""
-    query = (
-        select(Payment)
-        .where(Payment.order_id == order_id, Payment.status == PaymentStatus.SUCCEEDED)
-        .order_by(col(Payment.attempt))
-    )
-    return list(await session.exec(query))

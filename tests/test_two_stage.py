@@ -12,7 +12,7 @@ from activities.inventory import StockLine
 from activities.payments import IntentState
 from kassa.db import autocommit_scope, session_scope
 from kassa.statuses import PaymentStatus
-from kassa.tables import LedgerTransaction, Reservation, utcnow
+from kassa.tables import LedgerTransaction, Payment, Reservation, utcnow
 from tests.conftest import Kassa, ledger_balances
 from tests.flow import CARD, pay_now
 
@@ -67,7 +67,10 @@ async def test_an_authorization_is_captured_or_voided_once_with_its_memo(kassa: 
     assert await _memo(kassa, voided) == ["authorization", "void"]
     async with session_scope(kassa.engine) as session:
         # The memo never touches the money: what the provider owes us is the paid order's charge.
-        order_total = (await payments.succeeded(session, order_id))[0].amount
+        paid = select(Payment.amount).where(
+            Payment.order_id == order_id, Payment.status == PaymentStatus.SUCCEEDED
+        )
+        order_total = (await session.exec(paid)).one()
         assert await ledger.charged(session, order_id) == order_total
     await ledger_balances(kassa)
 
