@@ -41,6 +41,7 @@ from workflows.checkout import (
     PaymentMethod,
     PaymentUpdate,
     PlacedOrder,
+    starting_search_attributes,
 )
 from workflows.money_back import LatePaymentWorkflow, late_payment_workflow_id
 
@@ -91,11 +92,13 @@ def checkout_input(order: Order, method: PaymentMethod, hold_grace_seconds: int)
 async def _start_or_attach(
     temporal: Client, settings: Settings, order: Order, method: PaymentMethod
 ) -> CheckoutState:
+    checkout = checkout_input(order, method, settings.hold_grace_seconds)
     start = WithStartWorkflowOperation(
         CheckoutWorkflow.run,
-        checkout_input(order, method, settings.hold_grace_seconds),
+        checkout,
         id=order.workflow_id,
         task_queue=settings.task_queue,
+        search_attributes=starting_search_attributes(checkout),
         static_summary=(
             f"Pay Now: cart {order.cart_id} v{order.cart_version} of customer {order.user_id}"
         ),

@@ -20,7 +20,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -113,6 +118,18 @@ class CheckoutInput:
     hold_grace_seconds: int = 0
 
 
+def starting_search_attributes(checkout: CheckoutInput) -> TypedSearchAttributes:
+    """What a run shows in search from its start, given by its starter (the gateway): part of the
+    start event, so searchable while the bank is still being asked, at no upsert of its own."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(CUSTOMER_ID, str(checkout.customer_id)),
+            SearchAttributePair(ORDER_TOTAL, checkout.placed.order.total),
+            SearchAttributePair(ORDER_STATUS, OrderStatus.PENDING_PAYMENT),
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class PaymentUpdate:
     """What the acquirer's webhook said about one intent of this order."""
@@ -171,11 +188,12 @@ class CheckoutWorkflow:
     async def run(self, checkout: CheckoutInput) -> CheckoutResult:
         paid_in_one_step = workflow.patched(PAID_IN_ONE_STEP)
         self._gather_attributes = paid_in_one_step
-        self._show_attributes(
-            CUSTOMER_ID.value_set(str(checkout.customer_id)),
-            ORDER_TOTAL.value_set(self._order.total),
-            ORDER_STATUS.value_set(self._status),
-        )
+        if not paid_in_one_step:  # since the patch, the gateway starts runs with them
+            self._show_attributes(
+                CUSTOMER_ID.value_set(str(checkout.customer_id)),
+                ORDER_TOTAL.value_set(self._order.total),
+                ORDER_STATUS.value_set(self._status),
+            )
         self._show_details()
 
         outcome, reason = await self._collect_payment(checkout)
