@@ -72,13 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         app.state.settings = settings
         # 40 connections for the api in all, shared by its processes (PostgreSQL's
-        # max_connections is 100 by default). No ping per take: every request takes one, and a
-        # dropped connection costs one request a 503 (api/problems.py), which the client repeats.
+        # max_connections is 100 by default).
         app.state.engine = make_engine(
             settings.database_url,
             pool_size=max(10, 40 // settings.api_processes),
             max_overflow=0,
-            pre_ping=False,
             application_name=API_DATABASE_NAME,
         )
         # Lazy: the api starts (and /readyz says why it is not ready) while Temporal is still

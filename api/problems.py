@@ -161,8 +161,8 @@ async def _database_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, DBAPIError)
     if not error.connection_invalidated:
         return await _unexpected(request, error)
-    # A pooled connection PostgreSQL or the network dropped (the api does not ping before each
-    # take, kassa/db.py): the pool is renewed, and the request, repeated, runs on a new one.
+    # A connection PostgreSQL or the network dropped while the request used it (the ping at each
+    # take, kassa/db.py, catches those dropped while pooled): the request, repeated, gets a new one.
     log.warning("database connection lost", extra={"path": request.url.path})
     return problem(
         503,

@@ -655,11 +655,12 @@ async def test_health_and_readiness(kassa: Kassa) -> None:
     assert ready.json() == {"status": "ready", "checks": {"database": "ok", "temporal": "ok"}}
 
 
-async def test_a_dropped_database_connection_costs_one_request_a_503(
+async def test_a_dropped_database_connection_costs_no_request(
     kassa: Kassa, shopper: Shopper
 ) -> None:
-    # The api takes pooled connections without a ping (kassa/db.py): PostgreSQL ending them
-    # (a restart, a failover) is seen by the next request, answered 503, and the pool renewed.
+    # PostgreSQL ending the api's pooled connections (a restart, a failover): the ping at each
+    # take (kassa/db.py) replaces them before use, so no request sees it. Every api of the test
+    # session is named so: another stack's pool recovers the same way.
     assert await cart_of(shopper.customer) == shopper.cart
     async with session_scope(kassa.engine) as session:
         ended = await session.exec(  # type: ignore[call-overload]
@@ -670,6 +671,4 @@ async def test_a_dropped_database_connection_costs_one_request_a_503(
             params={"name": API_DATABASE_NAME},
         )
         assert ended.all(), "the api holds pooled connections"
-    async with shopper.customer.http() as http:
-        assert_problem(await http.get("/cart"), 503, "database_unavailable")
     assert await cart_of(shopper.customer) == shopper.cart

@@ -111,6 +111,6 @@ async def test_one_pay_now_is_one_trace_from_the_api_to_the_acquirer(
         "StartUpdateWithStartWorkflow:CheckoutWorkflow",
         "RunWorkflow:CheckoutWorkflow",
         "RunActivity:initiate_payment",
-        "RunActivity:commit_stock",
+        "RunActivity:commit_and_mark_paid",  # a one-stage payment: stock and order at once
         "sandbox create_payment",
     } <= in_trace, in_trace
