@@ -7,7 +7,10 @@ were recorded before it and replay the path without it). They hold the markers
 of patches retired since (`workflow.deprecate_patch`, then removed): a deprecated marker with no
 call left in the code is skipped on replay, so runs started by the previous release still replay.
 A change to CheckoutWorkflow that would break running checkouts in production fails here.
-Re-record after an intended, versioned change with `KASSA_RECORD_HISTORIES=1 make test`.
+`KASSA_RECORD_HISTORIES=1 make test` records the endings that have no history yet; it never
+overwrites one (a run of today's path would drop the replay of the path older runs took): after
+an intended, versioned change, add the new path's history under a name of its own, as
+`checkout-paid-in-one-step.json` was, and delete a file only when no run of its path is left.
 """
 
 import json
@@ -57,7 +60,8 @@ async def test_this_sessions_checkouts_replay(kassa: Kassa) -> None:
 
 
 def record(history: WorkflowHistory) -> None:
-    """With KASSA_RECORD_HISTORIES set, keep this run as the recorded history of its ending."""
+    """With KASSA_RECORD_HISTORIES set, keep this run as the recorded history of its ending, if
+    that ending has none yet."""
     if not os.environ.get("KASSA_RECORD_HISTORIES"):
         return
     if not history.workflow_id.startswith("checkout-"):
@@ -66,4 +70,6 @@ def record(history: WorkflowHistory) -> None:
         history.events[-1].workflow_execution_completed_event_attributes.result.payloads[0].data
     )
     HISTORIES.mkdir(exist_ok=True)
-    (HISTORIES / f"checkout-{result['status'].lower()}.json").write_text(history.to_json())
+    recorded = HISTORIES / f"checkout-{result['status'].lower()}.json"
+    if not recorded.exists():
+        recorded.write_text(history.to_json())
