@@ -14,6 +14,7 @@
 """
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -29,6 +30,8 @@ MAX_QUERY_WORDS = 8
 MAX_WORD_LENGTH = 64
 TYPO_QUERY_WORDS = 3  # longer queries say enough without guessing at their words
 TYPO_MIN_LENGTH = 4
+# A query that could be a SKU as the catalog spells them (admin_products.Sku).
+SKU_LIKE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Bucket bounds in kopecks: under 1 000 ₽, 1 000 – 3 000 ₽, … 100 000 ₽ and more.
 PRICE_BOUNDS = (100_000, 300_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000)
 FACET_VALUES = 30  # per facet, the most frequent
@@ -150,9 +153,14 @@ async def _conditions(
 ) -> _Where:
     where = _Where()
     if terms:
-        where.add(
-            "p.search_vector @@ to_tsquery('russian', :tsquery)", tsquery=_tsquery(terms, nearest)
-        )
+        matches = "p.search_vector @@ to_tsquery('russian', :tsquery)"
+        exact = query.text.strip()
+        if SKU_LIKE.fullmatch(exact):
+            # A SKU typed as printed is also found whole: the text parser splits some on their
+            # own terms (`SKU-77E1DE7AE6`: `77E1` reads as a number), so its words may not match.
+            where.add(f"(p.sku = :sku OR {matches})", sku=exact, tsquery=_tsquery(terms, nearest))
+        else:
+            where.add(matches, tsquery=_tsquery(terms, nearest))
     if query.category is not None:
         categories = await subtree(session, query.category)
         # Equality for a leaf, so that the planner sees one category and walks its index in order.

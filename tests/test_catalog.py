@@ -450,3 +450,21 @@ async def test_generated_catalog_is_deterministic_and_seeds_once(kassa: Kassa) -
     async with session_scope(kassa.engine) as session:
         product = await session.get_one(Product, "GEN-0000007")
     assert product.title == list(generate(7))[-1].title and product.search_vector
+
+
+async def test_a_sku_typed_as_printed_finds_its_product(kassa: Kassa) -> None:
+    # PostgreSQL's text parser reads `77E1…` as a number: the SKU's words alone miss it.
+    sku = f"SKU-77E1{uuid.uuid4().hex[:6].upper()}"
+    async with session_scope(kassa.engine) as session:
+        await session.exec(
+            insert(Category)
+            .values(slug="test", name="Тест", name_en="Test")
+            .on_conflict_do_nothing()
+        )
+        session.add(
+            Product(sku=sku, title=f"Test item {sku}", brand="Acme", category="test", price=10_000)
+        )
+    async with httpx.AsyncClient(base_url=kassa.api_url) as http:
+        found = await http.get("/catalog/products", params={"q": sku})
+    assert found.status_code == 200, found.text
+    assert [item["sku"] for item in found.json()["items"]] == [sku], found.text
