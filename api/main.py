@@ -71,8 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "kassa api: set KASSA_DATABASE_URL (or start everything with `kassa dev`)."
             )
         app.state.settings = settings
-        # 40 connections for the api in all, shared by its processes (PostgreSQL's
-        # max_connections is 100 by default).
+        # 40 connections for the api in all, shared by its processes, but at least 10 each: past
+        # four processes, mind PostgreSQL's max_connections (100 by default).
         app.state.engine = make_engine(
             settings.database_url,
             pool_size=max(10, 40 // settings.api_processes),

@@ -244,6 +244,17 @@ async def delivered_for(double: YooKassaDouble, intent_id: str, kassa: Kassa) ->
     return sorted(await events_for(kassa, intent_id))
 
 
+async def sold_and_booked(yk: Stand, order: Pending) -> None:
+    """The order's unit sold (2 left, none held), its money held, captured and charged on the
+    ledger, the memo of holds back to nothing, and the books balanced."""
+    stock = await yk.kassa.stock(order.sku)
+    assert (stock.on_hand, stock.reserved) == (2, 0)
+    ledger = await admin_ledger(yk.kassa, order.order_id)
+    assert kinds(ledger) == ["authorization", "capture", "charge"]
+    assert memo_of(ledger) == {CARD_HOLDS: 0, HELD_FOR_ORDERS: 0}
+    await ledger_balances(yk.kassa)
+
+
 async def test_pay_now_on_yookassas_page_pays_the_order(yk: Stand) -> None:
     before = await webhook_counts(yk.kassa)
     order = await pending_order(yk, price=129_900)
@@ -541,12 +552,7 @@ async def test_a_later_hold_completes_the_cancelled_order_when_its_stock_is_ther
     async with order.customer.http() as http:
         paid = (await http.get(f"/orders/{order.order_id}")).json()
     assert (paid["status"], paid["reason"]) == ("PAID", "late_payment")
-    stock = await yk.kassa.stock(order.sku)
-    assert (stock.on_hand, stock.reserved) == (2, 0)
-    ledger = await admin_ledger(yk.kassa, order.order_id)
-    assert kinds(ledger) == ["authorization", "capture", "charge"]
-    assert memo_of(ledger) == {CARD_HOLDS: 0, HELD_FOR_ORDERS: 0}
-    await ledger_balances(yk.kassa)
+    await sold_and_booked(yk, order)
 
 
 async def test_a_later_hold_is_voided_when_the_cancelled_orders_stock_is_gone(
@@ -799,12 +805,7 @@ async def test_a_lost_notification_is_found_by_the_runs_status_check(yk: Stand) 
     ] == ["payment.waiting_for_capture", "payment.succeeded"]
     assert await delivered_for(yk.double, order.intent_id, yk.kassa) == []
     assert await signals(yk.kassa, order.order_id) == 0
-    stock = await yk.kassa.stock(order.sku)
-    assert (stock.on_hand, stock.reserved) == (2, 0)
-    ledger = await admin_ledger(yk.kassa, order.order_id)
-    assert kinds(ledger) == ["authorization", "capture", "charge"]
-    assert memo_of(ledger) == {CARD_HOLDS: 0, HELD_FOR_ORDERS: 0}
-    await ledger_balances(yk.kassa)
+    await sold_and_booked(yk, order)
 
 
 async def test_a_lost_notification_of_an_ended_order_is_found_by_reconciliation(
